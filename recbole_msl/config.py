@@ -1,0 +1,97 @@
+"""RecBole's Config, plus the plugin's property files and explicit command-line overrides."""
+
+from __future__ import annotations
+
+import os
+
+import yaml
+from recbole.config import Config as RecBoleConfig
+from recbole.utils import ModelType
+
+from .compat import install_numpy_aliases
+from .errors import ConfigError
+from .utils import get_model
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+# Installed wheels carry the YAMLs inside the package; a source checkout has them at the top level.
+PROPERTIES_DIR = next((p for p in (os.path.join(_HERE, "properties"), os.path.join(os.path.dirname(_HERE), "properties"))
+                       if os.path.isdir(p)), os.path.join(_HERE, "properties"))
+
+
+def property_files(model: str, dataset: str) -> list[str]:
+    """Plugin YAMLs in load order: overall, model, dataset (later files win, as in RecBole)."""
+    names = ["overall.yaml", os.path.join("model", f"{model}.yaml"), os.path.join("dataset", f"{dataset}.yaml")]
+    return [p for p in (os.path.join(PROPERTIES_DIR, n) for n in names) if os.path.isfile(p)]
+
+
+def parse_overrides(args: list[str]) -> dict[str, str]:
+    """``--key=value`` strings to a dict of raw strings (RecBole converts the types)."""
+    overrides = {}
+    for arg in args:
+        if not arg.startswith("--") or "=" not in arg:
+            raise ConfigError(f"cannot read argument '{arg}'; write overrides as --key=value")
+        key, value = arg[2:].split("=", 1)
+        overrides[key] = value
+    return overrides
+
+
+class Config(RecBoleConfig):
+    """Precedence (lowest first): RecBole's properties, ours, config files, config_dict, command line.
+
+    RecBole reads ``sys.argv`` itself; here the command-line overrides are passed in explicitly
+    (``cmd_args``), so the Python API is never affected by the caller's argv (pytest, notebooks).
+    """
+
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
+        self._cmd_args = list(cmd_args or [])
+        super().__init__(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+
+    def compatibility_settings(self):
+        install_numpy_aliases()
+
+    def _load_config_files(self, file_list):
+        merged = {}
+        for path in file_list or []:
+            if not os.path.isfile(path):
+                raise ConfigError(f"config file {path} does not exist; check --config_files")
+            try:
+                with open(path, encoding="utf-8") as f:
+                    loaded = yaml.load(f.read(), Loader=self.yaml_loader)
+            except yaml.YAMLError as err:
+                mark = getattr(err, "problem_mark", None)
+                where = f" at line {mark.line + 1}" if mark else ""
+                raise ConfigError(f"config file {path} is not valid YAML{where}; fix its syntax") from None
+            if loaded is None:
+                continue
+            if not isinstance(loaded, dict):
+                raise ConfigError(f"config file {path} must be a mapping of key: value lines")
+            merged.update(loaded)
+        return merged
+
+    def _load_cmd_line(self):
+        return self._convert_config_dict(parse_overrides(self._cmd_args))
+
+    def _get_model_and_dataset(self, model, dataset):
+        model = model if model is not None else self.external_config_dict.get("model")
+        dataset = dataset if dataset is not None else self.external_config_dict.get("dataset")
+        if model is None:
+            raise ConfigError("no model given; pass --model=LLMMSL (or a RecBole model such as SASRec)")
+        if dataset is None:
+            raise ConfigError("no dataset given; pass --dataset=ml-100k (or another data set name)")
+        if isinstance(model, str):
+            return model, get_model(model), dataset
+        return model.__name__, model, dataset
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        for path in property_files(model, dataset):
+            loaded = self._update_internal_config_dict(path)
+            if loaded and os.path.basename(os.path.dirname(path)) == "dataset":
+                self.parameters["Dataset"] += [k for k in loaded if k not in self.parameters["Dataset"]]
+
+    def _set_default_parameters(self):
+        final = self.final_config_dict
+        if (final.get("loss_type") == "CE" and final.get("MODEL_TYPE") == ModelType.SEQUENTIAL
+                and "train_neg_sample_args" not in self.external_config_dict):
+            final["train_neg_sample_args"] = None
+        super()._set_default_parameters()

@@ -1,0 +1,105 @@
+"""Data set creation around RecBole's: offline-safe download, and evaluation on the first N users."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+
+import torch
+import torch.distributed as dist
+import yaml
+from recbole.data import create_dataset as recbole_create_dataset
+from recbole.data import data_preparation as recbole_data_preparation
+
+from .errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def _has_atomic_files(path: str, name: str) -> bool:
+    return os.path.isdir(path) and any(f.startswith(name + ".") and f.endswith(".inter") for f in os.listdir(path))
+
+
+def default_download_url(name: str) -> str | None:
+    """RecBole's own URL for a data set name, from its ``url.yaml``."""
+    import recbole
+
+    table = os.path.join(os.path.dirname(recbole.__file__), "properties", "dataset", "url.yaml")
+    with open(table, encoding="utf-8") as f:
+        return (yaml.safe_load(f) or {}).get(name)
+
+
+def download_dataset(config) -> None:
+    """Fetch and unpack the atomic files into ``data_path`` (rank 0), all-or-nothing.
+
+    Replaces RecBole's ``Dataset._download``, which calls ``torch.distributed.barrier()``
+    even in a single process. ``download_url`` overrides RecBole's URL (mirrors, tests).
+    """
+    from recbole.utils.url import download_url, extract_zip, rename_atomic_files
+
+    path, name = config["data_path"], config["dataset"]
+    url = config["download_url"] or default_download_url(name)
+    where = f"put {name}.inter (and {name}.item) in RecBole's atomic format into {os.path.abspath(path)}"
+    if url is None:
+        raise ConfigError(f"data set {name} is not at {os.path.abspath(path)}; {where} or fix data_path")
+    if not _distributed() or dist.get_rank() == 0:
+        parent = os.path.dirname(os.path.abspath(path))
+        os.makedirs(parent, exist_ok=True)
+        staging = tempfile.mkdtemp(dir=parent, prefix=f".download-{name}-")
+        try:
+            archive = download_url(url, staging)
+            extract_zip(archive, staging)
+            os.unlink(archive)
+            rename_atomic_files(staging, os.path.splitext(os.path.basename(archive))[0], name)
+            if not _has_atomic_files(staging, name):
+                raise OSError(f"the archive holds no {name}.inter")
+            os.replace(staging, path)
+        except Exception as err:  # network down, bad archive: say where the files go
+            shutil.rmtree(staging, ignore_errors=True)
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ConfigError(f"data set {name} is not on disk and could not be downloaded from {url} "
+                              f"({reason}); {where}") from None
+    if _distributed():
+        dist.barrier()
+
+
+def create_dataset(config):
+    """RecBole's create_dataset, after making sure the atomic files are there."""
+    if not _has_atomic_files(config["data_path"], config["dataset"]):
+        download_dataset(config)
+    return recbole_create_dataset(config)
+
+
+def _first_users(split, n_users: int):
+    """The rows of the first ``n_users`` distinct users of an evaluation split."""
+    users = split.inter_feat[split.uid_field]
+    _, first_seen = torch.unique(users, return_inverse=True)
+    order = torch.full((int(first_seen.max()) + 1,), len(users), dtype=torch.long)
+    order.scatter_reduce_(0, first_seen, torch.arange(len(users)), reduce="amin")
+    keep_users = users[torch.sort(order).values[:n_users]]
+    rows = torch.isin(users, keep_users).nonzero().squeeze(1)
+    return split.copy(split.inter_feat[rows])
+
+
+def data_preparation(config, dataset):
+    """RecBole's data_preparation; with ``eval_max_users`` the valid and test splits keep their first N users."""
+    limit = config["eval_max_users"]
+    if limit:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+            raise ConfigError(f"eval_max_users must be a positive integer or ~, not {limit!r}")
+        build = dataset.build
+
+        def build_limited():
+            train, valid, test = build()
+            return train, _first_users(valid, limit), _first_users(test, limit)
+
+        dataset.build = build_limited
+        logger.warning(f"eval_max_users={limit}: valid and test metrics cover only the first {limit} users "
+                       f"of each split (smoke-run setting, not comparable with full evaluations)")
+    return recbole_data_preparation(config, dataset)

@@ -1,0 +1,89 @@
+"""Item titles, read verbatim from the data set's ``.item`` atomic file.
+
+RecBole splits ``token_seq`` fields on spaces and re-maps the words to ids, so
+re-joining its word ids would not give back the title (runs of spaces, the
+field's ``seq_len`` cut). We read the raw column ourselves with RecBole's own
+separator and encoding settings and map item tokens to RecBole's internal ids.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+
+import pandas as pd
+
+from .errors import ConfigError
+
+# "American President, The" -> "The American President"; trailing parentheses stay at the end.
+_ARTICLE = re.compile(
+    r"^(?P<body>.+?), (?P<article>The|A|An|La|Le|Les|L'|Il|El|Das|Der|Die|Los|Las)"
+    r"(?P<rest>(?: \([^()]*\))*)$"
+)
+
+
+def restore_leading_article(title: str) -> str:
+    """Move a trailing article back to the front, as MovieLens titles are written ("Title, The")."""
+    match = _ARTICLE.match(title)
+    if not match:
+        return title
+    article = match["article"]
+    joiner = "" if article.endswith("'") else " "
+    return f"{article}{joiner}{match['body']}{match['rest']}"
+
+
+def item_file_path(config) -> str:
+    return os.path.join(config["data_path"], f"{config['dataset']}.item")
+
+
+def read_item_texts(config, field: str) -> dict[str, str]:
+    """Map item token -> raw text of ``field`` from ``<data_path>/<dataset>.item``."""
+    path = item_file_path(config)
+    if not os.path.isfile(path):
+        raise ConfigError(f"no item file at {path}: LLMMSL needs item titles; add {config['dataset']}.item "
+                          f"with an '{field}' column or set item_text_field")
+    sep = config["field_separator"] or "\t"
+    encoding = config["encoding"] or "utf-8"
+    with open(path, encoding=encoding) as f:
+        header = f.readline().rstrip("\r\n").split(sep)
+    names = {h.split(":")[0]: h for h in header}
+    iid = config["ITEM_ID_FIELD"]
+    if field not in names:
+        raise ConfigError(f"item_text_field '{field}' is not a column of {path} (columns: "
+                          f"{', '.join(names)}); set item_text_field to one of them")
+    if iid not in names:
+        raise ConfigError(f"{path} has no '{iid}' column; it must list ITEM_ID_FIELD")
+    frame = pd.read_csv(path, sep=sep, usecols=[names[iid], names[field]], dtype=str, encoding=encoding,
+                        engine="python", quoting=csv.QUOTE_NONE, keep_default_na=False)
+    frame.columns = [iid if c == names[iid] else field for c in frame.columns]
+    return dict(zip(frame[iid], frame[field].str.rstrip("\r")))
+
+
+def item_titles(config, dataset) -> list[str | None]:
+    """Titles indexed by RecBole's internal item id (index 0, the padding item, is None).
+
+    Raises a one-line :class:`ConfigError` for items without a title or with an empty one.
+    """
+    field = config["item_text_field"]
+    if not field:
+        raise ConfigError("item_text_field is not set; name the .item column that holds item titles")
+    raw = read_item_texts(config, field)
+    tokens = dataset.field2id_token[dataset.iid_field]
+    restore = bool(config["restore_title_articles"])
+    titles: list[str | None] = [None]
+    missing, empty = [], []
+    for token in tokens[1:]:
+        text = raw.get(str(token))
+        if text is None:
+            missing.append(str(token))
+        elif not text.strip():
+            empty.append(str(token))
+        titles.append(restore_leading_article(text) if (restore and text) else text)
+    if missing:
+        raise ConfigError(f"{len(missing)} items have no row in {item_file_path(config)} (e.g. item "
+                          f"{missing[0]}); add their titles or drop their interactions")
+    if empty:
+        raise ConfigError(f"{len(empty)} items have an empty '{field}' (e.g. item {empty[0]}); "
+                          f"give them a title or drop their interactions")
+    return titles

@@ -1,0 +1,113 @@
+"""Loss maths as pure functions over tensors (no model, no config).
+
+MSL (Wang et al., SIGIR 2025, arXiv 2504.04178): the softmax at each response
+position runs over the valid tokens V_t only, with a temperature tau:
+
+    loss_t = tau * ( -f_pos / tau + logsumexp_{z in V_t} f_z / tau )
+
+LML is the usual cross-entropy over the whole vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def masked_softmax_loss_terms(valid_logits: torch.Tensor, valid_mask: torch.Tensor,
+                              target_index: torch.Tensor, tau: float) -> torch.Tensor:
+    """Per-position MSL terms.
+
+    Args:
+        valid_logits: [P, K] logits of each position's valid tokens (padding ignored).
+        valid_mask: [P, K] bool, True where the column is a valid token.
+        target_index: [P] column of the positive token.
+        tau: temperature (> 0), not differentiated.
+    Returns:
+        [P] loss terms, ``tau * (logsumexp(f / tau) - f_pos / tau)``.
+    """
+    scaled = valid_logits.float() / tau
+    scaled = scaled.masked_fill(~valid_mask, float("-inf"))
+    positive = scaled.gather(1, target_index.unsqueeze(1)).squeeze(1)
+    return tau * (torch.logsumexp(scaled, dim=1) - positive)
+
+
+def masked_softmax_loss(valid_logits, valid_mask, target_index, tau: float) -> torch.Tensor:
+    """Mean MSL over positions; callers pass only positions with more than one valid token."""
+    return masked_softmax_loss_terms(valid_logits, valid_mask, target_index, tau).mean()
+
+
+def lm_loss_terms(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """[P] full-vocabulary cross-entropy terms (the standard LML) for logits [P, V], targets [P]."""
+    return F.cross_entropy(logits.float(), targets, reduction="none")
+
+
+def ats_positions(sample: torch.Tensor, num_valid: torch.Tensor, eta: float) -> torch.Tensor:
+    """Bool mask [P] of each sample's first position with m * eta > 1 (positions ordered by sample).
+
+    This is the first branching position of the trie whenever its valid set is large enough
+    for C = ln(m * eta) to be positive. Tokenizers may give the opening quote a rare sibling
+    (SmolLM2: '"' and '"\'' for "'Til There Was You"): there the literal first branch has
+    m = 2, C < 0 and no estimate, so the next branching position, the real choice among
+    titles, is used instead.
+    """
+    eligible = num_valid.double() * eta > 1.0
+    index = torch.arange(sample.numel(), device=sample.device)
+    first = torch.full((int(sample.max()) + 1 if sample.numel() else 0,), sample.numel(),
+                       dtype=torch.long, device=sample.device)
+    first.scatter_reduce_(0, sample[eligible], index[eligible], reduce="amin")
+    mask = torch.zeros_like(eligible)
+    hit = first[first < sample.numel()]
+    mask[hit] = True
+    return mask
+
+
+def ats_statistics(valid_logits: torch.Tensor, valid_mask: torch.Tensor, target_index: torch.Tensor):
+    """Sufficient statistics for ATS from [P, K] valid logits at each sample's first branching position.
+
+    Returns a float64 vector ``[n_pos, sum_pos, n_valid, sum_valid, sumsq_valid, sum_m]`` so that
+    processes can add their vectors (all-reduce) before :func:`ats_target_tau`.
+    """
+    logits = valid_logits.detach().double()
+    positive = logits.gather(1, target_index.unsqueeze(1)).squeeze(1)
+    valid = logits[valid_mask]
+    m = valid_mask.sum(1).double()
+    return torch.stack([
+        torch.tensor(float(positive.numel()), dtype=torch.float64, device=logits.device),
+        positive.sum(),
+        torch.tensor(float(valid.numel()), dtype=torch.float64, device=logits.device),
+        valid.sum(),
+        (valid * valid).sum(),
+        m.sum(),
+    ])
+
+
+def ats_target_tau(stats: torch.Tensor, eta: float, tau_range: tuple[float, float]) -> float | None:
+    """tau_hat of the Adaptive Temperature Strategy from summed :func:`ats_statistics`.
+
+    delta = mean(positive) - mean(valid), var = unbiased variance(valid) (torch's default, as in
+    the authors' code), m = mean |V_t| over the positions used,
+    C = ln(m * eta), tau_hat = (delta + sqrt(max(delta^2 - 2 C var, 0))) / (2 C), clamped to tau_range.
+
+    This is the root used by the authors' released code; Eq. 11 of the paper prints the other
+    root (delta - sqrt(...)). Returns None when there is nothing to estimate from (no
+    positions, or C <= 0 because fewer than 1/eta tokens are valid), and tau then stays put.
+    """
+    n_pos, sum_pos, n_valid, sum_valid, sumsq_valid, sum_m = (float(x) for x in stats.tolist())
+    if n_pos == 0 or n_valid == 0:
+        return None
+    mean_valid = sum_valid / n_valid
+    variance = max((sumsq_valid - n_valid * mean_valid ** 2) / max(n_valid - 1.0, 1.0), 0.0)
+    delta = sum_pos / n_pos - mean_valid
+    c = math.log((sum_m / n_pos) * eta)
+    if c <= 0:
+        return None
+    tau_hat = (delta + math.sqrt(max(delta * delta - 2.0 * c * variance, 0.0))) / (2.0 * c)
+    return min(max(tau_hat, tau_range[0]), tau_range[1])
+
+
+def ats_update(tau: float, tau_hat: float | None, alpha: float) -> float:
+    """Exponential moving average tau <- (1 - alpha) tau + alpha tau_hat (no-op without an estimate)."""
+    return tau if tau_hat is None else (1.0 - alpha) * tau + alpha * tau_hat

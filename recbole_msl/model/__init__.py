@@ -1,0 +1,1 @@
+"""Plugin models; each in a file named after its class, lowercased (RecBole's convention)."""

@@ -1,0 +1,244 @@
+"""LLMMSL: an LLM fine-tuned with LoRA and the Masked Softmax Loss, as a RecBole sequential model.
+
+Reference: Wang et al., "MSL: Not All Tokens Are What You Need for Tuning LLM as a
+Recommender", SIGIR 2025 (arXiv 2504.04178).
+
+The LLM reads the titles of a user's last items and spells the next item's title.
+Training uses MSL (softmax over the trie's valid tokens, temperature tau, optionally
+adaptive) or LML (full-vocabulary cross-entropy). Ranking is constrained beam search
+over the same trie; finished beams score their items, every other item is -inf.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.utils import InputType
+
+from ..backbone import load_backbone, wrap_with_lora
+from ..decoding import CachedCausalLM, constrained_beam_search
+from ..errors import ConfigError
+from ..item_text import item_titles
+from ..losses import ats_positions, ats_statistics, ats_target_tau, ats_update, lm_loss_terms, masked_softmax_loss_terms
+from ..prompt import DEFAULT_TEMPLATE, PromptBuilder
+from ..trie import TokenTrie
+from .options import LLMMSLOptions
+
+logger = logging.getLogger(__name__)
+
+
+class LLMMSL(SequentialRecommender):
+    input_type = InputType.POINTWISE
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.opts = LLMMSLOptions.from_config(config)
+        self.tau = self.opts.tau_init
+
+        self.titles = item_titles(config, dataset)
+        titles = self.titles
+        backbone, self.tokenizer = load_backbone(config, self.device)
+        self.llm = wrap_with_lora(backbone, config)
+        context = self.opts.max_seq_length or getattr(backbone.config, "max_position_embeddings", None) or 2048
+        self.prompts = PromptBuilder(self.tokenizer, titles, config["prompt_template"] or DEFAULT_TEMPLATE,
+                                     config["prompt_instruction"], config["prompt_input"], int(context))
+        sequences, items = self.prompts.sequences()
+        self.trie = TokenTrie.build(sequences, items, self.n_items).to(self.device)
+        self.pad_id = self.tokenizer.pad_token_id
+
+    # ------------------------------------------------------------ plumbing
+    @property
+    def base(self):
+        """The causal LM with LoRA layers injected (peft's wrapper bypassed)."""
+        return self.llm.get_base_model()
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        probe = next(self.llm.parameters())
+        if self.trie.child_ptr.device != probe.device:
+            self.trie = self.trie.to(probe.device)
+        return out
+
+    def _histories(self, interaction) -> list[list[int]]:
+        seqs = interaction[self.ITEM_SEQ].tolist()
+        lengths = interaction[self.ITEM_SEQ_LEN].tolist()
+        return [s[:n][-self.opts.history_length:] for s, n in zip(seqs, lengths)]
+
+    def _pad(self, rows: list[list[int]], left: bool):
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            span = slice(width - len(r), width) if left else slice(0, len(r))
+            ids[i, span] = torch.tensor(r, dtype=torch.long)
+            mask[i, span] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    # ---------------------------------------------------- teacher forcing
+    def _response_states(self, histories, targets):
+        """Hidden states at the positions that predict each response token.
+
+        Returns (hidden [P, d], target tokens [P], trie node before each token [P], sample index [P]),
+        positions ordered by sample then by token. LM-head logits are never computed here.
+        """
+        prompts = [self.prompts.prompt(h) for h in histories]
+        responses = [self.prompts.response(t) for t in targets]
+        ids, mask = self._pad([p + r[:-1] for p, r in zip(prompts, responses)], left=False)
+        hidden = self.base.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state  # [B, T, d]
+
+        resp_len = torch.tensor([len(r) for r in responses], device=self.device)
+        resp, _ = self._pad(responses, left=False)  # [B, R]
+        nodes = self.trie.path(resp, resp_len)  # [B, R]
+        offsets = torch.arange(resp.size(1), device=self.device)
+        live = offsets < resp_len.unsqueeze(1)  # [B, R]
+        sample = torch.arange(len(prompts), device=self.device).unsqueeze(1).expand_as(resp)[live]
+        position = (torch.tensor([len(p) for p in prompts], device=self.device).unsqueeze(1) - 1 + offsets)[live]
+        return hidden[sample, position], resp[live], nodes[live], sample
+
+    def _head(self, hidden, tokens=None):
+        """LM-head logits of ``hidden`` [P, d]: all tokens ([P, V]), or only ``tokens`` [P, K] ([P, K])."""
+        head = self.base.get_output_embeddings()
+        plain = type(head) is torch.nn.Linear and not self._logit_transform_needed()
+        if tokens is None or not plain:
+            logits = self._finish_logits(head(hidden))
+            return logits if tokens is None else logits.gather(1, tokens)
+        unique, inverse = torch.unique(tokens, return_inverse=True)  # |U| <= vocab
+        sub = F.linear(hidden, head.weight[unique], None if head.bias is None else head.bias[unique])  # [P, |U|]
+        return sub.gather(1, inverse)
+
+    def _logit_transform_needed(self) -> bool:
+        cfg = self.base.config
+        return any(getattr(cfg, k, None) not in (None, 1, 1.0) for k in
+                   ("final_logit_softcapping", "logit_scale", "logits_scaling"))
+
+    def _finish_logits(self, logits):
+        """Apply the output transforms some architectures put after the LM head."""
+        cfg = self.base.config
+        if getattr(cfg, "logit_scale", None) not in (None, 1, 1.0):
+            logits = logits * cfg.logit_scale
+        if getattr(cfg, "logits_scaling", None) not in (None, 1, 1.0):
+            logits = logits / cfg.logits_scaling
+        cap = getattr(cfg, "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    def _valid_sets(self, nodes, targets):
+        """Padded valid tokens of each node and the column of its target."""
+        edges, valid = self.trie.children_padded(nodes)  # [P, D]
+        tokens = self.trie.edge_token[edges]
+        target_index = ((tokens == targets.unsqueeze(1)) & valid).long().argmax(1)
+        return tokens, valid, target_index
+
+    # -------------------------------------------------------------- losses
+    def num_loss_positions(self, interaction) -> int:
+        """How many positions the loss averages over (for exact gradient accumulation)."""
+        targets = interaction[self.POS_ITEM_ID].tolist()
+        responses = [self.prompts.response(t) for t in targets]
+        if self.opts.loss == "lml":
+            return sum(len(r) for r in responses)
+        resp, _ = self._pad(responses, left=False)
+        lengths = torch.tensor([len(r) for r in responses], device=self.device)
+        nodes = self.trie.path(resp, lengths)
+        return int((self.trie.num_children(nodes[nodes >= 0]) > 1).sum())
+
+    def loss_terms(self, interaction):
+        """(sum of per-position losses, number of positions) for a batch."""
+        hidden, targets, nodes, sample = self._response_states(
+            self._histories(interaction), interaction[self.POS_ITEM_ID].tolist())
+        if self.opts.loss == "lml":
+            terms = lm_loss_terms(self._head(hidden), targets)
+            return terms.sum(), terms.numel()
+        branch = self.trie.num_children(nodes) > 1  # one-token positions carry no loss
+        if not bool(branch.any()):
+            return hidden.sum() * 0.0, 0
+        tokens, valid, target_index = self._valid_sets(nodes[branch], targets[branch])
+        logits = self._head(hidden[branch], tokens)  # [P, D]
+        if self.training and self.opts.adaptive_tau:
+            self._update_tau(logits, valid, target_index, sample[branch])
+        terms = masked_softmax_loss_terms(logits, valid, target_index, self.tau)
+        return terms.sum(), terms.numel()
+
+    def _update_tau(self, logits, valid, target_index, sample):
+        """ATS on each sample's first informative branching position, pooled over batch and processes."""
+        first = ats_positions(sample, valid.sum(1), self.opts.ats_eta)
+        stats = ats_statistics(logits[first], valid[first], target_index[first])
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(stats)
+        tau_hat = ats_target_tau(stats, self.opts.ats_eta, self.opts.ats_range)
+        self.tau = ats_update(self.tau, tau_hat, self.opts.ats_alpha)
+
+    def calculate_loss(self, interaction):
+        total, count = self.loss_terms(interaction)
+        return total / max(count, 1)
+
+    # ------------------------------------------------------------- scoring
+    def _length_norm(self, lengths):
+        return lengths.float() ** self.opts.length_penalty
+
+    def predict(self, interaction):
+        """Exact score of each (history, item) pair: the score beam search gives that title."""
+        items = interaction[self.ITEM_ID].tolist()
+        histories = self._histories(interaction)
+        scores = torch.full((len(items),), float("-inf"), device=self.device)
+        known = [i for i, item in enumerate(items) if self.prompts.title_ids[item] is not None]
+        for start in range(0, len(known), self.opts.eval_micro_batch_size):
+            rows = known[start:start + self.opts.eval_micro_batch_size]
+            hidden, targets, nodes, sample = self._response_states([histories[i] for i in rows],
+                                                                    [items[i] for i in rows])
+            if self.opts.renormalize:
+                tokens, valid, target_index = self._valid_sets(nodes, targets)
+                logits = self._head(hidden, tokens).float().masked_fill(~valid, float("-inf"))
+                log_probs = logits.log_softmax(-1).gather(1, target_index.unsqueeze(1)).squeeze(1)
+            else:
+                log_probs = self._head(hidden).float().log_softmax(-1).gather(1, targets.unsqueeze(1)).squeeze(1)
+            total = torch.zeros(len(rows), device=self.device).index_add_(0, sample, log_probs)
+            lengths = torch.bincount(sample, minlength=len(rows))
+            scores[torch.tensor(rows, device=self.device)] = total / self._length_norm(lengths)
+        return scores
+
+    def full_sort_predict(self, interaction):
+        """[B, n_items] scores from constrained beam search; items no beam reached get -inf."""
+        histories = self._histories(interaction)
+        scores = torch.full((len(histories), self.n_items), float("-inf"), device=self.device)
+        step = self.opts.decode_batch_size
+        for start in range(0, len(histories), step):
+            chunk = histories[start:start + step]
+            ids, mask = self._pad([self.prompts.prompt(h) for h in chunk], left=True)
+            beam_scores, leaves = constrained_beam_search(
+                CachedCausalLM(self.base), ids, mask, self.trie, self.opts.num_beams,
+                length_penalty=self.opts.length_penalty, renormalize=self.opts.renormalize)
+            found = leaves >= 0  # [U, K]
+            rows = torch.arange(len(chunk), device=self.device).unsqueeze(1).expand_as(leaves)[found]
+            items, owner = self.trie.items_of_leaves(leaves[found])
+            scores[start + rows[owner], items] = beam_scores[found][owner]
+        return scores
+
+    def forward(self, item_seq, item_seq_len):  # pragma: no cover - RecBole contract, unused
+        raise NotImplementedError("LLMMSL scores items by decoding titles; use predict/full_sort_predict")
+
+    # -------------------------------------------------------------- state
+    def other_parameter(self):
+        return {"tau": float(self.tau)}
+
+    def load_other_parameter(self, para):
+        if para and "tau" in para:
+            self.tau = float(para["tau"])
+
+    def trainable_state_dict(self):
+        from peft import get_peft_model_state_dict
+
+        return get_peft_model_state_dict(self.llm)
+
+    def load_trainable_state_dict(self, state):
+        from peft import set_peft_model_state_dict
+
+        result = set_peft_model_state_dict(self.llm, state)
+        unexpected = getattr(result, "unexpected_keys", [])
+        if unexpected:
+            raise ConfigError(f"checkpoint has {len(unexpected)} weights this model lacks (e.g. {unexpected[0]}); "
+                              f"load it with the backbone and lora settings it was trained with")

@@ -1,0 +1,84 @@
+"""LLMMSL's own config keys, read and validated once, with one-line errors that name the fix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+# metrics that need a score for every item; beam search scores only the items it reaches
+FULL_RANKING_METRICS = {"auc", "gauc", "logloss", "mae", "rmse"}
+
+
+def _positive_int(config, key, default=None):
+    value = config[key] if config[key] is not None else default
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{key} must be a positive integer, not {value!r}")
+    return value
+
+
+def _number(config, key, low=None, high=None):
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key} must be a number, not {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ConfigError(f"{key} must lie in [{low}, {high}], not {value!r}")
+    return float(value)
+
+
+@dataclass
+class LLMMSLOptions:
+    loss: str
+    adaptive_tau: bool
+    tau_init: float
+    ats_eta: float
+    ats_alpha: float
+    ats_range: tuple[float, float]
+    num_beams: int
+    length_penalty: float
+    renormalize: bool
+    history_length: int
+    max_seq_length: int | None
+    decode_batch_size: int
+    eval_micro_batch_size: int
+
+    @classmethod
+    def from_config(cls, config) -> "LLMMSLOptions":
+        loss = str(config["llm_loss"]).lower()
+        if loss not in ("msl", "lml"):
+            raise ConfigError(f"llm_loss must be msl or lml, not {config['llm_loss']!r}")
+        tau = config["tau"]
+        adaptive = isinstance(tau, str) and tau.lower() == "ats"
+        if not adaptive:
+            tau_value = _number(config, "tau", low=1e-6)
+        ats_range = config["ats_range"]
+        if not (isinstance(ats_range, (list, tuple)) and len(ats_range) == 2
+                and all(isinstance(x, (int, float)) for x in ats_range) and 0 < ats_range[0] <= ats_range[1]):
+            raise ConfigError(f"ats_range must be [low, high] with 0 < low <= high, not {ats_range!r}")
+        num_beams = _positive_int(config, "num_beams")
+        topk = config["topk"] or []
+        if max(topk) > num_beams:
+            raise ConfigError(f"topk {max(topk)} exceeds num_beams {num_beams}; raise num_beams to at least "
+                              f"{max(topk)} or lower topk")
+        bad = [m for m in config["metrics"] if m.lower() in FULL_RANKING_METRICS]
+        if bad:
+            raise ConfigError(f"metric {bad[0]} needs a score for every item, which beam search does not give; "
+                              f"use top-k metrics (Recall, NDCG, Hit, MRR, Precision, ...)")
+        max_len = config["max_seq_length"]
+        if max_len is not None:
+            max_len = _positive_int(config, "max_seq_length")
+        return cls(
+            loss=loss,
+            adaptive_tau=adaptive,
+            tau_init=_number(config, "ats_tau_init", low=1e-6) if adaptive else tau_value,
+            ats_eta=_number(config, "ats_eta", low=1e-9),
+            ats_alpha=_number(config, "ats_alpha", low=0.0, high=1.0),
+            ats_range=(float(ats_range[0]), float(ats_range[1])),
+            num_beams=num_beams,
+            length_penalty=_number(config, "length_penalty"),
+            renormalize=bool(config["cbs_renormalize"]),
+            history_length=_positive_int(config, "MAX_ITEM_LIST_LENGTH"),
+            max_seq_length=max_len,
+            decode_batch_size=_positive_int(config, "decode_batch_size"),
+            eval_micro_batch_size=_positive_int(config, "eval_micro_batch_size"),
+        )

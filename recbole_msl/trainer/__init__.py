@@ -1,0 +1,3 @@
+from .llmmsl_trainer import LLMMSLTrainer
+
+__all__ = ["LLMMSLTrainer"]

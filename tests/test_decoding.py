@@ -1,0 +1,81 @@
+"""Constrained beam search against exhaustive scoring of every title (the tiny random Llama)."""
+
+import pytest
+import torch
+
+from recbole_msl.decoding import CachedCausalLM, constrained_beam_search
+from recbole_msl.trie import TokenTrie
+
+TITLES = ["Star Wars", "Star Wars II", "Star Trek", "Alien", "Aliens", "Toy Story", "Toy Story 2",
+          "Heat", "Fargo", "Babe", "Casino", "Se7en", "Star Wars"]  # the last shares a title
+
+
+def build(tokenizer):
+    ids = tokenizer([f'"{t}"' for t in TITLES], add_special_tokens=False)["input_ids"]
+    seqs = [list(s) + [tokenizer.eos_token_id] for s in ids]
+    items = [[i + 1] for i in range(len(TITLES))]
+    return TokenTrie.build(seqs, items, n_items=len(TITLES) + 1), seqs
+
+
+def exact_score(model, prompt, seq, seqs, renormalize, length_penalty):
+    """Teacher-forced score with a plain forward (no cache, no padding)."""
+    ids = torch.tensor([prompt + seq[:-1]])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, len(prompt) - 1:].float()  # [R, V]
+    total = 0.0
+    for k, tok in enumerate(seq):
+        if renormalize:
+            allowed = sorted({s[k] for s in seqs if s[:k] == seq[:k]})
+            total += float(logits[k, allowed].log_softmax(-1)[allowed.index(tok)])
+        else:
+            total += float(logits[k].log_softmax(-1)[tok])
+    return total / len(seq) ** length_penalty
+
+
+def left_pad(prompts, pad):
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = torch.tensor(p)
+        mask[i, width - len(p):] = 1
+    return ids, mask
+
+
+@pytest.mark.parametrize("renormalize", [False, True])
+@pytest.mark.parametrize("length_penalty", [1.0, 0.0])
+def test_enough_beams_equals_exhaustive_scoring(tiny_llm, renormalize, length_penalty):
+    model, tokenizer = tiny_llm
+    trie, seqs = build(tokenizer)
+    prompts = [tokenizer("Recommend a film after Heat and Alien:")["input_ids"],
+               tokenizer("Films:")["input_ids"]]  # different lengths: exercises left padding
+    ids, mask = left_pad(prompts, tokenizer.pad_token_id or 0)
+    beams = len(TITLES)
+    scores, leaves = constrained_beam_search(CachedCausalLM(model), ids, mask, trie, beams,
+                                             length_penalty=length_penalty, renormalize=renormalize)
+    for u, prompt in enumerate(prompts):
+        got = {}
+        for s, leaf in zip(scores[u].tolist(), leaves[u].tolist()):
+            if leaf >= 0:
+                for item in trie.items_of_leaves(torch.tensor([leaf]))[0].tolist():
+                    got[item] = s
+        assert set(got) == set(range(1, len(TITLES) + 1)), "every title is found"
+        for i, seq in enumerate(seqs):
+            expected = exact_score(model, prompt, seq, seqs, renormalize, length_penalty)
+            assert got[i + 1] == pytest.approx(expected, abs=2e-4)
+        assert scores[u].tolist() == sorted(scores[u].tolist(), reverse=True)
+
+
+def test_fewer_beams_return_exact_scores_of_what_they_find(tiny_llm):
+    model, tokenizer = tiny_llm
+    trie, seqs = build(tokenizer)
+    prompt = tokenizer("Films:")["input_ids"]
+    ids, mask = left_pad([prompt], 0)
+    scores, leaves = constrained_beam_search(CachedCausalLM(model), ids, mask, trie, 3)
+    assert (leaves[0] >= 0).all()
+    for s, leaf in zip(scores[0].tolist(), leaves[0].tolist()):
+        item = int(trie.items_of_leaves(torch.tensor([leaf]))[0][0])
+        assert s == pytest.approx(exact_score(model, prompt, seqs[item - 1], seqs, False, 1.0), abs=2e-4)
+    # the best of 3 beams is at least as good as greedy and never better than the exhaustive best
+    exhaustive = max(exact_score(model, prompt, s, seqs, False, 1.0) for s in seqs)
+    assert scores[0, 0] <= exhaustive + 2e-4
