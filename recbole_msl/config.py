@@ -94,4 +94,10 @@ class Config(RecBoleConfig):
         if (final.get("loss_type") == "CE" and final.get("MODEL_TYPE") == ModelType.SEQUENTIAL
                 and "train_neg_sample_args" not in self.external_config_dict):
             final["train_neg_sample_args"] = None
+        unsupported = getattr(self.model_class, "unsupported_metrics", set())
+        metrics = final.get("metrics") or []
+        bad = [m for m in ([metrics] if isinstance(metrics, str) else metrics) if str(m).lower() in unsupported]
+        if bad:
+            raise ConfigError(f"metric {bad[0]} needs a score for every item, which {self.model} does not give; "
+                              f"use top-k metrics (Recall, NDCG, Hit, MRR, Precision, ...)")
         super()._set_default_parameters()

@@ -71,19 +71,20 @@ def item_titles(config, dataset) -> list[str | None]:
     raw = read_item_texts(config, field)
     tokens = dataset.field2id_token[dataset.iid_field]
     restore = bool(config["restore_title_articles"])
+    fallback = config["item_text_fallback"]  # ~: error; else a text, "{item_id}" filled in
     titles: list[str | None] = [None]
     missing, empty = [], []
     for token in tokens[1:]:
         text = raw.get(str(token))
-        if text is None:
-            missing.append(str(token))
-        elif not text.strip():
-            empty.append(str(token))
+        if text is None or not text.strip():
+            (missing if text is None else empty).append(str(token))
+            if fallback is not None:
+                text = str(fallback).replace("{item_id}", str(token))
         titles.append(restore_leading_article(text) if (restore and text) else text)
-    if missing:
+    if fallback is None and missing:
         raise ConfigError(f"{len(missing)} items have no row in {item_file_path(config)} (e.g. item "
-                          f"{missing[0]}); add their titles or drop their interactions")
-    if empty:
-        raise ConfigError(f"{len(empty)} items have an empty '{field}' (e.g. item {empty[0]}); "
-                          f"give them a title or drop their interactions")
+                          f"{missing[0]}); add their titles, drop their interactions or set item_text_fallback")
+    if fallback is None and empty:
+        raise ConfigError(f"{len(empty)} items have an empty '{field}' (e.g. item {empty[0]}); give them a "
+                          f"title, drop their interactions or set item_text_fallback (e.g. 'Item {{item_id}}')")
     return titles

@@ -110,4 +110,4 @@ def ats_target_tau(stats: torch.Tensor, eta: float, tau_range: tuple[float, floa
 
 def ats_update(tau: float, tau_hat: float | None, alpha: float) -> float:
     """Exponential moving average tau <- (1 - alpha) tau + alpha tau_hat (no-op without an estimate)."""
-    return tau if tau_hat is None else (1.0 - alpha) * tau + alpha * tau_hat
+    return tau if tau_hat is None else tau + alpha * (tau_hat - tau)  # = (1 - alpha) tau + alpha tau_hat

@@ -22,11 +22,14 @@ def get_model(model_name: str):
     if is_plugin_model(model_name):
         module = importlib.import_module(f"recbole_msl.model.{model_name.lower()}")
         return getattr(module, PLUGIN_MODELS[model_name.lower()])
+    hint = (f"unknown model '{model_name}'; use LLMMSL or a RecBole model name such as SASRec, GRU4Rec, "
+            f"BERT4Rec (names are case-sensitive)")
     try:
         return recbole_get_model(model_name)
     except (ValueError, AttributeError):
-        raise ConfigError(f"unknown model '{model_name}'; use LLMMSL or a RecBole model name "
-                          f"such as SASRec, GRU4Rec, BERT4Rec (names are case-sensitive)") from None
+        raise ConfigError(hint) from None
+    except ImportError as err:  # RecBole's search reaches exlib models, which need lightgbm/xgboost
+        raise ConfigError(f"{hint}, or install {err.name} if you meant one of RecBole's exlib models") from None
 
 
 def get_trainer(model_type, model_name: str):

@@ -26,13 +26,14 @@ from ..item_text import item_titles
 from ..losses import ats_positions, ats_statistics, ats_target_tau, ats_update, lm_loss_terms, masked_softmax_loss_terms
 from ..prompt import DEFAULT_TEMPLATE, PromptBuilder
 from ..trie import TokenTrie
-from .options import LLMMSLOptions
+from .options import FULL_RANKING_METRICS, LLMMSLOptions
 
 logger = logging.getLogger(__name__)
 
 
 class LLMMSL(SequentialRecommender):
     input_type = InputType.POINTWISE
+    unsupported_metrics = FULL_RANKING_METRICS  # beam search scores only the items it reaches
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

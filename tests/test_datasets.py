@@ -1,0 +1,62 @@
+"""Property files for data sets other than ml-100k, and reproducibility of a run."""
+
+import os
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from recbole_msl import run
+from recbole_msl.config import Config
+from recbole_msl.data import create_dataset, data_preparation
+from recbole_msl.errors import ConfigError
+from recbole_msl.model.llmmsl import LLMMSL
+
+ML1M_ITEMS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets", "ml-1m-items", "ml-1m.item")
+
+
+@pytest.mark.skipif(not os.path.isfile(ML1M_ITEMS), reason="needs ../shared/datasets/ml-1m-items beside the checkout")
+def test_ml1m_property_file_loads_timestamps_and_titles(tmp_path, tiny_llm_dir):
+    folder = tmp_path / "ml-1m"
+    folder.mkdir()
+    shutil.copy(ML1M_ITEMS, folder / "ml-1m.item")
+    # a small interaction file in RecBole's ml-1m layout: 30 users x 8 movies each, in time order
+    item_ids = [line.split("\t")[0] for line in open(ML1M_ITEMS, encoding="utf-8").read().splitlines()[1:]]
+    rows = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+    for user in range(1, 31):
+        for k in range(8):
+            item = item_ids[(user * 7 + k * 13) % len(item_ids)] if k else ("1" if user % 2 else "11")
+            rows.append(f"{user}\t{item}\t4\t{978300000 + 100 * k + user}")
+    (folder / "ml-1m.inter").write_text("\n".join(rows) + "\n")
+    config = Config(model="LLMMSL", dataset="ml-1m", config_dict={"data_path": str(tmp_path), "llm_path": tiny_llm_dir})
+    assert config["eval_args"]["order"] == "TO" and "timestamp" in config["load_col"]["inter"]
+    dataset = create_dataset(config)
+    assert dataset.time_field == "timestamp" and "timestamp" in dataset.inter_feat
+    train, valid, test = data_preparation(config, dataset)
+    model = LLMMSL(config, train._dataset)
+    token2id = dataset.field2token_id[dataset.iid_field]
+    assert model.titles[token2id["1"]] == "Toy Story"
+    assert model.titles[token2id["11"]] == "The American President"  # "American President, The" in the file
+    assert all(not t.endswith(", The") for t in model.titles[1:])
+
+
+def test_missing_ml1m_without_network_says_where_to_put_files(tmp_path):
+    config = Config(model="SASRec", dataset="ml-1m",
+                    config_dict={"data_path": str(tmp_path), "download_url": "http://127.0.0.1:9/ml-1m.zip"})
+    with pytest.raises(ConfigError, match=r"put ml-1m\.inter .* into") as info:
+        create_dataset(config)
+    assert "\n" not in str(info.value)
+    assert not os.listdir(tmp_path)  # nothing half written
+
+
+def test_same_seed_gives_identical_adapter_and_metrics(tiny_run_config, tmp_path):
+    results = []
+    for name in ("a", "b"):
+        cfg = {**tiny_run_config, "checkpoint_dir": str(tmp_path / name)}
+        results.append(run("LLMMSL", "ml-100k", config_dict=cfg))
+    first, second = (load_file(os.path.join(r["saved_model_file"], "adapter_model.safetensors")) for r in results)
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert results[0]["test_result"] == results[1]["test_result"]
+    assert results[0]["tau_trace"] == results[1]["tau_trace"]

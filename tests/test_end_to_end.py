@@ -1,0 +1,114 @@
+"""Whole runs through RecBole's loaders, trainer, collector and evaluator (tiny backbone)."""
+
+import json
+import os
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from recbole_msl import Recommender, run
+from recbole_msl.cli import main
+from recbole_msl.errors import ConfigError
+
+SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets")
+METRICS = {"recall@10", "ndcg@10", "hit@10", "mrr@10", "recall@5", "ndcg@5"}
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_llm_dir, tmp_path_factory):
+    overrides = {"llm_path": tiny_llm_dir, "epochs": 2, "train_samples_per_epoch": 16, "train_batch_size": 8,
+                 "micro_batch_size": 4, "eval_max_users": 6, "num_beams": 10, "decode_batch_size": 3,
+                 "show_progress": False, "checkpoint_dir": str(tmp_path_factory.mktemp("saved"))}
+    return run("LLMMSL", "ml-100k", config_dict=overrides), overrides
+
+
+def test_run_reports_recbole_metrics(trained):
+    result, _ = trained
+    assert METRICS <= set(result["test_result"]) and METRICS <= set(result["best_valid_result"])
+    assert all(0.0 <= v <= 1.0 for v in result["test_result"].values())
+    assert len(result["tau_trace"]) == 4  # 2 epochs x 2 optimizer steps
+    assert all(1.5 - 1e-9 <= tau <= 5.0 + 1e-9 for _, tau in result["tau_trace"])
+
+
+def test_checkpoint_is_a_small_peft_adapter(trained):
+    result, _ = trained
+    folder = result["saved_model_file"]
+    assert {"adapter_config.json", "adapter_model.safetensors", "msl_state.json"} <= set(os.listdir(folder))
+    weights = load_file(os.path.join(folder, "adapter_model.safetensors"))
+    assert weights and all("lora_" in k for k in weights)
+    state = json.load(open(os.path.join(folder, "msl_state.json")))
+    assert state["model"] == "LLMMSL" and "tau" in state["other_parameter"]
+    assert not [f for f in os.listdir(os.path.dirname(folder)) if f.startswith(".tmp-")]  # nothing half written
+
+
+def test_checkpoint_reloads_and_recommends(trained):
+    result, overrides = trained
+    rec = Recommender(result["saved_model_file"])
+    top = rec.recommend(["1", "50", "172"], topk=5)
+    assert len(top) == 5 and all(isinstance(title, str) and title for _, title, _ in top)
+    scores = [s for _, _, s in top]
+    assert scores == sorted(scores, reverse=True)
+    assert top == rec.recommend(["1", "50", "172"], topk=5)  # deterministic
+    with pytest.raises(ConfigError, match="not in data set"):
+        rec.recommend(["no-such-item"])
+
+
+def test_cli_recommend_prints_ranked_titles(trained, capsys):
+    result, _ = trained
+    assert main(["recommend", f"--checkpoint={result['saved_model_file']}", "--history=1,50,172", "--topk=3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and lines[0].split()[0] == "1"
+
+
+def test_damaged_checkpoint_is_refused(trained, tmp_path):
+    result, _ = trained
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(result["saved_model_file"], broken)
+    weights = broken / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ConfigError, match="damaged"):
+        Recommender(str(broken))
+
+
+@pytest.mark.parametrize("flags", [["--llm_loss=lml"], ["--tau=4.5"], ["--tau=ats", "--cbs_renormalize=True"]])
+def test_cli_variants_run(tiny_run_config, flags, capsys):
+    args = ["--model=LLMMSL", "--dataset=ml-100k"] + [f"--{k}={v}" for k, v in tiny_run_config.items()] + flags
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(printed[printed.index("{"):])
+    assert "ndcg@10" in result["test_result"] and result["tau_trace"]
+    if "--tau=4.5" in flags:
+        assert {tau for _, tau in result["tau_trace"]} == {4.5}
+
+
+def test_sasrec_runs_through_the_same_entry_point(tmp_path, capsys):
+    args = ["--model=SASRec", "--dataset=ml-100k", "--epochs=1", "--hidden_size=16", "--inner_size=32",
+            "--n_layers=1", "--n_heads=1", "--MAX_ITEM_LIST_LENGTH=10", "--train_batch_size=1024",
+            f"--checkpoint_dir={tmp_path}", "--show_progress=False"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(printed[printed.index("{"):])
+    assert result["model"] == "SASRec" and "ndcg@10" in result["test_result"]
+    assert any(f.endswith(".pth") for f in os.listdir(tmp_path))  # best-model reload worked on torch >= 2.6
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "amazon-books")),
+                    reason="needs ../shared/datasets/amazon-books beside the checkout")
+def test_amazon_books_benchmark_split(tiny_run_config):
+    result = run("LLMMSL", "amazon-books", config_dict={**tiny_run_config, "data_path": SHARED})
+    assert METRICS <= set(result["test_result"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model=NoSuchModel", "--dataset=ml-100k"], "unknown model"),
+    (["--model=LLMMSL", "--dataset=ml-100k", "--config_files=/nope.yaml"], "does not exist"),
+    (["--model=LLMMSL", "--dataset=no-such-set", "--data_path=/tmp/empty-data", "--download_url=http://127.0.0.1:9/x.zip"],
+     "could not be downloaded"),
+])
+def test_cli_errors_are_one_line(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
