@@ -105,10 +105,13 @@ def test_amazon_books_benchmark_split(tiny_run_config):
 @pytest.mark.parametrize("args, message", [
     (["--model=NoSuchModel", "--dataset=ml-100k"], "unknown model"),
     (["--model=LLMMSL", "--dataset=ml-100k", "--config_files=/nope.yaml"], "does not exist"),
-    (["--model=LLMMSL", "--dataset=no-such-set", "--data_path=/tmp/empty-data", "--download_url=http://127.0.0.1:9/x.zip"],
+    (["--model=LLMMSL", "--dataset=no-such-set", "--data_path={tmp}", "--download_url=http://127.0.0.1:9/x.zip"],
      "could not be downloaded"),
+    (["--model=LLMMSL", "--dataset=ml-100k", "--config_files={tmp}/bad.yaml"], "not valid YAML"),
+    (["--model=LLMMSL", "--dataset=ml-100k", "stray-argument"], "--key=value"),
 ])
-def test_cli_errors_are_one_line(args, message, capsys):
-    assert main(args) == 2
+def test_cli_errors_are_one_line(args, message, capsys, tmp_path):
+    (tmp_path / "bad.yaml").write_text("epochs: [1, 2\nfoo: : bar\n")
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
