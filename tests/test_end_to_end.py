@@ -115,3 +115,11 @@ def test_cli_errors_are_one_line(args, message, capsys, tmp_path):
     assert main([a.replace("{tmp}", str(tmp_path)) for a in args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_sampled_evaluation_uses_exact_predict(tiny_run_config):
+    """uni100: RecBole scores 1 positive + 100 sampled items per user through ``predict``."""
+    cfg = {**tiny_run_config, "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO",
+                                            "group_by": "user", "mode": "uni100"}, "eval_max_users": 3}
+    result = run("LLMMSL", "ml-100k", config_dict=cfg)
+    assert METRICS <= set(result["test_result"])

@@ -89,7 +89,7 @@ class LLMMSL(SequentialRecommender):
         prompts = [self.prompts.prompt(h) for h in histories]
         responses = [self.prompts.response(t) for t in targets]
         ids, mask = self._pad([p + r[:-1] for p, r in zip(prompts, responses)], left=False)
-        hidden = self.base.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state  # [B, T, d]
+        hidden = self.base.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state  # [B, T, d]
 
         resp_len = torch.tensor([len(r) for r in responses], device=self.device)
         resp, _ = self._pad(responses, left=False)  # [B, R]
