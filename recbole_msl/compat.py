@@ -45,6 +45,7 @@ def install_numpy_aliases() -> None:
 def quiet_recbole_pandas_warnings() -> None:
     """pandas 2 warns on every load about RecBole's chained fillna; it still works there (hence the pin)."""
     warnings.filterwarnings("ignore", message="A value is trying to be set on a copy", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
 def atomic_torch_save(obj, path: str) -> None:

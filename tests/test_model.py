@@ -149,3 +149,25 @@ def test_bad_options_give_one_line_errors(tiny_llm_dir, override, message):
         config = make_config({"llm_path": tiny_llm_dir}, **override)
         LLMMSL(config, create_dataset(config))
     assert "\n" not in str(info.value)
+
+
+def test_micro_batches_accumulate_to_the_full_batch_gradient(setup):
+    from recbole_msl.trainer import LLMMSLTrainer
+
+    config, _, model, batch, _ = setup
+    model.opts.adaptive_tau, model.tau = False, 1.5
+    trainer = LLMMSLTrainer(config, model)
+    for group in trainer.optimizer.param_groups:
+        group["lr"] = 0.0  # keep the weights: only the gradients are compared
+    trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda step: 1.0)
+    trainer.clip_grad_norm = None
+    grads = []
+    for micro in (len(batch), 4, 1):
+        trainer.micro_batch_size = micro
+        loss = trainer._optimizer_step(batch)
+        grads.append(({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}, loss))
+    (full, full_loss), *others = grads
+    for parts, loss in others:
+        assert loss == pytest.approx(full_loss, rel=1e-5)
+        for name, grad in full.items():
+            torch.testing.assert_close(parts[name], grad, rtol=1e-4, atol=1e-7)

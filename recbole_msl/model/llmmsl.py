@@ -51,6 +51,16 @@ class LLMMSL(SequentialRecommender):
         self.trie = TokenTrie.build(sequences, items, self.n_items).to(self.device)
         self.pad_id = self.tokenizer.pad_token_id
 
+    def __str__(self):
+        """A short summary instead of the full module tree of an LLM (RecBole logs str(model))."""
+        total = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return (f"LLMMSL(backbone={type(self.base).__name__} from {self.base.config.name_or_path or 'gguf'}, "
+                f"{total / 1e6:.1f}M parameters, LoRA on {sorted(self.llm.peft_config['default'].target_modules)}, "
+                f"loss={self.opts.loss}, tau={'ats' if self.opts.adaptive_tau else self.tau}, "
+                f"trie: {self.trie.num_leaves} titles, {self.trie.num_nodes} nodes, depth {self.trie.max_depth})"
+                f"\nTrainable parameters: {trainable}")
+
     # ------------------------------------------------------------ plumbing
     @property
     def base(self):
