@@ -23,3 +23,7 @@ test: install  ## the whole suite (CI)
 
 test-fast: install  ## skip the tests that load the real 135M backbone
 	$(PY) -m pytest -q -ra -m "not slow"
+
+quality: install  ## lint
+	$(PY) -m pip install -q ruff
+	$(PY) -m ruff check recbole_msl tests run_recbole_msl.py

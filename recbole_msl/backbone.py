@@ -76,9 +76,7 @@ def load_backbone(config, device: torch.device):
             raise ConfigError("loading a .gguf backbone needs the gguf package: pip install gguf")
         folder, name = os.path.split(os.path.abspath(path))
         source, kwargs["gguf_file"] = folder, name
-    elif os.path.isdir(path):
-        source = path
-    elif _looks_like_hub_id(path):
+    elif os.path.isdir(path) or _looks_like_hub_id(path):
         source = path
     else:
         raise ConfigError(f"llm_path {path} does not exist; give a model directory, a .gguf file or a hub id")

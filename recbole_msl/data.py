@@ -60,7 +60,7 @@ def download_dataset(config) -> None:
             if not _has_atomic_files(staging, name):
                 raise OSError(f"the archive holds no {name}.inter")
             os.replace(staging, path)
-        except Exception as err:  # network down, bad archive: say where the files go
+        except Exception as err:  # noqa: BLE001 - network down, bad archive: say where the files go
             shutil.rmtree(staging, ignore_errors=True)
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ConfigError(f"data set {name} is not on disk and could not be downloaded from {url} "

@@ -57,7 +57,7 @@ class TokenTrie:
 
     # ------------------------------------------------------------------ build
     @classmethod
-    def build(cls, sequences: list[list[int]], items_of_sequence: list[list[int]], n_items: int) -> "TokenTrie":
+    def build(cls, sequences: list[list[int]], items_of_sequence: list[list[int]], n_items: int) -> TokenTrie:
         """Build from token sequences (each ending with EOS) and the item ids spelled by each."""
         if len(sequences) != len(items_of_sequence):
             raise ValueError("need one item list per sequence")
@@ -137,7 +137,7 @@ class TokenTrie:
     def num_leaves(self) -> int:
         return self.leaf_item_ptr.numel() - 1
 
-    def to(self, device) -> "TokenTrie":
+    def to(self, device) -> TokenTrie:
         fields = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
         return TokenTrie(**fields)
 

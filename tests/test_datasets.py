@@ -22,7 +22,8 @@ def test_ml1m_property_file_loads_timestamps_and_titles(tmp_path, tiny_llm_dir):
     folder.mkdir()
     shutil.copy(ML1M_ITEMS, folder / "ml-1m.item")
     # a small interaction file in RecBole's ml-1m layout: 30 users x 8 movies each, in time order
-    item_ids = [line.split("\t")[0] for line in open(ML1M_ITEMS, encoding="utf-8").read().splitlines()[1:]]
+    with open(ML1M_ITEMS, encoding="utf-8") as f:
+        item_ids = [line.split("\t")[0] for line in f.read().splitlines()[1:]]
     rows = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
     for user in range(1, 31):
         for k in range(8):
@@ -33,7 +34,7 @@ def test_ml1m_property_file_loads_timestamps_and_titles(tmp_path, tiny_llm_dir):
     assert config["eval_args"]["order"] == "TO" and "timestamp" in config["load_col"]["inter"]
     dataset = create_dataset(config)
     assert dataset.time_field == "timestamp" and "timestamp" in dataset.inter_feat
-    train, valid, test = data_preparation(config, dataset)
+    train, _, _ = data_preparation(config, dataset)
     model = LLMMSL(config, train._dataset)
     token2id = dataset.field2token_id[dataset.iid_field]
     assert model.titles[token2id["1"]] == "Toy Story"

@@ -4,7 +4,6 @@ import json
 import os
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
 from recbole_msl import Recommender, run
@@ -37,13 +36,14 @@ def test_checkpoint_is_a_small_peft_adapter(trained):
     assert {"adapter_config.json", "adapter_model.safetensors", "msl_state.json"} <= set(os.listdir(folder))
     weights = load_file(os.path.join(folder, "adapter_model.safetensors"))
     assert weights and all("lora_" in k for k in weights)
-    state = json.load(open(os.path.join(folder, "msl_state.json")))
+    with open(os.path.join(folder, "msl_state.json")) as f:
+        state = json.load(f)
     assert state["model"] == "LLMMSL" and "tau" in state["other_parameter"]
     assert not [f for f in os.listdir(os.path.dirname(folder)) if f.startswith(".tmp-")]  # nothing half written
 
 
 def test_checkpoint_reloads_and_recommends(trained):
-    result, overrides = trained
+    result, _ = trained
     rec = Recommender(result["saved_model_file"])
     top = rec.recommend(["1", "50", "172"], topk=5)
     assert len(top) == 5 and all(isinstance(title, str) and title for _, title, _ in top)

@@ -6,8 +6,15 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recbole_msl.losses import (ats_positions, ats_statistics, ats_target_tau, ats_update, lm_loss_terms,
-                                masked_softmax_loss, masked_softmax_loss_terms)
+from recbole_msl.losses import (
+    ats_positions,
+    ats_statistics,
+    ats_target_tau,
+    ats_update,
+    lm_loss_terms,
+    masked_softmax_loss,
+    masked_softmax_loss_terms,
+)
 
 
 def dense_msl(full_logits, valid_sets, targets, tau):

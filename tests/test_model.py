@@ -20,7 +20,7 @@ def setup(tiny_llm_dir, tmp_path_factory):
                  "checkpoint_dir": str(tmp_path_factory.mktemp("saved"))}
     config = make_config(overrides)
     dataset = create_dataset(config)
-    train, valid, test = data_preparation(config, dataset)
+    train, valid, _ = data_preparation(config, dataset)
     torch.manual_seed(0)
     model = LLMMSL(config, train._dataset)
     model.eval()  # no LoRA dropout: deterministic forward passes

@@ -99,7 +99,8 @@ class LLMMSL(SequentialRecommender):
         prompts = [self.prompts.prompt(h) for h in histories]
         responses = [self.prompts.response(t) for t in targets]
         ids, mask = self._pad([p + r[:-1] for p, r in zip(prompts, responses)], left=False)
-        hidden = self.base.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state  # [B, T, d]
+        decoder = self.base.get_decoder()
+        hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state  # [B, T, d]
 
         resp_len = torch.tensor([len(r) for r in responses], device=self.device)
         resp, _ = self._pad(responses, left=False)  # [B, R]
@@ -113,21 +114,15 @@ class LLMMSL(SequentialRecommender):
     def _head(self, hidden, tokens=None):
         """LM-head logits of ``hidden`` [P, d]: all tokens ([P, V]), or only ``tokens`` [P, K] ([P, K])."""
         head = self.base.get_output_embeddings()
-        plain = type(head) is torch.nn.Linear and not self._logit_transform_needed()
-        if tokens is None or not plain:
+        if tokens is None or type(head) is not torch.nn.Linear:  # e.g. LoRA on lm_head: run the module
             logits = self._finish_logits(head(hidden))
             return logits if tokens is None else logits.gather(1, tokens)
         unique, inverse = torch.unique(tokens, return_inverse=True)  # |U| <= vocab
         sub = F.linear(hidden, head.weight[unique], None if head.bias is None else head.bias[unique])  # [P, |U|]
-        return sub.gather(1, inverse)
-
-    def _logit_transform_needed(self) -> bool:
-        cfg = self.base.config
-        return any(getattr(cfg, k, None) not in (None, 1, 1.0) for k in
-                   ("final_logit_softcapping", "logit_scale", "logits_scaling"))
+        return self._finish_logits(sub).gather(1, inverse)
 
     def _finish_logits(self, logits):
-        """Apply the output transforms some architectures put after the LM head."""
+        """Apply the elementwise output transforms some architectures put after the LM head."""
         cfg = self.base.config
         if getattr(cfg, "logit_scale", None) not in (None, 1, 1.0):
             logits = logits * cfg.logit_scale

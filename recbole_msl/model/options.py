@@ -43,7 +43,7 @@ class LLMMSLOptions:
     eval_micro_batch_size: int
 
     @classmethod
-    def from_config(cls, config) -> "LLMMSLOptions":
+    def from_config(cls, config) -> LLMMSLOptions:
         loss = str(config["llm_loss"]).lower()
         if loss not in ("msl", "lml"):
             raise ConfigError(f"llm_loss must be msl or lml, not {config['llm_loss']!r}")
