@@ -77,7 +77,8 @@ class LLMMSLTrainer(Trainer):
         self.optimizer.step()
         self.scheduler.step()
         self.global_step += 1
-        self.tau_trace.append((self.global_step, float(self.model.tau)))
+        if self.model.opts.loss == "msl":  # tau means nothing for LML
+            self.tau_trace.append((self.global_step, float(self.model.tau)))
         return loss
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
@@ -95,12 +96,16 @@ class LLMMSLTrainer(Trainer):
             seen += take
             if bar:
                 bar.update(take)
-                bar.set_postfix(loss=f"{losses[-1]:.4f}", tau=f"{self.model.tau:.3f}")
+                bar.set_postfix(loss=f"{losses[-1]:.4f}", **self._tau_note())
         if bar:
             bar.close()
         self.logger.info(f"epoch {epoch_idx}: {len(losses)} optimizer steps on {seen} sequences, "
-                         f"lr {self.scheduler.get_last_lr()[0]:.3g}, tau {self.model.tau:.4f}")
+                         f"lr {self.scheduler.get_last_lr()[0]:.3g}"
+                         + "".join(f", {k} {v}" for k, v in self._tau_note().items()))
         return sum(losses) / max(len(losses), 1)
+
+    def _tau_note(self) -> dict:
+        return {"tau": f"{self.model.tau:.4f}"} if self.model.opts.loss == "msl" else {}
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
