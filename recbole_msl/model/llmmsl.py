@@ -141,17 +141,6 @@ class LLMMSL(SequentialRecommender):
         return tokens, valid, target_index
 
     # -------------------------------------------------------------- losses
-    def num_loss_positions(self, interaction) -> int:
-        """How many positions the loss averages over (for exact gradient accumulation)."""
-        targets = interaction[self.POS_ITEM_ID].tolist()
-        responses = [self.prompts.response(t) for t in targets]
-        if self.opts.loss == "lml":
-            return sum(len(r) for r in responses)
-        resp, _ = self._pad(responses, left=False)
-        lengths = torch.tensor([len(r) for r in responses], device=self.device)
-        nodes = self.trie.path(resp, lengths)
-        return int((self.trie.num_children(nodes[nodes >= 0]) > 1).sum())
-
     def loss_terms(self, interaction):
         """(sum of per-position losses, number of positions) for a batch."""
         hidden, targets, nodes, sample = self._response_states(

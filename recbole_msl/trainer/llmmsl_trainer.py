@@ -61,16 +61,19 @@ class LLMMSLTrainer(Trainer):
                            show_progress=show_progress, callback_fn=callback_fn)
 
     def _optimizer_step(self, interaction) -> float:
-        """One effective batch: micro-batch losses are scaled so the gradient equals the full-batch mean."""
+        """One effective batch: gradients of the summed micro-batch losses, divided by the number of
+        loss positions, equal the gradient of the full-batch mean exactly."""
         self.optimizer.zero_grad(set_to_none=True)
-        denominator = max(self.model.num_loss_positions(interaction), 1)
-        total = 0.0
+        total, positions = 0.0, 0
         for start in range(0, len(interaction), self.micro_batch_size):
-            micro = interaction[start:start + self.micro_batch_size]
-            loss_sum, _ = self.model.loss_terms(micro)
-            (loss_sum / denominator).backward()
+            loss_sum, count = self.model.loss_terms(interaction[start:start + self.micro_batch_size])
+            loss_sum.backward()
             total += float(loss_sum.detach())
-        loss = total / denominator
+            positions += count
+        for param in self._trainable():
+            if param.grad is not None:
+                param.grad.div_(max(positions, 1))
+        loss = total / max(positions, 1)
         self._check_nan(torch.tensor(loss))
         if self.clip_grad_norm:
             clip_grad_norm_(self._trainable(), **self.clip_grad_norm)
