@@ -45,7 +45,23 @@ def left_pad(prompts, pad):
 @pytest.mark.parametrize("renormalize", [False, True])
 @pytest.mark.parametrize("length_penalty", [1.0, 0.0])
 def test_enough_beams_equals_exhaustive_scoring(tiny_llm, renormalize, length_penalty):
-    model, tokenizer = tiny_llm
+    check_exhaustive(*tiny_llm, renormalize, length_penalty)
+
+
+def test_gpt2_cache_and_positions_match_exhaustive_scoring(tiny_llm):
+    """A second architecture (learned absolute positions, legacy layout) through the same cache code."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    _, tokenizer = tiny_llm
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=4,
+                                      eos_token_id=tokenizer.eos_token_id)).eval()
+    with torch.no_grad():
+        gpt2.transformer.wte.weight.normal_(0, 1.0)
+    check_exhaustive(gpt2, tokenizer, False, 1.0)
+
+
+def check_exhaustive(model, tokenizer, renormalize, length_penalty):
     trie, seqs = build(tokenizer)
     prompts = [tokenizer("Recommend a film after Heat and Alien:")["input_ids"],
                tokenizer("Films:")["input_ids"]]  # different lengths: exercises left padding

@@ -85,14 +85,18 @@ def test_cli_variants_run(tiny_run_config, flags, capsys):
         assert {tau for _, tau in result["tau_trace"]} == {4.5}
 
 
-def test_sasrec_runs_through_the_same_entry_point(tmp_path, capsys):
-    args = ["--model=SASRec", "--dataset=ml-100k", "--epochs=1", "--hidden_size=16", "--inner_size=32",
-            "--n_layers=1", "--n_heads=1", "--MAX_ITEM_LIST_LENGTH=10", "--train_batch_size=1024",
-            f"--checkpoint_dir={tmp_path}", "--show_progress=False"]
+@pytest.mark.parametrize("model, sizes", [
+    ("SASRec", ["--hidden_size=16", "--inner_size=32", "--n_layers=1", "--n_heads=1"]),
+    ("GRU4Rec", ["--embedding_size=16", "--hidden_size=16"]),
+    ("BERT4Rec", ["--hidden_size=16", "--inner_size=32", "--n_layers=1", "--n_heads=1"]),
+])
+def test_recbole_models_run_through_the_same_entry_point(model, sizes, tmp_path, capsys):
+    args = [f"--model={model}", "--dataset=ml-100k", "--epochs=1", "--MAX_ITEM_LIST_LENGTH=10",
+            "--train_batch_size=1024", f"--checkpoint_dir={tmp_path}", "--show_progress=False", *sizes]
     assert main(args) == 0
     printed = capsys.readouterr().out
     result = json.loads(printed[printed.index("{"):])
-    assert result["model"] == "SASRec" and "ndcg@10" in result["test_result"]
+    assert result["model"] == model and "ndcg@10" in result["test_result"]
     assert any(f.endswith(".pth") for f in os.listdir(tmp_path))  # best-model reload worked on torch >= 2.6
 
 
