@@ -4,6 +4,7 @@ import json
 import os
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from recbole_msl import Recommender, run
@@ -128,3 +129,17 @@ def test_sampled_evaluation_uses_exact_predict(tiny_run_config):
                                             "group_by": "user", "mode": "uni100"}, "eval_max_users": 3}
     result = run("LLMMSL", "ml-100k", config_dict=cfg)
     assert METRICS <= set(result["test_result"])
+
+
+def test_adapter_loads_with_peft_outside_recbole(trained, tiny_llm_dir):
+    from peft import PeftModel, get_peft_model_state_dict
+    from transformers import AutoModelForCausalLM
+
+    result, _ = trained
+    folder = result["saved_model_file"]
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llm_dir), folder)
+    saved = load_file(os.path.join(folder, "adapter_model.safetensors"))
+    loaded = get_peft_model_state_dict(model)
+    assert saved.keys() == loaded.keys()
+    assert all(torch.equal(saved[k], loaded[k]) for k in saved)
+    assert any(bool(v.abs().sum()) for k, v in saved.items() if "lora_B" in k)  # trained, not the zero init
