@@ -79,11 +79,8 @@ def create_dataset(config):
 def _first_users(split, n_users: int):
     """The rows of the first ``n_users`` distinct users of an evaluation split."""
     users = split.inter_feat[split.uid_field]
-    _, first_seen = torch.unique(users, return_inverse=True)
-    order = torch.full((int(first_seen.max()) + 1,), len(users), dtype=torch.long)
-    order.scatter_reduce_(0, first_seen, torch.arange(len(users)), reduce="amin")
-    keep_users = users[torch.sort(order).values[:n_users]]
-    rows = torch.isin(users, keep_users).nonzero().squeeze(1)
+    first = list(dict.fromkeys(users.tolist()))[:n_users]  # distinct users in order of appearance
+    rows = torch.isin(users, torch.tensor(first, dtype=users.dtype)).nonzero().squeeze(1)
     return split.copy(split.inter_feat[rows])
 
 

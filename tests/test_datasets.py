@@ -61,3 +61,18 @@ def test_same_seed_gives_identical_adapter_and_metrics(tiny_run_config, tmp_path
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert results[0]["test_result"] == results[1]["test_result"]
     assert results[0]["tau_trace"] == results[1]["tau_trace"]
+
+
+def test_eval_max_users_keeps_the_first_users_of_valid_and_test():
+    def splits(extra):
+        config = Config(model="SASRec", dataset="ml-100k", config_dict=extra)
+        dataset = create_dataset(config)
+        return dataset, data_preparation(config, dataset)
+
+    dataset, (train, valid, test) = splits({"eval_max_users": 7})
+    _, (full_train, full_valid, full_test) = splits({})
+    assert train._dataset.inter_num == full_train._dataset.inter_num  # training data untouched
+    for small, full in ((valid, full_valid), (test, full_test)):
+        users = small._dataset.inter_feat[dataset.uid_field].tolist()
+        expected = list(dict.fromkeys(full._dataset.inter_feat[dataset.uid_field].tolist()))[:7]
+        assert list(dict.fromkeys(users)) == expected
