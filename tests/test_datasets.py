@@ -76,3 +76,34 @@ def test_eval_max_users_keeps_the_first_users_of_valid_and_test():
         users = small._dataset.inter_feat[dataset.uid_field].tolist()
         expected = list(dict.fromkeys(full._dataset.inter_feat[dataset.uid_field].tolist()))[:7]
         assert list(dict.fromkeys(users)) == expected
+
+
+def test_missing_data_set_is_downloaded_from_an_overridable_url(tmp_path):
+    """A loopback HTTP server serves a zip in RecBole's layout; the download lands whole."""
+    import functools
+    import http.server
+    import threading
+    import zipfile
+
+    import recbole
+
+    source = os.path.join(os.path.dirname(recbole.__file__), "dataset_example", "ml-100k")
+    served = tmp_path / "served"
+    served.mkdir()
+    with zipfile.ZipFile(served / "ml-tiny.zip", "w") as archive:
+        for suffix in ("inter", "item"):
+            archive.write(os.path.join(source, f"ml-100k.{suffix}"), f"ml-tiny.{suffix}")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        config = Config(model="SASRec", dataset="ml-tiny", config_dict={
+            "data_path": str(tmp_path / "data"), "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+            "download_url": f"http://127.0.0.1:{server.server_address[1]}/ml-tiny.zip"})
+        dataset = create_dataset(config)
+    finally:
+        server.shutdown()
+    assert dataset.inter_num == 100000
+    assert sorted(os.listdir(tmp_path / "data")) == ["ml-tiny"]  # no staging folder left behind
+    assert sorted(os.listdir(tmp_path / "data" / "ml-tiny")) == ["ml-tiny.inter", "ml-tiny.item"]
