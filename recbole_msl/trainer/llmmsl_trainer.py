@@ -80,8 +80,10 @@ class LLMMSLTrainer(Trainer):
         self.optimizer.step()
         self.scheduler.step()
         self.global_step += 1
+        self.tensorboard.add_scalar("Loss/step", loss, self.global_step)
         if self.model.opts.loss == "msl":  # tau means nothing for LML
             self.tau_trace.append((self.global_step, float(self.model.tau)))
+            self.tensorboard.add_scalar("tau", float(self.model.tau), self.global_step)
         return loss
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
