@@ -62,12 +62,6 @@ def atomic_torch_save(obj, path: str) -> None:
             os.remove(tmp)
 
 
-def _plain(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    return value
-
-
 class SafeCheckpointMixin:
     """For RecBole's own trainers: plain-data checkpoints that ``torch.load(weights_only=True)`` reads."""
 
@@ -79,7 +73,7 @@ class SafeCheckpointMixin:
             "config": {"model": self.config["model"], "dataset": self.config["dataset"]},
             "epoch": int(epoch),
             "cur_step": int(self.cur_step),
-            "best_valid_score": float(_plain(self.best_valid_score)),
+            "best_valid_score": float(self.best_valid_score),
             "state_dict": self.model.state_dict(),
             "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict(),

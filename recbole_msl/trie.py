@@ -48,7 +48,6 @@ class TokenTrie:
     edge_token: torch.Tensor  # [n_edges] int64
     edge_key: torch.Tensor  # [n_edges] int64: parent * vocab_span + token, sorted
     node_leaf: torch.Tensor  # [n_nodes] int64, -1 for inner nodes
-    node_depth: torch.Tensor  # [n_nodes] int64, root = 0
     leaf_item_ptr: torch.Tensor  # [n_leaves + 1] int64
     leaf_items: torch.Tensor  # [n_items_with_text] int64
     item_leaf: torch.Tensor  # [n_items] int64, -1 for items without a sequence
@@ -75,7 +74,7 @@ class TokenTrie:
             differs = matrix[1:, col] != matrix[:-1, col]
             lcp[1:][undecided & differs] = col
 
-        parents, tokens, depths = [], [], []
+        parents, tokens = [], []
         node_of_row = np.zeros(n_seq, dtype=np.int64)  # node reached by each row so far
         leaf_node_of_row = np.zeros(n_seq, dtype=np.int64)
         next_id = 1
@@ -86,7 +85,6 @@ class TokenTrie:
             ids = np.where(new, next_id + np.cumsum(new) - 1, 0)
             parents.append(node_of_row[new])
             tokens.append(matrix[new, col].astype(np.int64))
-            depths.append(np.full(n_new, col + 1, dtype=np.int64))
             # rows that share the prefix inherit the node opened by the first of them
             node_of_row = np.where(alive, np.maximum.accumulate(ids), node_of_row)
             ends = lengths == col + 1
@@ -112,7 +110,6 @@ class TokenTrie:
         leaf_items = np.array([i for x in per_leaf for i in x], dtype=np.int64)
         if len(leaf_items):
             item_leaf[leaf_items] = np.repeat(np.arange(len(leaf_nodes)), counts)
-        node_depth = np.concatenate([np.zeros(1, dtype=np.int64)] + depths)
 
         as_t = torch.from_numpy
         return cls(
@@ -120,7 +117,6 @@ class TokenTrie:
             edge_token=as_t(edge_token),
             edge_key=as_t(edge_key),
             node_leaf=as_t(node_leaf),
-            node_depth=as_t(node_depth),
             leaf_item_ptr=as_t(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)),
             leaf_items=as_t(leaf_items),
             item_leaf=as_t(item_leaf),

@@ -224,11 +224,6 @@ class LLMMSL(SequentialRecommender):
         if para and "tau" in para:
             self.tau = float(para["tau"])
 
-    def trainable_state_dict(self):
-        from peft import get_peft_model_state_dict
-
-        return get_peft_model_state_dict(self.llm)
-
     def load_trainable_state_dict(self, state):
         from peft import set_peft_model_state_dict
 

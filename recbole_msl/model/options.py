@@ -60,10 +60,6 @@ class LLMMSLOptions:
         if max(topk) > num_beams:
             raise ConfigError(f"topk {max(topk)} exceeds num_beams {num_beams}; raise num_beams to at least "
                               f"{max(topk)} or lower topk")
-        bad = [m for m in config["metrics"] if m.lower() in FULL_RANKING_METRICS]
-        if bad:
-            raise ConfigError(f"metric {bad[0]} needs a score for every item, which beam search does not give; "
-                              f"use top-k metrics (Recall, NDCG, Hit, MRR, Precision, ...)")
         max_len = config["max_seq_length"]
         if max_len is not None:
             max_len = _positive_int(config, "max_seq_length")
