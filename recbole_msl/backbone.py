@@ -88,8 +88,9 @@ def load_backbone(config, device: torch.device):
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, quantization_config=quant, **kwargs)
     except (OSError, ValueError, KeyError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"could not load a causal LM from {path} ({first}); "
-                          f"set llm_path to a causal language model") from err
+        hint = ("set llm_path to a causal language model: a model folder, a .gguf file or a hub id "
+                "(hub ids need network or the Hugging Face cache)")
+        raise ConfigError(f"could not load a causal LM from {path} ({first}); {hint}") from err
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if quant is None:
@@ -124,8 +125,9 @@ def wrap_with_lora(model, config):
     if config["gradient_checkpointing"]:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
+    lora = lora_config(config)  # its own one-line errors, outside the try below
     try:
-        return get_peft_model(model, lora_config(config))
+        return get_peft_model(model, lora)
     except ValueError as err:
         raise ConfigError(f"LoRA could not be attached ({str(err).splitlines()[0]}); "
                           f"check lora_target_modules against the backbone's module names") from err

@@ -35,6 +35,37 @@ def parse_overrides(args: list[str]) -> dict[str, str]:
     return overrides
 
 
+# RecBole options that RecBole itself never type-checks (a string there fails deep inside training)
+_INT_OPTIONS = {"epochs": 0, "train_batch_size": 1, "eval_batch_size": 1, "stopping_step": 0,
+                "eval_step": None, "MAX_ITEM_LIST_LENGTH": 1, "seed": None}
+_NUMBER_OPTIONS = {"learning_rate": 0.0, "weight_decay": 0.0}
+
+
+def check_recbole_options(final: dict) -> None:
+    """One-line errors for RecBole options of the wrong type (``--epochs=ten``) before RecBole trips on them."""
+    from recbole.evaluator import metric_types
+
+    for key, low in _INT_OPTIONS.items():
+        value = final.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or (low is not None and value < low)):
+            bound = "" if low is None else f" >= {low}"
+            raise ConfigError(f"{key} must be an integer{bound}, not {value!r}; e.g. --{key}=10")
+    for key, low in _NUMBER_OPTIONS.items():
+        value = final.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < low):
+            raise ConfigError(f"{key} must be a number >= {low}, not {value!r}; e.g. --{key}=0.0001")
+    topk = final.get("topk")
+    ks = topk if isinstance(topk, list) else [topk]
+    if not ks or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in ks):
+        raise ConfigError(f"topk must be a positive integer or a list of them, not {topk!r}; e.g. --topk=[5,10]")
+    metrics = final.get("metrics") or []
+    for metric in [metrics] if isinstance(metrics, str) else metrics:
+        if str(metric).lower() not in metric_types:
+            raise ConfigError(f"unknown metric {metric!r}; use RecBole's names, e.g. Recall, MRR, NDCG, Hit, "
+                              f"Precision")
+
+
 class Config(RecBoleConfig):
     """Precedence (lowest first): RecBole's properties, ours, config files, config_dict, command line.
 
@@ -100,4 +131,5 @@ class Config(RecBoleConfig):
         if bad:
             raise ConfigError(f"metric {bad[0]} needs a score for every item, which {self.model} does not give; "
                               f"use top-k metrics (Recall, NDCG, Hit, MRR, Precision, ...)")
+        check_recbole_options(final)
         super()._set_default_parameters()

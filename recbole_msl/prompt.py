@@ -45,9 +45,12 @@ class PromptBuilder:
             self.title_ids[i] = list(ids)
         self.max_response = max(len(ids) for ids in encoded) + 1
         self.max_prompt = max_length - self.max_response
-        if len(self.head) + len(self.tail) + self.max_response > max_length:
-            raise ConfigError(f"the prompt template alone does not fit the context of {max_length} tokens; "
-                              f"shorten prompt_template or raise max_seq_length")
+        # the template, the longest title once in the history and once as the response (+ EOS)
+        need = len(self.head) + len(self.tail) + 2 * self.max_response - 1
+        if need > max_length:
+            raise ConfigError(f"the prompt template with one history title and the response does not fit the "
+                              f"context of {max_length} tokens (it needs {need}); raise max_seq_length to at least "
+                              f"{need} or shorten prompt_template")
 
     def response(self, item: int) -> list[int]:
         return self.title_ids[item] + [self.eos]

@@ -147,7 +147,8 @@ class TokenTrie:
         """Node reached from ``nodes`` by ``tokens`` (elementwise); raises if an edge is missing."""
         keys = nodes * self.vocab_span + tokens
         edge = torch.searchsorted(self.edge_key, keys).clamp(max=self.edge_key.numel() - 1)
-        if not bool((self.edge_key[edge] == keys).all()):
+        in_span = (tokens >= 0) & (tokens < self.vocab_span)  # else the key would alias another node's edge
+        if not bool(((self.edge_key[edge] == keys) & in_span).all()):
             raise ValueError("token sequence leaves the title trie")
         return edge + 1
 

@@ -44,7 +44,11 @@ class LLMMSL(SequentialRecommender):
         titles = self.titles
         backbone, self.tokenizer = load_backbone(config, self.device)
         self.llm = wrap_with_lora(backbone, config)
-        context = self.opts.max_seq_length or getattr(backbone.config, "max_position_embeddings", None) or 2048
+        window = getattr(backbone.config, "max_position_embeddings", None)
+        if self.opts.max_seq_length and window and self.opts.max_seq_length > window:
+            raise ConfigError(f"max_seq_length {self.opts.max_seq_length} exceeds the backbone's context of {window} "
+                              f"tokens; set max_seq_length to at most {window} (or ~ for the backbone's context)")
+        context = self.opts.max_seq_length or window or 2048
         self.prompts = PromptBuilder(self.tokenizer, titles, config["prompt_template"] or DEFAULT_TEMPLATE,
                                      config["prompt_instruction"], config["prompt_input"], int(context))
         sequences, items = self.prompts.sequences()
