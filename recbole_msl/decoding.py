@@ -8,7 +8,9 @@ in place. Semantics follow Hugging Face's beam search with
 including EOS. Two differences, both towards better recall: every candidate
 that completes a title enters the pool of finished hypotheses (the best
 ``num_beams`` are kept), and a user stops as soon as no running beam can still
-beat its worst kept hypothesis (an exact bound, since log-probabilities are <= 0).
+beat its worst kept hypothesis (an exact bound, since log-probabilities are <= 0
+and a beam at trie node n ends within ``node_height[n]`` tokens). Stopped users
+leave the batch and the KV cache, so later steps cost only the users still running.
 With at least as many beams as titles nothing is pruned and the result equals
 exhaustive scoring of every title.
 """
@@ -16,6 +18,58 @@ exhaustive scoring of every title.
 from __future__ import annotations
 
 import torch
+from transformers.cache_utils import DynamicLayer
+
+
+class _BeamLayerCache(DynamicLayer):
+    """One layer's KV cache in a buffer preallocated for the prompt plus ``capacity`` generated tokens.
+
+    Every beam of a user shares that user's prompt keys and values, so reordering beams within users
+    rewrites only the generated part, and appending writes in place: no per-step copy of the whole
+    cache (Hugging Face's DynamicLayer concatenates on every append and copies every row on reorder).
+    Rows are gathered in full only when users leave the batch.
+    """
+
+    def __init__(self, layer: DynamicLayer, beams: int, capacity: int):
+        super().__init__()
+        users, heads, prompt, dim = layer.keys.shape  # [U, h, L, d]
+        self.dtype, self.device, self.is_initialized = layer.keys.dtype, layer.keys.device, True
+        self.prompt, self.length = prompt, prompt
+        self.buffers = []
+        for states in (layer.keys, layer.values):
+            buffer = states.new_empty(users, beams, heads, prompt + capacity, dim)
+            buffer[:, :, :, :prompt] = states.unsqueeze(1)  # each user's prompt, once per beam
+            self.buffers.append(buffer.view(users * beams, heads, prompt + capacity, dim))
+        self._expose()
+
+    def _expose(self):
+        self.keys, self.values = (b[:, :, :self.length] for b in self.buffers)  # [N, h, length, d] views
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        end = self.length + key_states.shape[-2]
+        if end > self.buffers[0].shape[2]:  # beyond the capacity: grow (never needed by the decoder)
+            self.buffers = [torch.cat([b, b.new_empty(*b.shape[:2], end - b.shape[2], b.shape[3])], 2)
+                            for b in self.buffers]
+        for buffer, states in zip(self.buffers, (key_states, value_states)):
+            buffer[:, :, self.length:end] = states
+        self.length = end
+        self._expose()
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """Any reordering: gather whole rows."""
+        self.buffers = [b.index_select(0, beam_idx) for b in self.buffers]
+        self._expose()
+
+    def reorder_generated(self, beam_idx: torch.LongTensor) -> None:
+        """Reordering that keeps every row with its user: only the generated tokens move."""
+        generated = slice(self.prompt, self.length)
+        for buffer in self.buffers:
+            buffer[:, :, generated] = buffer[beam_idx, :, generated]
+        self._expose()
 
 
 class CachedCausalLM:
@@ -29,6 +83,7 @@ class CachedCausalLM:
         self.cache = None
         self.mask = None
         self.next_position = None
+        self.beams = 1
 
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Run the prompts [U, L]; return next-token logits [U, V]."""
@@ -40,15 +95,36 @@ class CachedCausalLM:
         self.next_position = attention_mask.long().sum(-1)
         return out.logits[:, -1]
 
-    def expand(self, beams: int) -> None:
-        """Copy each user's cache ``beams`` times: rows become [U * beams]."""
-        self.cache.batch_repeat_interleave(beams)
+    def expand(self, beams: int, capacity: int | None = None) -> None:
+        """Copy each user's cache ``beams`` times: rows become [U * beams].
+
+        With ``capacity`` (most tokens still to come), plain Hugging Face layers move into
+        preallocated beam buffers (:class:`_BeamLayerCache`); other layer types are repeated as usual.
+        """
+        layers = getattr(self.cache, "layers", None)
+        if capacity is None or not layers or any(type(layer) is not DynamicLayer for layer in layers):
+            self.cache.batch_repeat_interleave(beams)
+        else:
+            self.cache.layers = [_BeamLayerCache(layer, beams, capacity) for layer in layers]
+        self.beams = beams
         self.mask = self.mask.repeat_interleave(beams, 0)
         self.next_position = self.next_position.repeat_interleave(beams, 0)
 
+    def _reorder(self, parent_rows: torch.Tensor) -> None:
+        rows = self.mask.size(0)
+        within_users = parent_rows.numel() == rows and bool(
+            (parent_rows // self.beams == torch.arange(rows, device=parent_rows.device) // self.beams).all())
+        for layer in getattr(self.cache, "layers", None) or []:
+            if within_users and isinstance(layer, _BeamLayerCache):
+                layer.reorder_generated(parent_rows)
+            else:
+                layer.reorder_cache(parent_rows)
+        if not getattr(self.cache, "layers", None):
+            self.cache.reorder_cache(parent_rows)
+
     def step(self, tokens: torch.Tensor, parent_rows: torch.Tensor) -> torch.Tensor:
         """Reorder rows to ``parent_rows`` [N], append ``tokens`` [N]; return logits [N, V]."""
-        self.cache.reorder_cache(parent_rows)
+        self._reorder(parent_rows)
         positions = self.next_position[parent_rows]
         self.mask = torch.cat([self.mask[parent_rows], self.mask.new_ones(len(tokens), 1)], dim=1)
         out = self.model(input_ids=tokens.unsqueeze(1), attention_mask=self.mask,
@@ -87,8 +163,8 @@ def constrained_beam_search(lm: CachedCausalLM, prompt_ids, prompt_mask, trie, n
     device = prompt_ids.device
     neg_inf = float("-inf")
     logits = lm.prefill(prompt_ids, prompt_mask)  # [U, V]
-    lm.expand(beams)
-    logits = logits.repeat_interleave(beams, 0)  # [U*K, V]
+    lm.expand(beams, trie.max_depth)
+    logits = logits.repeat_interleave(beams, 0)  # [A*K, V]: rows of the active users, beams contiguous
 
     node = torch.full((users, beams), -1, dtype=torch.long, device=device)
     node[:, 0] = 0  # one live beam at the root
@@ -96,40 +172,47 @@ def constrained_beam_search(lm: CachedCausalLM, prompt_ids, prompt_mask, trie, n
     score[:, 0] = 0.0
     done_score = torch.full((users, beams), neg_inf, device=device)
     done_leaf = torch.full((users, beams), -1, dtype=torch.long, device=device)
-    user_row = torch.arange(users, device=device).unsqueeze(1) * beams  # [U, 1]
+    active = torch.arange(users, device=device)  # users still decoding; the LM holds only their rows
 
     for step in range(trie.max_depth):
         length = step + 1
-        edges, valid = trie.children_padded(node.view(-1))  # [U*K, D]
+        n_active = active.numel()
+        edges, valid = trie.children_padded(node[active].view(-1))  # [A*K, D]
         width = edges.size(1)
-        tokens = trie.edge_token[edges]  # [U*K, D]
+        tokens = trie.edge_token[edges]  # [A*K, D]
         log_probs = _step_log_probs(logits, tokens, valid, renormalize)
-        cand = (score.view(-1, 1) + log_probs).masked_fill(~valid, neg_inf).view(users, beams * width)
-        child = (edges + 1).view(users, beams * width)  # node reached by each candidate
-        child_leaf = trie.node_leaf[child]  # [U, K*D]
+        cand = (score[active].view(-1, 1) + log_probs).masked_fill(~valid, neg_inf).view(n_active, beams * width)
+        child = (edges + 1).view(n_active, beams * width)  # node reached by each candidate
+        child_leaf = trie.node_leaf[child]  # [A, K*D]
         is_leaf = child_leaf >= 0
 
         # finished: keep the best `beams` of old and newly completed hypotheses
         finished = (cand / _length_norm(length, length_penalty)).masked_fill(~is_leaf, neg_inf)
-        pool = torch.cat([done_score, finished], 1)
-        done_score, pick = pool.topk(beams, dim=1)
-        done_leaf = torch.cat([done_leaf, child_leaf], 1).gather(1, pick)
+        kept, pick = torch.cat([done_score[active], finished], 1).topk(beams, dim=1)  # [A, K]
+        done_leaf[active] = torch.cat([done_leaf[active], child_leaf], 1).gather(1, pick)
+        done_score[active] = kept
 
         # running: the best `beams` candidates that are not finished
-        running = cand.masked_fill(is_leaf, neg_inf)
-        score, pick = running.topk(beams, dim=1)  # [U, K]
-        node = torch.where(torch.isfinite(score), child.gather(1, pick), torch.full_like(pick, -1))
+        running, pick = cand.masked_fill(is_leaf, neg_inf).topk(beams, dim=1)  # [A, K]
+        reached = torch.where(torch.isfinite(running), child.gather(1, pick), torch.full_like(pick, -1))
 
-        # stop a user once no running beam can beat its worst kept hypothesis
-        best_future = torch.maximum(score / _length_norm(length + 1, length_penalty),
-                                    score / _length_norm(trie.max_depth, length_penalty))
-        hopeless = best_future.max(1).values <= done_score[:, -1]
-        node[hopeless] = -1
-        score[hopeless] = neg_inf
-        if not bool((node >= 0).any()):
+        # stop a user once no running beam can beat its worst kept hypothesis: a beam at node n can
+        # only finish with length + 1 ... length + height(n) tokens and a log-probability <= its score
+        longest = length + trie.node_height[reached.clamp(min=0)]  # [A, K]
+        best_future = torch.maximum(running / _length_norm(length + 1, length_penalty),
+                                    running / longest.float() ** length_penalty)
+        hopeless = best_future.max(1).values <= kept[:, -1]  # [A]
+        reached[hopeless] = -1
+        running[hopeless] = neg_inf
+        node[active], score[active] = reached, running
+
+        # users with a live beam go on; the others leave the batch (and the KV cache)
+        going = (reached >= 0).any(1)  # [A]
+        if not bool(going.any()):
             break
-
-        parent_rows = (user_row + pick // width).view(-1)  # [U*K]
-        next_tokens = tokens.view(users, beams * width).gather(1, pick).view(-1)
-        logits = lm.step(next_tokens, parent_rows)  # [U*K, V]
+        rows = torch.arange(n_active, device=device)[going].unsqueeze(1) * beams  # [A', 1]
+        parent_rows = (rows + pick[going] // width).view(-1)  # [A'*K] rows of the current LM batch
+        next_tokens = tokens.view(n_active, beams * width)[going].gather(1, pick[going]).view(-1)
+        active = active[going]
+        logits = lm.step(next_tokens, parent_rows)  # [A'*K, V]
     return done_score, done_leaf

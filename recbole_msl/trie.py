@@ -10,7 +10,9 @@ Layout (breadth-first, children of a node contiguous and sorted by token):
   * a leaf is a node reached by the final token of a sequence (every sequence
     ends with EOS, so no sequence is a prefix of another); ``node_leaf[n]`` is
     its leaf index or -1, and ``leaf_item_ptr``/``leaf_items`` list the items
-    that spell that sequence (several items may share one title).
+    that spell that sequence (several items may share one title);
+  * ``node_height[n]`` is the most tokens from node ``n`` down to a leaf (the
+    root's is the longest sequence), an exact bound for beam-search stopping.
 
 The build sorts the padded token matrix once and walks it column by column, so
 it costs O(T * L log T) time and O(T * L) memory for T titles of length <= L:
@@ -20,6 +22,7 @@ nothing is quadratic in the catalogue.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import torch
@@ -29,17 +32,49 @@ PAD = -1
 
 def _padded_matrix(sequences: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     """[T, L] int32 matrix of the sequences, right-padded with PAD, and their lengths."""
-    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+    lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
     if len(sequences) == 0 or lengths.min() == 0:
         raise ValueError("every trie sequence needs at least one token")
-    flat = np.fromiter((t for s in sequences for t in s), dtype=np.int64, count=int(lengths.sum()))
+    flat = np.fromiter(chain.from_iterable(sequences), dtype=np.int64, count=int(lengths.sum()))
     if flat.min() < 0:
         raise ValueError("token ids must be non-negative")
     matrix = np.full((len(sequences), int(lengths.max())), PAD, dtype=np.int32)
-    rows = np.repeat(np.arange(len(sequences)), lengths)
-    cols = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    matrix[rows, cols] = flat
+    matrix[np.arange(matrix.shape[1]) < lengths[:, None]] = flat  # row-major fill = the sequences in order
     return matrix, lengths
+
+
+def _lexicographic_order(matrix: np.ndarray) -> np.ndarray:
+    """Stable lexicographic row order of a PAD-padded matrix (PAD sorts first).
+
+    Tokens + 1 (PAD -> 0) are packed several per uint64 word, order-preserving, so the stable sort
+    runs over a few words per row instead of one key per column.
+    """
+    bits = max((int(matrix.max()) + 1).bit_length(), 1)
+    per_word = 64 // bits
+    keys = []
+    for start in range(0, matrix.shape[1], per_word):
+        key = np.zeros(matrix.shape[0], dtype=np.uint64)
+        for col in range(start, start + per_word):
+            key <<= np.uint64(bits)
+            if col < matrix.shape[1]:
+                key |= (matrix[:, col] + 1).astype(np.uint64)  # PAD -> 0
+        keys.append(key)
+    return np.lexsort(keys[::-1])  # the first word is the primary key
+
+
+def _group_items(items_of_sequence, order, leaf_of_row, n_leaves):
+    """Items of every leaf, concatenated by leaf id (within a leaf: sorted-row order, then list order).
+
+    Vectorised: one entry per (sequence, item), stably sorted by (leaf, row); returns (items, counts per leaf).
+    """
+    per_seq = np.fromiter(map(len, items_of_sequence), dtype=np.int64, count=len(items_of_sequence))
+    items = np.fromiter(chain.from_iterable(items_of_sequence), dtype=np.int64, count=int(per_seq.sum()))
+    row_of_seq = np.empty(len(order), dtype=np.int64)
+    row_of_seq[order] = np.arange(len(order))
+    entry_row = np.repeat(row_of_seq, per_seq)  # [E] sorted row of each entry's sequence
+    entry_leaf = leaf_of_row[entry_row]  # [E]
+    grouped = np.lexsort((entry_row, entry_leaf))  # stable: by leaf, then row, then list position
+    return items[grouped], np.bincount(entry_leaf, minlength=n_leaves).astype(np.int64)
 
 
 @dataclass
@@ -48,6 +83,7 @@ class TokenTrie:
     edge_token: torch.Tensor  # [n_edges] int64
     edge_key: torch.Tensor  # [n_edges] int64: parent * vocab_span + token, sorted
     node_leaf: torch.Tensor  # [n_nodes] int64, -1 for inner nodes
+    node_height: torch.Tensor  # [n_nodes] int64: most tokens from the node to a leaf (bounds beam search)
     leaf_item_ptr: torch.Tensor  # [n_leaves + 1] int64
     leaf_items: torch.Tensor  # [n_items_with_text] int64
     item_leaf: torch.Tensor  # [n_items] int64, -1 for items without a sequence
@@ -62,8 +98,9 @@ class TokenTrie:
             raise ValueError("need one item list per sequence")
         matrix, lengths = _padded_matrix(sequences)
         n_seq, width = matrix.shape
-        order = np.lexsort(matrix.T[::-1])  # rows sorted lexicographically
-        matrix = matrix[order]
+        order = _lexicographic_order(matrix)  # rows sorted lexicographically
+        columns = np.ascontiguousarray(matrix[order].T)  # [L, T]: sorted rows, one contiguous array per column
+        del matrix
         lengths = lengths[order]
 
         # lcp[i]: first column where sorted row i differs from row i - 1 (width if equal)
@@ -71,52 +108,58 @@ class TokenTrie:
         lcp[0] = 0
         for col in range(width):
             undecided = lcp[1:] == width
-            differs = matrix[1:, col] != matrix[:-1, col]
+            differs = columns[col, 1:] != columns[col, :-1]
             lcp[1:][undecided & differs] = col
 
-        parents, tokens = [], []
+        parents, tokens, first_ids = [], [], []
         node_of_row = np.zeros(n_seq, dtype=np.int64)  # node reached by each row so far
         leaf_node_of_row = np.zeros(n_seq, dtype=np.int64)
         next_id = 1
         for col in range(width):
-            alive = matrix[:, col] != PAD
+            alive = columns[col] != PAD
             new = alive & (lcp <= col)
             n_new = int(new.sum())
             ids = np.where(new, next_id + np.cumsum(new) - 1, 0)
             parents.append(node_of_row[new])
-            tokens.append(matrix[new, col].astype(np.int64))
+            first_ids.append(next_id)  # this column's new nodes are next_id ... next_id + n_new - 1
+            tokens.append(columns[col][new])  # int32 until all columns are joined
             # rows that share the prefix inherit the node opened by the first of them
             node_of_row = np.where(alive, np.maximum.accumulate(ids), node_of_row)
             ends = lengths == col + 1
             leaf_node_of_row[ends] = node_of_row[ends]
             next_id += n_new
 
+        del columns, lcp
+        node_height = np.zeros(next_id, dtype=np.int64)
+        for parent, first in zip(reversed(parents), reversed(first_ids)):  # deepest column first
+            np.maximum.at(node_height, parent, node_height[first:first + len(parent)] + 1)
         edge_parent = np.concatenate(parents)
-        edge_token = np.concatenate(tokens)
+        del parents
+        edge_token = np.concatenate(tokens).astype(np.int64)
+        del tokens
         n_nodes = next_id
-        child_ptr = np.searchsorted(edge_parent, np.arange(n_nodes + 1), side="left")
+        # edges are grouped by parent in increasing order, so the CSR offsets are a cumulative count
+        child_ptr = np.concatenate([[0], np.cumsum(np.bincount(edge_parent, minlength=n_nodes))])
         vocab_span = int(edge_token.max()) + 1
         edge_key = edge_parent * vocab_span + edge_token
+        del edge_parent
 
         # leaves: identical sequences share one leaf and pool their items
         leaf_nodes, leaf_of_row = np.unique(leaf_node_of_row, return_inverse=True)
         node_leaf = np.full(n_nodes, -1, dtype=np.int64)
         node_leaf[leaf_nodes] = np.arange(len(leaf_nodes))
         item_leaf = np.full(n_items, -1, dtype=np.int64)
-        per_leaf: list[list[int]] = [[] for _ in leaf_nodes]
-        for row, seq_index in enumerate(order):
-            per_leaf[leaf_of_row[row]].extend(items_of_sequence[seq_index])
-        counts = np.array([len(x) for x in per_leaf], dtype=np.int64)
-        leaf_items = np.array([i for x in per_leaf for i in x], dtype=np.int64)
+        leaf_items, counts = _group_items(items_of_sequence, order, leaf_of_row.reshape(-1), len(leaf_nodes))
         if len(leaf_items):
             item_leaf[leaf_items] = np.repeat(np.arange(len(leaf_nodes)), counts)
 
         as_t = torch.from_numpy
         return cls(
-            child_ptr=as_t(child_ptr.astype(np.int64)),
+            child_ptr=as_t(child_ptr.astype(np.int64, copy=False)),
             edge_token=as_t(edge_token),
             edge_key=as_t(edge_key),
             node_leaf=as_t(node_leaf),
+            node_height=as_t(node_height),
             leaf_item_ptr=as_t(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)),
             leaf_items=as_t(leaf_items),
             item_leaf=as_t(item_leaf),

@@ -1,0 +1,93 @@
+"""Benchmark 3: users per second of ``full_sort_predict`` against Hugging Face's constrained ``generate``.
+
+Same users, backbone, trie, beams (10) and length penalty; both decode the same batch of users
+together (left-padded). For every user the two must return the same titles with the same scores
+(within float tolerance): the benchmark raises otherwise. Titles shared by several items are
+compared once (they sit on one trie leaf and get one score).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .common import log, sync, write_json
+from .fixture import load_setting, valid_users
+from .hf_generate import hf_rank
+from .reference import DictTrie
+
+SCORE_TOL = 1e-3  # absolute, on length-normalised log-probabilities
+
+
+def our_titles(model, scores: torch.Tensor) -> list[list[tuple]]:
+    """Per user: [(response token tuple, score)] of every scored title, best first."""
+    users = []
+    for row in scores:
+        found = torch.isfinite(row).nonzero().squeeze(1).tolist()
+        titles = {tuple(model.prompts.response(i)): float(row[i]) for i in found}
+        users.append(sorted(titles.items(), key=lambda kv: -kv[1]))
+    return users
+
+
+def compare_users(ours: list, hf: list, tol: float = SCORE_TOL) -> list[dict]:
+    """One record per user; ``same`` is True when both return the same titles and scores."""
+    records = []
+    for u, (a, b) in enumerate(zip(ours, hf)):
+        da, db = dict(a), dict(b)
+        common = set(da) & set(db)
+        worst = max((abs(da[t] - db[t]) for t in common), default=0.0)
+        records.append({"user_row": u, "same_titles": set(da) == set(db), "max_score_diff": worst,
+                        "only_ours": len(set(da) - set(db)), "only_hf": len(set(db) - set(da)),
+                        "same": set(da) == set(db) and worst <= tol})
+    return records
+
+
+def run(quick: bool = False) -> dict:
+    config, _, valid, model = load_setting()
+    n_users = 2 if quick else 10
+    users = valid_users(valid, n_users)
+    model.eval()
+    beams = model.opts.num_beams
+    dict_trie = DictTrie(model.prompts.sequences()[0])
+
+    sync()
+    start = time.perf_counter()
+    with torch.no_grad():
+        scores = model.full_sort_predict(users)
+    sync()
+    ours_s = time.perf_counter() - start
+    log(f"ranking: ours {n_users} users in {ours_s:.1f} s")
+
+    histories = model._histories(users)
+    ids, mask = model._pad([model.prompts.prompt(h) for h in histories], left=True)
+    sync()
+    start = time.perf_counter()
+    hf = hf_rank(model.base, ids, mask, dict_trie, beams, model.trie.max_depth, model.opts.length_penalty)
+    sync()
+    hf_s = time.perf_counter() - start
+    log(f"ranking: Hugging Face generate {n_users} users in {hf_s:.1f} s")
+
+    records = compare_users(our_titles(model, scores), hf)
+    figures = {
+        "quick": quick, "users": n_users, "num_beams": beams, "length_penalty": model.opts.length_penalty,
+        "titles": model.trie.num_leaves, "trie_depth": model.trie.max_depth,
+        "prompt_tokens_mean": float(mask.sum(1).float().mean()),
+        "decode_batch_size": model.opts.decode_batch_size,
+        "ours_s": ours_s, "hf_s": hf_s,
+        "ours_users_per_s": n_users / ours_s, "hf_users_per_s": n_users / hf_s,
+        "ours_s_per_user": ours_s / n_users, "hf_s_per_user": hf_s / n_users,
+        "speedup": hf_s / ours_s, "score_tolerance": SCORE_TOL,
+        "identical_users": sum(r["same"] for r in records), "per_user": records,
+    }
+    write_json("ranking", figures)
+    log(f"ranking: {figures['speedup']:.2f}x, identical for {figures['identical_users']}/{n_users} users")
+    if figures["identical_users"] != n_users:
+        raise AssertionError(f"top-{beams} differs from Hugging Face for some users: {records}")
+    return figures
+
+
+def summary(figures: dict) -> list[tuple]:
+    return [("ranking users/s (10 beams)", figures["ours_users_per_s"], figures["hf_users_per_s"],
+             figures["speedup"], ">= 5x, identical", figures["speedup"] >= 5
+             and figures["identical_users"] == figures["users"])]

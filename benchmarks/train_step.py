@@ -1,0 +1,169 @@
+"""Benchmarks 1 and 2: one LLMMSL optimisation step against the reference-style step.
+
+Same backbone, batch, LoRA weights and optimiser for both; the two losses (and tau after ATS) are
+asserted equal first. Steps are interleaved (ours, reference, ours, ...) so that load from other
+processes on a shared machine hits both alike; the median of the timed steps is reported.
+Run twice: with the default backbone's head (vocabulary 49k) and with a randomly initialised
+128,256-token head on the same body (Llama-3's vocabulary, the case the authors ran).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .common import PeakMemory, log, median, memory_kind, sync, write_json
+from .fixture import load_setting, training_batch
+from .flops import batch_shape, step_flops
+from .peak import matmul_peak
+from .reference import DictTrie, ReferenceStep, build_masks
+
+LLAMA3_VOCAB = 128_256
+
+
+def our_loss(model, batch) -> torch.Tensor:
+    """LLMMSL's loss as the trainer computes it (sum of terms / number of loss positions)."""
+    total, count = model.loss_terms(batch)
+    return total / max(count, 1)
+
+
+def check_equal(model, batch, reference: ReferenceStep, seed: int = 0) -> dict:
+    """Both losses on the same batch, weights, tau and dropout masks; raises if they differ."""
+    tau0 = model.tau
+    torch.manual_seed(seed)
+    ours = float(our_loss(model, batch).detach())
+    ours_tau, model.tau = model.tau, tau0
+    reference.tau = tau0
+    torch.manual_seed(seed)
+    ref = float(reference.loss(batch).detach())
+    if not math.isclose(ours, ref, rel_tol=1e-4, abs_tol=1e-5) or not math.isclose(ours_tau, reference.tau, rel_tol=1e-6):
+        raise AssertionError(f"loss mismatch: ours {ours} (tau {ours_tau}), reference {ref} (tau {reference.tau})")
+    return {"loss_ours": ours, "loss_reference": ref, "tau_after_ats": ours_tau, "tau_before": tau0}
+
+
+def _step(optimizer, loss_fn):
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn()
+    loss.backward()
+    optimizer.step()
+
+
+def compare(model, batch, repeats: int, peak_gflops: float, label: str) -> dict:
+    """Equality check, interleaved timing and peak memory of both steps on ``batch``."""
+    base = model.base
+    vocab = base.get_output_embeddings().out_features
+    dict_trie = DictTrie(model.prompts.sequences()[0])
+    sync()
+    import time
+    start = time.perf_counter()
+    masks = build_masks(model, batch, dict_trie, vocab)
+    mask_build_s = time.perf_counter() - start
+    reference = ReferenceStep(model, masks)
+    model.train()
+    equal = check_equal(model, batch, reference)
+    log(f"{label}: losses equal (ours {equal['loss_ours']:.6f}, reference {equal['loss_reference']:.6f})")
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    saved = [p.detach().clone() for p in params]
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    steps = {"ours": lambda: _step(optimizer, lambda: our_loss(model, batch)),
+             "reference": lambda: _step(optimizer, lambda: reference.loss(batch))}
+    times = {k: [] for k in steps}
+    memory = {k: [] for k in steps}
+    for r in range(repeats + 1):  # the first round warms up both
+        for name, fn in steps.items():
+            with PeakMemory() as mem:
+                sync()
+                t0 = time.perf_counter()
+                fn()
+                sync()
+                elapsed = time.perf_counter() - t0
+            if r:
+                times[name].append(elapsed)
+                memory[name].append((mem.peak, mem.delta))
+        log(f"{label}: round {r}: ours {times['ours'][-1] if r else elapsed:.2f} s, "
+            f"reference {times['reference'][-1] if r else elapsed:.2f} s" if r else f"{label}: warm-up done")
+    model.eval()
+    with torch.no_grad():  # leave the shared model as we found it
+        for p, s in zip(params, saved):
+            p.copy_(s)
+
+    shape = batch_shape(model, batch)
+    out = {"label": label, "vocab": vocab, **shape, **equal, "repeats": repeats,
+           "mask_build_s_batch": mask_build_s,
+           "mask_bytes_batch": sum(m.numel() for m in masks),
+           "memory_kind": memory_kind()}
+    for name in steps:
+        t = median(times[name])
+        flops = step_flops(base, shape, ours=name == "ours")
+        out[name] = {
+            "step_s_median": t, "step_s_all": times[name],
+            "tokens_per_s": shape["real_tokens"] / t, "samples_per_s": shape["samples"] / t,
+            "step_gflop": flops / 1e9, "achieved_gflops": flops / t / 1e9,
+            "fraction_of_peak": flops / t / 1e9 / peak_gflops,
+            "peak_memory_bytes": max(m[0] for m in memory[name]),
+            "peak_memory_above_start_bytes": max(m[1] for m in memory[name]),
+        }
+    out["speedup_tokens_per_s"] = out["ours"]["tokens_per_s"] / out["reference"]["tokens_per_s"]
+    log(f"{label}: ours {out['ours']['tokens_per_s']:.0f} tok/s, reference {out['reference']['tokens_per_s']:.0f} tok/s,"
+        f" ratio {out['speedup_tokens_per_s']:.2f}x, ours at {100 * out['ours']['fraction_of_peak']:.0f}% of peak")
+    return out
+
+
+class Llama3Head:
+    """Context manager: the same body with a randomly initialised 128,256-token LM head (frozen)."""
+
+    def __init__(self, model, vocab: int = LLAMA3_VOCAB, seed: int = 0):
+        self.base, self.vocab, self.seed = model.base, vocab, seed
+
+    def __enter__(self):
+        self.old = self.base.get_output_embeddings()
+        generator = torch.Generator().manual_seed(self.seed)
+        head = torch.nn.Linear(self.old.in_features, self.vocab, bias=False)
+        with torch.no_grad():
+            head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * 0.02)
+        head.weight.requires_grad_(False)
+        self.base.set_output_embeddings(head.to(self.old.weight.device, self.old.weight.dtype))
+        return self
+
+    def __exit__(self, *exc):
+        self.base.set_output_embeddings(self.old)
+        return False
+
+
+def run(quick: bool = False) -> dict:
+    """Both vocabularies; writes results/train_step.json and returns the summary rows."""
+    config, train, _, model = load_setting()
+    batch_size = 4 if quick else 8
+    repeats = 1 if quick else 3
+    batch = training_batch(train, batch_size)
+    peak = matmul_peak(repeats=3 if quick else 5)
+    default = compare(model, batch, repeats, peak["best_gflops"], "default head (49k)")
+    with Llama3Head(model):
+        llama3 = compare(model, batch, repeats, peak["best_gflops"], "Llama-3 head (128k)")
+    figures = {"quick": quick, "matmul_peak": peak, "default_head": default, "llama3_head": llama3}
+    write_json("train_step", figures)
+    return figures
+
+
+def summary(figures: dict) -> list[tuple]:
+    """(what, ours, reference, ratio, target, met) rows for the suite's table."""
+    d, l3 = figures["default_head"], figures["llama3_head"]
+    mb = 1 / 2 ** 20
+    return [
+        ("train step tok/s, 49k head", d["ours"]["tokens_per_s"], d["reference"]["tokens_per_s"],
+         d["speedup_tokens_per_s"], ">= 1.4x", d["speedup_tokens_per_s"] >= 1.4),
+        ("train step % of matmul peak, 49k", 100 * d["ours"]["fraction_of_peak"],
+         100 * d["reference"]["fraction_of_peak"], None, ">= 65%", d["ours"]["fraction_of_peak"] >= 0.65),
+        ("train step tok/s, 128k head", l3["ours"]["tokens_per_s"], l3["reference"]["tokens_per_s"],
+         l3["speedup_tokens_per_s"], ">= 2x", l3["speedup_tokens_per_s"] >= 2.0),
+        ("train step peak mem above start MiB, 49k", d["ours"]["peak_memory_above_start_bytes"] * mb,
+         d["reference"]["peak_memory_above_start_bytes"] * mb,
+         d["reference"]["peak_memory_above_start_bytes"] / max(d["ours"]["peak_memory_above_start_bytes"], 1),
+         "report", None),
+        ("train step peak mem above start MiB, 128k", l3["ours"]["peak_memory_above_start_bytes"] * mb,
+         l3["reference"]["peak_memory_above_start_bytes"] * mb,
+         l3["reference"]["peak_memory_above_start_bytes"] / max(l3["ours"]["peak_memory_above_start_bytes"], 1),
+         "report", None),
+    ]
