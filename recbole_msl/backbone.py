@@ -63,12 +63,23 @@ def _quantization(config, device):
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16)
 
 
+def trust_remote_code(config) -> bool:
+    """Only a literal True runs code shipped with a checkpoint (``bool("no")`` would be True)."""
+    value = config["trust_remote_code"]
+    if value is None or value is False:
+        return False
+    if value is True:
+        return True
+    raise ConfigError(f"trust_remote_code must be True or False, not {value!r}; leave it False unless you "
+                      f"trust the checkpoint's code")
+
+
 def load_backbone(config, device: torch.device):
     """Return (model, tokenizer) for ``config['llm_path']`` in the configured dtype."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = config["llm_path"] or default_llm_path()
-    kwargs = {"trust_remote_code": bool(config["trust_remote_code"])}
+    kwargs = {"trust_remote_code": trust_remote_code(config)}
     if path.endswith(".gguf"):
         if not os.path.isfile(path):
             raise ConfigError(f"llm_path {path} does not exist; point it at a .gguf file")

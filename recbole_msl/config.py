@@ -66,6 +66,30 @@ def check_recbole_options(final: dict) -> None:
                               f"Precision")
 
 
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"environment variable {name}={value!r} is not an integer; launch with torchrun") from None
+
+
+def _join_process_group(backend: str, rank: int, world: int) -> None:
+    """torch.distributed's env:// rendezvous (MASTER_ADDR/MASTER_PORT, as torchrun sets them), once per process."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    try:
+        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world)
+    except (ValueError, RuntimeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"cannot join the {backend} process group ({reason}); launch with "
+                          f"torchrun --nproc_per_node=N run_recbole_msl.py ... or set --dist_backend") from None
+
+
 class Config(RecBoleConfig):
     """Precedence (lowest first): RecBole's properties, ours, config files, config_dict, command line.
 
@@ -79,6 +103,33 @@ class Config(RecBoleConfig):
 
     def compatibility_settings(self):
         install_numpy_aliases()
+
+    def _init_device(self):
+        """Under torchrun (``WORLD_SIZE`` > 1) join its process group; otherwise RecBole's single-process setup.
+
+        RecBole's own multi-process branch hard-codes NCCL, one CUDA device per rank and a
+        tcp:// address of its own, so it cannot run under torchrun or on CPU.
+        """
+        world = _env_int("WORLD_SIZE", 1)
+        if world <= 1:
+            super()._init_device()
+            return
+        import torch
+
+        final = self.final_config_dict
+        local_rank, rank = _env_int("LOCAL_RANK", 0), _env_int("RANK", 0)
+        cuda = bool(final.get("use_gpu", True)) and torch.cuda.is_available()
+        device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+        backend = str(final.get("dist_backend") or ("nccl" if cuda else "gloo")).lower()
+        if backend == "nccl" and not cuda:
+            raise ConfigError("dist_backend nccl needs CUDA devices; use --dist_backend=gloo on CPU")
+        if cuda:
+            torch.cuda.set_device(device)
+        _join_process_group(backend, rank, world)
+        final.update(single_spec=False, local_rank=local_rank, rank=rank, world_size=world, nproc=world,
+                     device=device, dist_backend=backend)
+        if rank != 0:  # only rank 0 logs and shows progress, as in RecBole
+            final.update(state="error", show_progress=False, verbose=False)
 
     def _load_config_files(self, file_list):
         merged = {}

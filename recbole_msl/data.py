@@ -140,8 +140,40 @@ def _first_users(split, n_users: int):
     return split.copy(split.inter_feat[rows])
 
 
+class ContiguousShard(torch.utils.data.Sampler):
+    """Rows ``[n*rank/world, n*(rank+1)/world)``: every row exactly once over all ranks, in the original order.
+
+    RecBole's DistributedSampler pads the last shard with repeated rows, which would count
+    some users twice in the metrics; contiguous shards gathered in rank order do not.
+    """
+
+    def __init__(self, n_rows: int, rank: int, world: int):
+        super().__init__()
+        self.start, self.stop = n_rows * rank // world, n_rows * (rank + 1) // world
+
+    def __iter__(self):
+        return iter(range(self.start, self.stop))
+
+    def __len__(self):
+        return self.stop - self.start
+
+
+def shard_evaluation(loader, phase: str) -> None:
+    """Give this rank its contiguous share of an evaluation loader (run under torchrun)."""
+    if loader is None or not _distributed():
+        return
+    world, rank = dist.get_world_size(), dist.get_rank()
+    if loader.sample_size < world:
+        raise ConfigError(f"the {phase} split has {loader.sample_size} rows for {world} processes; "
+                          f"use fewer processes (--nproc_per_node) or more users (eval_max_users)")
+    loader.batch_sampler.sampler = ContiguousShard(loader.sample_size, rank, world)
+
+
 def data_preparation(config, dataset):
-    """RecBole's data_preparation; with ``eval_max_users`` the valid and test splits keep their first N users."""
+    """RecBole's data_preparation; with ``eval_max_users`` the valid and test splits keep their first N users.
+
+    Under torchrun the valid and test loaders are sharded without repeats (see :class:`ContiguousShard`).
+    """
     limit = config["eval_max_users"]
     if limit and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
         raise ConfigError(f"eval_max_users must be a positive integer or ~, not {limit!r}")
@@ -160,4 +192,7 @@ def data_preparation(config, dataset):
     if limit:
         logger.warning(f"eval_max_users={limit}: valid and test metrics cover only the first {limit} users "
                        f"of each split (smoke-run setting, not comparable with full evaluations)")
-    return recbole_data_preparation(config, dataset)
+    train, valid, test = recbole_data_preparation(config, dataset)
+    shard_evaluation(valid, "valid")
+    shard_evaluation(test, "test")
+    return train, valid, test

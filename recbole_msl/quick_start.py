@@ -25,6 +25,8 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd
     """Train on the train split, select on valid, report test; RecBole's result dict plus timings."""
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list,
                     config_dict=config_dict, cmd_args=cmd_args)
+    if config["resume"] and not is_plugin_model(config["model"]):  # LLMMSL's trainer resumes inside fit
+        raise ConfigError(f"resume continues LLMMSL runs only; drop --resume to train {config['model']} afresh")
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()

@@ -154,6 +154,9 @@ class LLMMSL(SequentialRecommender):
             return terms.sum(), terms.numel()
         branch = self.trie.num_children(nodes) > 1  # one-token positions carry no loss
         if not bool(branch.any()):
+            if self.training and self.opts.adaptive_tau:  # under torchrun the other ranks still all-reduce
+                empty = hidden.new_zeros((0, 1))
+                self._pool_ats(ats_statistics(empty, empty.bool(), empty.new_zeros(0, dtype=torch.long)))
             return hidden.sum() * 0.0, 0
         tokens, valid, target_index = self._valid_sets(nodes[branch], targets[branch])
         logits = self._head(hidden[branch], tokens)  # [P, D]
@@ -165,7 +168,10 @@ class LLMMSL(SequentialRecommender):
     def _update_tau(self, logits, valid, target_index, sample):
         """ATS on each sample's first informative branching position, pooled over batch and processes."""
         first = ats_positions(sample, valid.sum(1), self.opts.ats_eta)
-        stats = ats_statistics(logits[first], valid[first], target_index[first])
+        self._pool_ats(ats_statistics(logits[first], valid[first], target_index[first]))
+
+    def _pool_ats(self, stats):
+        """Add up every rank's ATS statistics (each rank calls this once per micro-batch), then update tau."""
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             dist.all_reduce(stats)
         tau_hat = ats_target_tau(stats, self.opts.ats_eta, self.opts.ats_range)

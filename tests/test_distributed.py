@@ -1,0 +1,194 @@
+"""Two CPU processes with gloo (torchrun): identical LoRA weights on every rank, metrics equal to one process.
+
+The same file is the worker: ``python -m torch.distributed.run --nproc_per_node=2 tests/test_distributed.py``.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _record_rankings():
+    """Remember (user, top-10 items) of every row LLMMSL ranks during the latest ``evaluate`` call.
+
+    A tiny random backbone scores no hits, so equal metrics alone would prove little: equal
+    per-user rankings show that every user is evaluated once, by one rank, with the same scores.
+    """
+    from recbole_msl.model.llmmsl import LLMMSL
+    from recbole_msl.trainer.llmmsl_trainer import LLMMSLTrainer
+
+    rows = []
+    predict, evaluate = LLMMSL.full_sort_predict, LLMMSLTrainer.evaluate
+
+    def recording_predict(self, interaction):
+        scores = predict(self, interaction)
+        users = interaction[self.USER_ID].tolist()
+        rows.extend(zip(users, scores.topk(10).indices.tolist()))
+        return scores
+
+    def fresh_evaluate(self, *args, **kwargs):
+        rows.clear()
+        return evaluate(self, *args, **kwargs)
+
+    LLMMSL.full_sort_predict, LLMMSLTrainer.evaluate = recording_predict, fresh_evaluate
+    return rows
+
+
+STEP_ROWS = list(range(100, 108))  # one effective batch of 8 training rows: rank r gets rows[4r:4r+4]
+# plain SGD at lr 1 without clipping: the update is the gradient itself (Adam's first step and
+# clipping are scale-free and would hide a wrong divisor); a fixed tau keeps ATS out of it
+STEP_SETTINGS = {"learner": "sgd", "learning_rate": 1.0, "clip_grad_norm": None, "tau": 2.0, "lora_dropout": 0.0,
+                 "warmup_ratio": 0.0}
+
+
+def _one_step(config_dict: dict, rows: list[int]):
+    """LoRA weights after one optimizer step on ``rows`` (this rank's share under torchrun)."""
+    from peft import get_peft_model_state_dict
+    from recbole.utils import init_seed
+    from transformers import get_constant_schedule
+
+    from recbole_msl.config import Config
+    from recbole_msl.data import create_dataset, data_preparation
+    from recbole_msl.model.llmmsl import LLMMSL
+    from recbole_msl.trainer.llmmsl_trainer import LLMMSLTrainer
+
+    config = Config(model="LLMMSL", dataset="ml-100k", config_dict={**config_dict, **STEP_SETTINGS})
+    init_seed(config["seed"], config["reproducibility"])
+    train, _, _ = data_preparation(config, create_dataset(config))
+    trainer = LLMMSLTrainer(config, LLMMSL(config, train._dataset))
+    trainer.scheduler = get_constant_schedule(trainer.optimizer)
+    trainer.model.train()
+    with torch.no_grad():  # non-zero B, so that A gets a gradient too
+        for name, param in trainer.model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.linspace(-0.1, 0.1, param.numel()).view_as(param))
+    trainer._optimizer_step(train._dataset[torch.tensor(rows)])
+    return {k: v.detach().clone().contiguous() for k, v in get_peft_model_state_dict(trainer.model.llm).items()}
+
+
+def _worker(out_dir: str, config_file: str) -> None:
+    """One rank: ``recbole_msl.run`` under torchrun, plus this rank's LoRA weights right after fit."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    from recbole_msl import run
+    from recbole_msl.trainer.llmmsl_trainer import LLMMSLTrainer
+
+    rank = int(os.environ["RANK"])
+    with open(config_file) as f:
+        config_dict = json.load(f)
+    save_file(_one_step(config_dict, STEP_ROWS[4 * rank:4 * rank + 4]), os.path.join(out_dir, f"step{rank}.safetensors"))
+    fit = LLMMSLTrainer.fit
+
+    def fit_and_dump(self, *args, **kwargs):
+        out = fit(self, *args, **kwargs)
+        weights = get_peft_model_state_dict(self.model.llm)
+        save_file({k: v.detach().contiguous() for k, v in weights.items()}, os.path.join(out_dir, f"rank{rank}.safetensors"))
+        with open(os.path.join(out_dir, f"rank{rank}-train.json"), "w") as f:
+            json.dump({"tau": float(self.model.tau), "steps": self.global_step, "world": self.world_size,
+                       "budget": self._epoch_budget(args[0])}, f)
+        return out
+
+    LLMMSLTrainer.fit = fit_and_dump
+    rankings = _record_rankings()
+    result = run("LLMMSL", "ml-100k", config_dict=config_dict)
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump({"test_result": dict(result["test_result"]), "best_valid_result": dict(result["best_valid_result"]),
+                   "saved_model_file": result["saved_model_file"], "tau_trace": result["tau_trace"],
+                   "test_rankings": rankings}, f)
+
+
+def _single_process_evaluation(config_dict: dict, checkpoint: str):
+    """Valid and test metrics of ``checkpoint`` evaluated by one process."""
+    from recbole.utils import init_seed
+
+    from recbole_msl.config import Config
+    from recbole_msl.data import create_dataset, data_preparation
+    from recbole_msl.model.llmmsl import LLMMSL
+    from recbole_msl.trainer.llmmsl_trainer import LLMMSLTrainer
+
+    config = Config(model="LLMMSL", dataset="ml-100k", config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    train, valid, test = data_preparation(config, create_dataset(config))
+    trainer = LLMMSLTrainer(config, LLMMSL(config, train._dataset))
+    trainer.eval_collector.data_collect(train)
+    rankings = _record_rankings()
+    valid_result = trainer.evaluate(valid, model_file=checkpoint)
+    return valid_result, trainer.evaluate(test, model_file=checkpoint), [list(r) for r in rankings]
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tiny_llm_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    config = {"llm_path": tiny_llm_dir, "epochs": 2, "train_samples_per_epoch": 16, "train_batch_size": 8,
+              "micro_batch_size": 2, "eval_max_users": 6, "num_beams": 10, "decode_batch_size": 3,
+              "eval_batch_size": 6, "show_progress": False, "log_wandb": False,
+              "checkpoint_dir": str(out / "saved")}
+    with open(out / "config.json", "w") as f:
+        json.dump(config, f)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           os.path.abspath(__file__), str(out), str(out / "config.json")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = []
+    for rank in range(2):
+        with open(out / f"rank{rank}.json") as f, open(out / f"rank{rank}-train.json") as g:
+            ranks.append({**json.load(f), **json.load(g), "weights": load_file(str(out / f"rank{rank}.safetensors")),
+                          "step": load_file(str(out / f"step{rank}.safetensors"))})
+    return ranks, config, done
+
+
+def test_lora_weights_are_identical_across_ranks(two_ranks):
+    ranks, _, _ = two_ranks
+    first, second = ranks[0]["weights"], ranks[1]["weights"]
+    assert first.keys() == second.keys() and first
+    assert all(torch.equal(first[k], second[k]) for k in first)  # bit-identical after every step
+    assert any(bool(v.abs().sum()) for k, v in first.items() if "lora_B" in k)  # trained, not the zero init
+    assert ranks[0]["tau"] == ranks[1]["tau"] and ranks[0]["tau_trace"] == ranks[1]["tau_trace"]
+    # the epoch budget is split over the ranks; the step count is that of one process (16 / 8 per epoch)
+    assert [r["budget"] for r in ranks] == [8, 8] and [r["steps"] for r in ranks] == [4, 4]
+    assert [r["world"] for r in ranks] == [2, 2]
+
+
+def test_a_two_process_step_equals_the_single_process_step(two_ranks):
+    """Gradients and loss-position counts are summed over ranks before the division: exact, not averaged."""
+    ranks, config, _ = two_ranks
+    assert all(torch.equal(ranks[0]["step"][k], ranks[1]["step"][k]) for k in ranks[0]["step"])
+    single = _one_step({k: v for k, v in config.items() if k != "checkpoint_dir"}, STEP_ROWS)
+    for key, value in single.items():  # a per-rank divisor would double the update
+        torch.testing.assert_close(ranks[0]["step"][key], value, rtol=1e-5, atol=1e-7)
+    initial = {k: torch.linspace(-0.1, 0.1, v.numel()).view_as(v) for k, v in single.items() if "lora_B" in k}
+    assert all(not torch.equal(single[k], initial[k]) for k in initial)  # the step moved every B
+
+
+def test_only_rank_zero_writes_checkpoints(two_ranks):
+    ranks, config, _ = two_ranks
+    assert ranks[0]["saved_model_file"] == ranks[1]["saved_model_file"]
+    saved = sorted(os.listdir(config["checkpoint_dir"]))
+    name = os.path.basename(ranks[0]["saved_model_file"])
+    assert saved == [name, name + "-last"]  # one best folder and one resume folder, nothing half written
+
+
+def test_sharded_metrics_equal_a_single_process_evaluation(two_ranks):
+    ranks, config, _ = two_ranks
+    assert ranks[0]["test_result"] == ranks[1]["test_result"]
+    valid, test, rankings = _single_process_evaluation({k: v for k, v in config.items() if k != "checkpoint_dir"},
+                                                       ranks[0]["saved_model_file"])
+    assert dict(test) == ranks[0]["test_result"]
+    assert dict(valid) == ranks[0]["best_valid_result"]
+    # rank 0 ranked the first half of the users, rank 1 the second half: together exactly the single run's rows
+    shards = [ranks[0]["test_rankings"], ranks[1]["test_rankings"]]
+    assert [len(s) for s in shards] == [config["eval_max_users"] // 2] * 2
+    assert shards[0] + shards[1] == rankings
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1], sys.argv[2])
