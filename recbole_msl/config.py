@@ -31,8 +31,32 @@ def parse_overrides(args: list[str]) -> dict[str, str]:
         if not arg.startswith("--") or "=" not in arg:
             raise ConfigError(f"cannot read argument '{arg}'; write overrides as --key=value")
         key, value = arg[2:].split("=", 1)
-        overrides[key] = value
+        overrides[key] = "None" if value.strip() == "~" else value  # YAML's null, as in the property files
     return overrides
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"environment variable {name}={value!r} is not an integer; launch with torchrun") from None
+
+
+def _join_process_group(backend: str, rank: int, world: int) -> None:
+    """torch.distributed's env:// rendezvous (MASTER_ADDR/MASTER_PORT, as torchrun sets them), once per process."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    try:
+        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world)
+    except (ValueError, RuntimeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"cannot join the {backend} process group ({reason}); launch with "
+                          f"torchrun --nproc_per_node=N run_recbole_msl.py ... or set --dist_backend") from None
 
 
 # RecBole options that RecBole itself never type-checks (a string there fails deep inside training)
@@ -64,30 +88,6 @@ def check_recbole_options(final: dict) -> None:
         if str(metric).lower() not in metric_types:
             raise ConfigError(f"unknown metric {metric!r}; use RecBole's names, e.g. Recall, MRR, NDCG, Hit, "
                               f"Precision")
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(f"environment variable {name}={value!r} is not an integer; launch with torchrun") from None
-
-
-def _join_process_group(backend: str, rank: int, world: int) -> None:
-    """torch.distributed's env:// rendezvous (MASTER_ADDR/MASTER_PORT, as torchrun sets them), once per process."""
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        return
-    try:
-        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world)
-    except (ValueError, RuntimeError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"cannot join the {backend} process group ({reason}); launch with "
-                          f"torchrun --nproc_per_node=N run_recbole_msl.py ... or set --dist_backend") from None
 
 
 class Config(RecBoleConfig):

@@ -6,6 +6,7 @@ the plugin's Config, model/trainer lookup and data helpers.
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 import time
@@ -15,14 +16,51 @@ import torch
 from recbole.utils import get_flops, init_logger, init_seed, set_color
 
 from .checkpoint import load_checkpoint, read_state
+from .compare.per_user import capture_topk, encode_hits, eval_rows, split_fingerprint
 from .config import Config
 from .data import create_dataset, data_preparation
 from .errors import ConfigError
 from .utils import get_model, get_trainer, is_plugin_model
 
 
-def run(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd_args=None):
-    """Train on the train split, select on valid, report test; RecBole's result dict plus timings."""
+def _dataset_key(config) -> str:
+    """Everything RecBole's Dataset is built from, so equal keys mean an identical data set object."""
+    keys = sorted(set(config.parameters["Dataset"]) | {"dataset", "data_path"})
+    return repr([(k, config[k]) for k in keys])
+
+
+def _load_dataset(config, cache):
+    """The data set for ``config``; with a cache, loaded once and deep-copied for every further run."""
+    if cache is None:
+        return create_dataset(config)
+    key = _dataset_key(config)
+    if key not in cache:
+        cache[key] = create_dataset(config)
+    return copy.deepcopy(cache[key])
+
+
+def _time_validation(trainer) -> list[float]:
+    """Accumulate the time ``fit`` spends in validation, so training and evaluation time can be told apart."""
+    spent, validate = [0.0], trainer._valid_epoch
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return validate(*args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - start
+
+    trainer._valid_epoch = timed
+    return spent
+
+
+def run(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd_args=None,
+        dataset_cache=None, per_user=False):
+    """Train on the train split, select on valid, report test; RecBole's result dict plus timings.
+
+    ``dataset_cache`` (a dict) shares loaded data sets between runs of a comparison;
+    ``per_user`` adds each test row's user, target and ranked hits (for paired tests).
+    """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list,
                     config_dict=config_dict, cmd_args=cmd_args)
     if config["resume"] and not is_plugin_model(config["model"]):  # LLMMSL's trainer resumes inside fit
@@ -34,7 +72,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd
     logger.info(config)
 
     start = time.perf_counter()
-    data = create_dataset(config)
+    data = _load_dataset(config, dataset_cache)
     logger.info(data)
     train_data, valid_data, test_data = data_preparation(config, data)
     data_time = time.perf_counter() - start
@@ -51,12 +89,14 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd
         logger.info(set_color("FLOPs", "blue") + f": {flops}")
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    valid_time = _time_validation(trainer)
     start = time.perf_counter()
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"])
     fit_time = time.perf_counter() - start
     start = time.perf_counter()
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    with capture_topk(trainer) as captured:
+        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     test_time = time.perf_counter() - start
 
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
@@ -66,8 +106,15 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": best_valid_result,
         "test_result": test_result,
-        "timings": {"data_s": data_time, "model_load_s": model_time, "fit_s": fit_time, "test_s": test_time},
+        "timings": {"data_s": data_time, "model_load_s": model_time, "fit_s": fit_time,
+                    "valid_s": valid_time[0], "test_s": test_time},
+        "trainable_parameters": sum(p.numel() for p in net.parameters() if p.requires_grad),
+        "valid_metric": config["valid_metric"].lower(),
     }
+    if per_user and captured:
+        users, targets = eval_rows(test_data)
+        result["test_per_user"] = {"users": users, "targets": targets, **encode_hits(captured[-1]),
+                                   "fingerprint": split_fingerprint(users, targets)}
     if saved:
         result["saved_model_file"] = trainer.saved_model_file
     if hasattr(trainer, "tau_trace"):

@@ -1,0 +1,1 @@
+"""Side-by-side comparisons: several models and variants, several seeds, one report."""

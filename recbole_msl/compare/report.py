@@ -1,0 +1,263 @@
+"""A comparison's records turned into one report: Markdown, CSV, JSON and a chart.
+
+Metrics are RecBole's test results, as mean ± sample std over the seeds a run
+finished. Gains are against the reference run, with a paired test over the users
+both runs were evaluated on; a gain whose bootstrap p-value is not below 0.05 is
+written as not significant.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import json
+import os
+
+import numpy as np
+
+from . import store
+from .per_user import per_user_metrics
+from .stats import ALPHA, mean_std, paired_test
+
+_PRETTY = {"recall": "Recall", "mrr": "MRR", "ndcg": "NDCG", "hit": "Hit", "precision": "Precision", "map": "MAP"}
+RESAMPLES = 10000
+
+
+def pretty_metric(name: str) -> str:
+    base, _, k = name.partition("@")
+    return f"{_PRETTY.get(base, base)}@{k}" if k else _PRETTY.get(base, base)
+
+
+def _metric_order(records) -> list[str]:
+    for record in records:
+        if record.get("status") == "ok" and record.get("test"):
+            return list(record["test"])
+    return []
+
+
+def _metric_names_and_topk(metrics: list[str]) -> tuple[list[str], list[int]]:
+    names, topk = [], []
+    for metric in metrics:
+        base, _, k = metric.partition("@")
+        if k.isdigit():
+            names.append(base) if base not in names else None
+            topk.append(int(k)) if int(k) not in topk else None
+    return names, sorted(topk)
+
+
+def _per_user(record, metrics) -> dict | None:
+    encoded = record.get("per_user")
+    if not encoded or not encoded.get("hits"):
+        return None
+    names, topk = _metric_names_and_topk(metrics)
+    return per_user_metrics(encoded, names, topk)
+
+
+def _gains(spec, by_run, metrics) -> tuple[dict, list[str]]:
+    """Paired tests of every run against the reference, per metric; plus notes on what was not comparable."""
+    notes = []
+    reference = spec.reference
+    if reference is None or reference not in by_run:
+        return {}, notes
+    ref_records = {r["seed"]: r for r in by_run[reference] if r.get("status") == "ok"}
+    gains = {}
+    for name, records in by_run.items():
+        if name == reference:
+            continue
+        ok = {r["seed"]: r for r in records if r.get("status") == "ok"}
+        seeds = [s for s in spec.seeds if s in ok and s in ref_records]
+        if not seeds:
+            continue
+        mismatch = [s for s in seeds if (ok[s].get("per_user") or {}).get("fingerprint")
+                    != (ref_records[s].get("per_user") or {}).get("fingerprint")]
+        if mismatch:
+            notes.append(f"{name} and {reference} were tested on different rows (seed {mismatch[0]}): "
+                         f"no paired test; give both the same data settings")
+            continue
+        per_seed_run = [_per_user(ok[s], metrics) for s in seeds]
+        per_seed_ref = [_per_user(ref_records[s], metrics) for s in seeds]
+        if any(v is None for v in per_seed_run + per_seed_ref):
+            continue
+        gains[name] = {}
+        for metric in metrics:
+            if metric not in per_seed_run[0]:
+                continue
+            run_values = np.mean([v[metric] for v in per_seed_run], axis=0)
+            ref_values = np.mean([v[metric] for v in per_seed_ref], axis=0)
+            test = paired_test(run_values, ref_values, metric, resamples=RESAMPLES)
+            gains[name][metric] = {**test.__dict__, "significant": test.significant, "seeds": seeds}
+    return gains, notes
+
+
+def _summarise_run(run, records, metrics) -> dict:
+    ok = [r for r in records if r.get("status") == "ok"]
+    failed = [{"seed": r["seed"], "error": r.get("error")} for r in records if r.get("status") != "ok"]
+
+    def stat(values):
+        mean, std = mean_std(values)
+        return {"mean": mean, "std": std, "values": list(values)}
+
+    summary = {"name": run.name, "model": run.model, "config": run.config,
+               "config_files": run.config_files, "seeds_ok": [r["seed"] for r in ok], "failures": failed}
+    if ok:
+        summary["test"] = {m: stat([r["test"].get(m, float("nan")) for r in ok]) for m in metrics}
+        valid_keys = list(ok[0].get("valid") or {})
+        summary["valid"] = {m: stat([(r.get("valid") or {}).get(m, float("nan")) for r in ok]) for m in valid_keys}
+        for key in ("train_s", "valid_s", "eval_s", "wall_s"):
+            known = [r[key] for r in ok if r.get(key) is not None]
+            summary[key] = float(np.mean(known)) if known else None
+        summary["trainable_parameters"] = ok[0].get("trainable_parameters")
+        summary["peak_rss_mb"] = max(r.get("peak_rss_mb") or 0.0 for r in ok)
+        cuda = [r.get("peak_cuda_mb") for r in ok if r.get("peak_cuda_mb") is not None]
+        summary["peak_cuda_mb"] = max(cuda) if cuda else None
+        summary["test_rows"] = len((ok[0].get("per_user") or {}).get("users") or [])
+    return summary
+
+
+def build_report(spec, records: list[dict]) -> dict:
+    """Everything the outputs show, as plain data."""
+    by_run = {run.name: [r for r in records if r.get("run") == run.name] for run in spec.runs}
+    metrics = _metric_order(records)
+    report_metrics = [m for m in (spec.report_metrics or metrics) if m in metrics] or metrics
+    gains, notes = _gains(spec, by_run, report_metrics)
+    runs = []
+    for run in spec.runs:
+        summary = _summarise_run(run, by_run[run.name], metrics)
+        summary["gains"] = gains.get(run.name, {})
+        runs.append(summary)
+    fingerprints = {(r.get("per_user") or {}).get("fingerprint") for r in records if r.get("status") == "ok"}
+    fingerprints.discard(None)
+    if len(fingerprints) > 1:
+        notes.append("runs were not all tested on the same rows; compare their data settings")
+    selection = [r.get("valid_metric") or str((r.get("config") or {}).get("valid_metric", "")).lower()
+                 for r in records if r.get("status") == "ok"]
+    selection = [m for m in selection if m in report_metrics]  # the metric runs were selected on
+    primary = max(set(selection), key=selection.count) if selection else (report_metrics or [None])[0]
+    return {
+        "comparison": spec.name, "primary_metric": primary, "dataset": spec.dataset, "seeds": spec.seeds, "reference": spec.reference,
+        "source": spec.source, "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        "metrics": metrics, "report_metrics": report_metrics, "alpha": ALPHA, "bootstrap_resamples": RESAMPLES,
+        "same_test_rows": len(fingerprints) <= 1, "notes": notes, "runs": runs,
+        "records": [{k: v for k, v in r.items() if k != "per_user"} for r in records],
+    }
+
+
+def _fmt_value(stat, seeds) -> str:
+    if stat is None or stat["mean"] != stat["mean"]:
+        return "—"
+    return f"{stat['mean']:.4f} ± {stat['std']:.4f}" if len(seeds) > 1 else f"{stat['mean']:.4f}"
+
+
+def _fmt_seconds(seconds) -> str:
+    if seconds is None:
+        return "—"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def _fmt_count(count) -> str:
+    if count is None:
+        return "—"
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if count >= size:
+            return f"{count / size:.1f}{unit}"
+    return str(count)
+
+
+def fmt_gain(gain: dict | None) -> str:
+    if not gain:
+        return "—"
+    rel, diff = gain["relative_gain"], gain["mean_run"] - gain["mean_reference"]
+    head = f"{rel * 100:+.1f}%" if rel == rel else "n/a"
+    verdict = "significant" if gain["significant"] else "not significant"
+    p_value = "p<0.001" if gain["bootstrap_p"] < 0.001 else f"p={gain['bootstrap_p']:.3f}"
+    return f"{head} ({diff:+.4f}, {p_value}, {verdict})"
+
+
+def _status(summary) -> str:
+    if not summary["failures"]:
+        return "ok"
+    by_error: dict[str, list] = {}
+    for failure in summary["failures"]:
+        by_error.setdefault(failure["error"], []).append(str(failure["seed"]))
+    return "; ".join(f"failed (seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}): {error}"
+                     for error, seeds in by_error.items())
+
+
+def to_markdown(report: dict) -> str:
+    metrics, seeds, ref = report["report_metrics"], report["seeds"], report["reference"]
+    head_metric = report.get("primary_metric")
+    lines = [f"# {report['comparison']} ({report['dataset']})", ""]
+    rows = next((r.get("test_rows") for r in report["runs"] if r.get("test_rows")), None)
+    lines.append(f"Test metrics, {'mean ± std over seeds ' + ', '.join(map(str, seeds)) if len(seeds) > 1 else 'seed ' + str(seeds[0])}"
+                 f"{f', on {rows} test users' if rows else ''}"
+                 f"{', the same rows for every run' if report['same_test_rows'] else ''}. "
+                 f"Each run's model is selected on the validation split.")
+    lines.append("")
+    header = ["Run", "Model"] + [pretty_metric(m) for m in metrics]
+    if ref and head_metric:
+        header.append(f"{pretty_metric(head_metric)} vs {ref}")
+    header += ["Train", "Valid eval", "Test eval", "Trainable params", "Peak memory", "Status"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join(["---"] * len(header)) + "|")
+    for run in report["runs"]:
+        cells = [run["name"], run["model"]]
+        cells += [_fmt_value((run.get("test") or {}).get(m), seeds) for m in metrics]
+        if ref and head_metric:
+            cells.append("reference" if run["name"] == ref else fmt_gain(run["gains"].get(head_metric)))
+        peak = run.get("peak_cuda_mb") or run.get("peak_rss_mb")
+        cells += [_fmt_seconds(run.get("train_s")), _fmt_seconds(run.get("valid_s")), _fmt_seconds(run.get("eval_s")),
+                  _fmt_count(run.get("trainable_parameters")),
+                  f"{peak:,.0f} MB {'CUDA' if run.get('peak_cuda_mb') else 'RSS'}" if peak else "—", _status(run)]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    if ref and any(run["gains"] for run in report["runs"]):
+        lines += ["", f"Relative gain over **{ref}** with a paired test over the same users (two-sided bootstrap, "
+                      f"{report['bootstrap_resamples']:,} resamples; significant when p < {report['alpha']}; "
+                      f"t-test p-values and 95% intervals are in the JSON):", ""]
+        header = ["Run"] + [pretty_metric(m) for m in metrics]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join(["---"] * len(header)) + "|")
+        for run in report["runs"]:
+            if run["gains"]:
+                lines.append("| " + " | ".join([run["name"]] + [fmt_gain(run["gains"].get(m)) for m in metrics]) + " |")
+    for note in report["notes"]:
+        lines += ["", f"Note: {note}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(report: dict) -> str:
+    metrics = report["metrics"]
+    valid_keys = []
+    for record in report["records"]:
+        valid_keys += [k for k in (record.get("valid") or {}) if k not in valid_keys]
+    columns = (["run", "model", "seed", "status", "error"] + [f"test_{m}" for m in metrics]
+               + [f"valid_{m}" for m in valid_keys]
+               + ["train_s", "valid_s", "eval_s", "wall_s", "data_s", "model_load_s", "trainable_parameters", "peak_rss_mb",
+                  "peak_cuda_mb", "config", "config_files", "cmd_args", "saved_model_file", "log_file"])
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for record in report["records"]:
+        row = {k: record.get(k) for k in columns}
+        row.update({f"test_{m}": (record.get("test") or {}).get(m) for m in metrics})
+        row.update({f"valid_{m}": (record.get("valid") or {}).get(m) for m in valid_keys})
+        row["config"] = json.dumps(record.get("config") or {}, sort_keys=True, default=str)
+        row["config_files"] = " ".join(record.get("config_files") or [])
+        row["cmd_args"] = " ".join(record.get("cmd_args") or [])
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def write_outputs(report: dict, folder: str) -> dict:
+    """``<name>.md``, ``.csv``, ``.json`` and ``.png`` in the comparison's folder; returns their paths."""
+    from .chart import write_chart
+
+    base = os.path.join(folder, report["comparison"])
+    paths = {"markdown": base + ".md", "csv": base + ".csv", "json": base + ".json", "chart": base + ".png"}
+    store.write_atomic(paths["markdown"], to_markdown(report))
+    store.write_atomic(paths["csv"], to_csv(report))
+    store.write_json(paths["json"], report)
+    if not write_chart(report, paths["chart"]):
+        paths.pop("chart")
+    return paths

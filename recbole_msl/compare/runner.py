@@ -1,0 +1,131 @@
+"""Run every (seed, run) of a comparison in one process, one after another.
+
+Runs share loaded data sets (one object per distinct data configuration, copied for
+each run), so they see the same split; every record stores a fingerprint of its test
+rows to prove it. A run that raises (bad override, out of memory) becomes a failure
+record with its one-line error and the others go on. Finished records are read back
+instead of being trained again, so an interrupted comparison resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime
+import gc
+import logging
+import platform
+import time
+import traceback
+
+import torch
+
+from ..errors import ConfigError
+from . import store
+from .memory import PeakMemory
+from .report import build_report, write_outputs
+from .spec import ComparisonSpec, RunSpec
+
+
+def one_line_error(err: BaseException) -> str:
+    """The first line of an error, prefixed with its type unless it is our own ConfigError."""
+    text = (str(err).strip().splitlines() or [""])[0]
+    return text if isinstance(err, ConfigError) else f"{type(err).__name__}: {text}".rstrip(": ")
+
+
+def _reset_logging() -> None:
+    """RecBole's init_logger uses logging.basicConfig, which does nothing once handlers exist:
+    drop them so that each run gets its own log file."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+
+
+def _log_file() -> str | None:
+    return next((h.baseFilename for h in logging.getLogger().handlers if hasattr(h, "baseFilename")), None)
+
+
+def _free_memory() -> None:
+    """Release the finished run's model before the next one, and hand freed heap back to the OS
+    (glibc keeps it otherwise, and the next run's peak RSS would include it)."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], dataset_cache: dict,
+                signature: str) -> dict:
+    """Train and test one run; always returns a record, never raises (except on Ctrl-C)."""
+    from ..quick_start import run as run_one
+
+    record = {"run": run.name, "model": run.model, "dataset": dataset, "seed": seed, "signature": signature,
+              "config_files": run.config_files, "config": run.config, "cmd_args": list(cmd_args),
+              "started": datetime.datetime.now().isoformat(timespec="seconds"), "host": platform.node()}
+    _reset_logging()
+    start = time.perf_counter()
+    with PeakMemory() as peak:
+        try:
+            result = run_one(run.model, dataset, config_file_list=run.config_files,
+                             config_dict={**run.config, "seed": seed}, saved=True, cmd_args=cmd_args,
+                             dataset_cache=dataset_cache, per_user=True)
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:  # noqa: BLE001 - a failing run must not stop the others
+            detail = "" if isinstance(err, ConfigError) else "\n" + traceback.format_exc()
+            logging.getLogger().error("run %s (seed %s) failed: %s%s", run.name, seed, one_line_error(err), detail)
+            record.update(status="failed", error=one_line_error(err))
+            result = None
+    record["wall_s"] = round(time.perf_counter() - start, 2)
+    record["peak_rss_mb"], record["peak_cuda_mb"] = peak.rss_mb, peak.cuda_mb
+    record["log_file"] = _log_file()
+    if result is not None:
+        timings = result["timings"]
+        record.update(
+            status="ok", error=None,
+            valid={k: float(v) for k, v in dict(result["best_valid_result"] or {}).items()},
+            test={k: float(v) for k, v in dict(result["test_result"] or {}).items()},
+            train_s=round(timings["fit_s"] - timings.get("valid_s", 0.0), 2),
+            valid_s=round(timings.get("valid_s", 0.0), 2), eval_s=round(timings["test_s"], 2),
+            data_s=round(timings["data_s"], 2), model_load_s=round(timings["model_load_s"], 2),
+            trainable_parameters=int(result["trainable_parameters"]), valid_metric=result.get("valid_metric"),
+            saved_model_file=result.get("saved_model_file"), tau_trace=result.get("tau_trace"),
+            per_user=result.get("test_per_user"))
+    record["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
+    del result
+    _free_memory()
+    return record
+
+
+def run_comparison(spec: ComparisonSpec, cmd_args=(), results_dir: str | None = None, echo=print):
+    """Run (or resume) ``spec``; write records and the report; return the report."""
+    cmd_args = list(cmd_args)
+    folder = store.comparison_folder(results_dir or spec.results_dir, spec.name)
+    dataset_cache: dict = {}
+    total = len(spec.seeds) * len(spec.runs)
+    done = 0
+    for seed in spec.seeds:
+        for run in spec.runs:
+            done += 1
+            signature = run.signature(spec.dataset, seed, cmd_args)
+            old = store.read_record(folder, run.name, seed)
+            if old and old.get("status") == "ok" and old.get("signature") == signature:
+                echo(f"[{done}/{total}] {run.name} seed {seed}: finished earlier, read back from "
+                     f"{store.record_path(folder, run.name, seed)}")
+                continue
+            why = "" if old is None else " (again: its settings changed)" if old.get("status") == "ok" \
+                else " (again: it failed last time)"
+            echo(f"[{done}/{total}] {run.name} seed {seed}: {run.model} on {spec.dataset}{why}")
+            record = execute_run(run, spec.dataset, seed, cmd_args, dataset_cache, signature)
+            store.write_record(folder, record)
+            state = record["status"] if record["status"] == "ok" else f"failed: {record['error']}"
+            echo(f"[{done}/{total}] {run.name} seed {seed}: {state} ({record['wall_s']:.0f} s)")
+    records = [r for r in (store.read_record(folder, run.name, seed) for seed in spec.seeds for run in spec.runs)
+               if r is not None]
+    report = build_report(spec, records)
+    paths = write_outputs(report, folder)
+    report["files"] = paths
+    return report

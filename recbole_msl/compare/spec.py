@@ -1,0 +1,201 @@
+"""What a comparison runs: named runs (model + overrides) on one data set, repeated over seeds.
+
+A comparison comes from a YAML file (``properties/comparisons/*.yaml``) or from the
+compact command line ``--model=LLMMSL,SASRec,GRU4Rec``. Configuration layers, lowest
+first: RecBole's and the plugin's property files, the comparison's shared
+``config_files``, the run's ``profiles`` and ``config_files``, the comparison's shared
+``config``, the run's ``config``, then ``--key=value`` on the command line, which
+applies to every run (RecBole's own precedence: the command line wins).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+
+import yaml
+
+from ..errors import ConfigError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_SPEC_KEYS = {"name", "dataset", "seeds", "reference", "report_metrics", "config", "config_files", "runs",
+              "results_dir", "description"}
+_RUN_KEYS = {"name", "model", "config", "config_files", "profiles"}
+
+
+@dataclasses.dataclass
+class RunSpec:
+    name: str
+    model: str
+    config_files: list[str]
+    config: dict
+
+    def signature(self, dataset: str, seed: int, cmd_args: list[str]) -> str:
+        """Changes whenever anything that shapes this run's result changes (files by content)."""
+        contents = []
+        for path in self.config_files:
+            with open(path, "rb") as f:
+                contents.append(hashlib.sha1(f.read()).hexdigest())
+        blob = json.dumps([self.model, dataset, seed, contents, self.config, sorted(cmd_args)],
+                          sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclasses.dataclass
+class ComparisonSpec:
+    name: str
+    dataset: str
+    runs: list[RunSpec]
+    seeds: list[int]
+    reference: str | None = None
+    report_metrics: list[str] | None = None
+    results_dir: str = "results"
+    source: str | None = None  # the YAML it came from, if any
+
+    def run_names(self) -> list[str]:
+        return [r.name for r in self.runs]
+
+
+def parse_seeds(text) -> list[int]:
+    """``"1,2,3"`` or ``[1, 2, 3]`` to a list of distinct ints."""
+    items = text if isinstance(text, (list, tuple)) else str(text).split(",")
+    try:
+        seeds = [int(str(s).strip()) for s in items if str(s).strip()]
+    except ValueError:
+        raise ConfigError(f"seeds must be integers, e.g. --seeds=1,2,3, not {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be a non-empty list of distinct integers, e.g. --seeds=1,2,3, not {text!r}")
+    return seeds
+
+
+def resolve_config_file(path: str, base_dir: str | None) -> str:
+    from ..config import PROPERTIES_DIR
+
+    candidates = [path] if os.path.isabs(path) else (
+        [os.path.join(base_dir, path)] if base_dir else []) + [path, os.path.join(os.path.dirname(PROPERTIES_DIR), path)]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return os.path.abspath(candidate)
+    raise ConfigError(f"config file {path} does not exist; give a path relative to the comparison file or the "
+                      f"working directory")
+
+
+def _profile_file(name: str) -> str:
+    from ..config import PROPERTIES_DIR
+
+    path = os.path.join(PROPERTIES_DIR, "profiles", f"{name}.yaml")
+    if not os.path.isfile(path):
+        known = sorted(f[:-5] for f in os.listdir(os.path.join(PROPERTIES_DIR, "profiles")) if f.endswith(".yaml"))
+        raise ConfigError(f"unknown profile {name!r}; use one of {', '.join(known)}")
+    return path
+
+
+def _as_list(value, what: str) -> list:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, list):
+        return value
+    raise ConfigError(f"{what} must be a list, not {value!r}")
+
+
+def _as_dict(value, what: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what} must be a mapping of option: value, not {value!r}")
+    return dict(value)
+
+
+def _check_names(runs: list[RunSpec]) -> None:
+    seen = set()
+    for run in runs:
+        if not _NAME.match(run.name):
+            raise ConfigError(f"run name {run.name!r} may hold only letters, digits and _.+-; rename it")
+        if run.name in seen:
+            raise ConfigError(f"two runs are named {run.name!r}; give each run its own name")
+        seen.add(run.name)
+
+
+def check_reference(spec: ComparisonSpec) -> None:
+    if spec.reference is not None and spec.reference not in spec.run_names():
+        raise ConfigError(f"reference run {spec.reference!r} is not among the runs "
+                          f"({', '.join(spec.run_names())}); name one of them")
+
+
+def comparison_file(name_or_path: str) -> str:
+    """A YAML path as given, or the name of a shipped comparison (``properties/comparisons/<name>.yaml``)."""
+    from ..config import PROPERTIES_DIR
+
+    if os.path.isfile(name_or_path):
+        return name_or_path
+    shipped = os.path.join(PROPERTIES_DIR, "comparisons", f"{name_or_path}.yaml")
+    if os.path.isfile(shipped):
+        return shipped
+    folder = os.path.join(PROPERTIES_DIR, "comparisons")
+    known = sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml")) if os.path.isdir(folder) else []
+    raise ConfigError(f"comparison {name_or_path!r} is neither a file nor a shipped comparison; "
+                      f"use a YAML path or one of: {', '.join(known)}")
+
+
+def load_spec(name_or_path: str) -> ComparisonSpec:
+    """Read and check a comparison YAML."""
+    path = comparison_file(name_or_path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"comparison file {path} is not valid YAML{where}; fix its syntax") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"comparison file {path} must be a mapping with 'dataset' and 'runs'")
+    unknown = set(raw) - _SPEC_KEYS
+    if unknown:
+        raise ConfigError(f"comparison file {path}: unknown key {sorted(unknown)[0]!r}; "
+                          f"allowed: {', '.join(sorted(_SPEC_KEYS))}")
+    if not raw.get("dataset") or not raw.get("runs"):
+        raise ConfigError(f"comparison file {path} needs 'dataset' and a non-empty 'runs' list")
+    base = os.path.dirname(os.path.abspath(path))
+    shared_files = [resolve_config_file(p, base) for p in _as_list(raw.get("config_files"), "config_files")]
+    shared = _as_dict(raw.get("config"), "config")
+    runs = []
+    for i, entry in enumerate(_as_list(raw["runs"], "runs")):
+        if not isinstance(entry, dict) or "model" not in entry:
+            raise ConfigError(f"comparison file {path}: run {i + 1} needs at least 'model' (and usually 'name')")
+        unknown = set(entry) - _RUN_KEYS
+        if unknown:
+            raise ConfigError(f"comparison file {path}: run {i + 1} has unknown key {sorted(unknown)[0]!r}; "
+                              f"allowed: {', '.join(sorted(_RUN_KEYS))}")
+        files = shared_files + [_profile_file(p) for p in _as_list(entry.get("profiles"), "profiles")]
+        files += [resolve_config_file(p, base) for p in _as_list(entry.get("config_files"), "config_files")]
+        runs.append(RunSpec(name=str(entry.get("name") or entry["model"]), model=str(entry["model"]),
+                            config_files=files, config={**shared, **_as_dict(entry.get("config"), "config")}))
+    _check_names(runs)
+    spec = ComparisonSpec(
+        name=str(raw.get("name") or os.path.splitext(os.path.basename(path))[0]),
+        dataset=str(raw["dataset"]), runs=runs, seeds=parse_seeds(raw.get("seeds", [2020])),
+        reference=None if raw.get("reference") is None else str(raw["reference"]),
+        report_metrics=[str(m).lower() for m in _as_list(raw.get("report_metrics"), "report_metrics")] or None,
+        results_dir=str(raw.get("results_dir") or "results"), source=os.path.abspath(path))
+    check_reference(spec)
+    return spec
+
+
+def spec_from_models(models: str, dataset: str, config_files: list[str] | None = None,
+                     seeds: list[int] | None = None, reference: str | None = None) -> ComparisonSpec:
+    """The compact form: ``--model=LLMMSL,SASRec,GRU4Rec``, one run per model, named after it."""
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    if len(names) < 2:
+        raise ConfigError("a comparison needs at least two models, e.g. --model=LLMMSL,SASRec")
+    files = [resolve_config_file(p, None) for p in (config_files or [])]
+    runs = [RunSpec(name=m, model=m, config_files=list(files), config={}) for m in names]
+    _check_names(runs)
+    spec = ComparisonSpec(name=f"{dataset}-{'-'.join(names)}", dataset=dataset, runs=runs,
+                          seeds=seeds or [2020], reference=reference)
+    check_reference(spec)
+    return spec

@@ -1,0 +1,249 @@
+"""Comparisons: the report (table, CSV, JSON, chart), resume, failure rows, statistics, and one real run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from recbole_msl.cli import main
+from recbole_msl.compare import runner
+from recbole_msl.compare.per_user import encode_hits, per_user_metrics, split_fingerprint
+from recbole_msl.compare.report import to_markdown
+from recbole_msl.compare.spec import load_spec, parse_seeds, spec_from_models
+from recbole_msl.compare.stats import paired_test
+from recbole_msl.errors import ConfigError
+
+N_USERS, MAXK = 400, 10
+
+
+def _fake_hits(hit_rate: float, seed: int) -> np.ndarray:
+    """A rec.topk matrix: each user's single target lands at a random rank with probability hit_rate."""
+    rng = np.random.default_rng(seed)
+    matrix = np.zeros((N_USERS, MAXK + 1), dtype=np.int64)
+    hit = rng.random(N_USERS) < hit_rate
+    matrix[np.flatnonzero(hit), rng.integers(0, MAXK, size=int(hit.sum()))] = 1
+    matrix[:, -1] = 1
+    return matrix
+
+
+class FakeRuns:
+    """Stands in for quick_start.run: hit rate from the run's config, results consistent with RecBole's metrics."""
+
+    def __init__(self, interrupt_after=None):
+        self.calls = []
+        self.interrupt_after = interrupt_after
+
+    def __call__(self, model, dataset, config_file_list=None, config_dict=None, saved=True, cmd_args=None,
+                 dataset_cache=None, per_user=False):
+        if self.interrupt_after is not None and len(self.calls) == self.interrupt_after:
+            raise KeyboardInterrupt
+        self.calls.append((config_dict.get("name_for_test"), config_dict["seed"]))
+        if config_dict.get("fail"):
+            raise ConfigError("lora_r must be a positive integer, not -1")
+        if config_dict.get("oom"):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+        encoded = encode_hits(_fake_hits(config_dict["hit_rate"], 1000 * config_dict["seed"] + len(self.calls)))
+        values = per_user_metrics(encoded, ["ndcg", "hit"], [5, 10])
+        test = {k: round(float(v.mean()), 4) for k, v in values.items()}
+        users = [str(u) for u in range(N_USERS)]
+        return {"best_valid_result": {"ndcg@10": 0.1}, "test_result": test,
+                "timings": {"data_s": 0.1, "model_load_s": 0.2, "fit_s": 3.0, "test_s": 1.0},
+                "trainable_parameters": 460800, "saved_model_file": "saved/x",
+                "test_per_user": {"users": users, "targets": users, **encoded,
+                                  "fingerprint": split_fingerprint(users, users)}}
+
+
+def _spec_file(tmp_path, runs, seeds=(1, 2, 3), reference="ref"):
+    spec = {"dataset": "ml-100k", "seeds": list(seeds), "reference": reference,
+            "report_metrics": ["ndcg@10", "hit@10"], "runs": runs}
+    path = tmp_path / "cmp.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+@pytest.fixture(autouse=True)
+def _no_full_gc(monkeypatch):
+    """Between real runs the runner collects garbage to free the LLM; a full collection inside
+    pytest's large heap costs seconds per fake run and is not what these tests check."""
+    monkeypatch.setattr(runner, "_free_memory", lambda: None)
+
+
+def _run(name, **config):
+    return {"name": name, "model": "LLMMSL", "config": {"name_for_test": name, **config}}
+
+
+RUNS = [_run("strong", hit_rate=0.6), _run("ref", hit_rate=0.2), _run("same", hit_rate=0.2),
+        _run("broken", fail=True, hit_rate=0.2), _run("oom", oom=True, hit_rate=0.2)]
+
+
+def test_report_table_csv_json_and_chart(tmp_path, monkeypatch):
+    import matplotlib.image
+
+    fake = FakeRuns()
+    monkeypatch.setattr("recbole_msl.quick_start.run", fake)
+    report = runner.run_comparison(load_spec(_spec_file(tmp_path, RUNS)), results_dir=str(tmp_path / "res"),
+                                   echo=lambda *_: None)
+    assert len(fake.calls) == 15  # every run and seed was attempted, failures included
+    files = report["files"]
+    markdown = open(files["markdown"]).read()
+    rows = {}
+    for line in markdown.splitlines():  # the first table; the gains table repeats run names
+        if line.startswith("| "):
+            rows.setdefault(line.split(" | ")[0].strip("| "), line)
+    assert "± " in rows["strong"] and "reference" in rows["ref"]
+    assert ", significant)" in rows["strong"]  # 0.6 vs 0.2 hit rate over 400 users
+    assert "not significant" in rows["same"]
+    assert "failed (seeds 1, 2, 3): lora_r must be a positive integer, not -1" in rows["broken"]
+    assert "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB" in rows["oom"]
+    assert "more detail" not in markdown  # one-line errors
+    with open(files["csv"]) as f:
+        records = list(csv.DictReader(f))
+    assert len(records) == 15 and {r["status"] for r in records} == {"ok", "failed"}
+    assert {"test_ndcg@10", "train_s", "eval_s", "trainable_parameters", "peak_rss_mb", "config"} <= set(records[0])
+    data = json.load(open(files["json"]))
+    strong = next(r for r in data["runs"] if r["name"] == "strong")
+    assert strong["seeds_ok"] == [1, 2, 3] and len(strong["test"]["ndcg@10"]["values"]) == 3
+    gain = strong["gains"]["hit@10"]
+    assert gain["significant"] and gain["t_test_p"] < 1e-6 and gain["n_users"] == N_USERS
+    assert abs(gain["relative_gain"] - (gain["mean_run"] / gain["mean_reference"] - 1)) < 1e-12
+    assert data["same_test_rows"]
+    image = matplotlib.image.imread(files["chart"])
+    assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 500
+    assert image[..., :3].std() > 0.05  # not a blank canvas
+
+
+def test_resume_reads_finished_runs_back_and_redoes_failed_or_changed_ones(tmp_path, monkeypatch):
+    results = str(tmp_path / "res")
+    path = _spec_file(tmp_path, RUNS[:3], seeds=(1, 2))
+    interrupted = FakeRuns(interrupt_after=4)
+    monkeypatch.setattr("recbole_msl.quick_start.run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_comparison(load_spec(path), results_dir=results, echo=lambda *_: None)
+    assert len(os.listdir(os.path.join(results, "cmp", "runs"))) == 4  # complete records only
+
+    resumed = FakeRuns()
+    monkeypatch.setattr("recbole_msl.quick_start.run", resumed)
+    report = runner.run_comparison(load_spec(path), results_dir=results, echo=lambda *_: None)
+    assert resumed.calls == [("ref", 2), ("same", 2)]
+    assert all(r["seeds_ok"] == [1, 2] for r in report["runs"])
+
+    changed = [RUNS[0], _run("ref", hit_rate=0.25), RUNS[2], RUNS[3]]
+    again = FakeRuns()
+    monkeypatch.setattr("recbole_msl.quick_start.run", again)
+    runner.run_comparison(load_spec(_spec_file(tmp_path, changed, seeds=(1, 2))), results_dir=results,
+                          echo=lambda *_: None)
+    assert again.calls == [("ref", 1), ("broken", 1), ("ref", 2), ("broken", 2)]
+    retry = FakeRuns()
+    monkeypatch.setattr("recbole_msl.quick_start.run", retry)
+    runner.run_comparison(load_spec(_spec_file(tmp_path, changed, seeds=(1, 2))), results_dir=results,
+                          echo=lambda *_: None)
+    assert retry.calls == [("broken", 1), ("broken", 2)]  # a failed run is tried again; finished ones are not
+
+
+def test_paired_test_against_scipy_and_edge_cases():
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    reference = rng.random(300)
+    same = paired_test(reference, reference.copy(), "ndcg@10")
+    assert same.bootstrap_p == 1.0 and same.relative_gain == 0.0 and not same.significant
+    shifted = reference + 0.05 + 0.01 * rng.standard_normal(300)
+    better = paired_test(shifted, reference, "ndcg@10")
+    assert better.significant and better.ci_low > 0 and better.t_test_p < 1e-10
+    noisy = reference + 0.3 * rng.standard_normal(300)
+    result = paired_test(noisy, reference, "ndcg@10")
+    assert abs(result.t_test_p - stats.ttest_rel(noisy, reference).pvalue) < 1e-12
+    assert abs(result.bootstrap_p - result.t_test_p) < 0.1  # both tests agree on well-behaved data
+    zero = paired_test(np.array([0.0, 1.0]), np.zeros(2), "hit@10")
+    assert zero.relative_gain != zero.relative_gain  # nan: no relative gain over a zero reference
+
+
+def test_per_user_metrics_average_to_recbole_figures():
+    from recbole.evaluator.collector import DataStruct
+    from recbole.evaluator.register import metrics_dict
+
+    rng = np.random.default_rng(3)
+    matrix = np.zeros((250, 11), dtype=np.int64)
+    matrix[:, :10] = rng.random((250, 10)) < 0.15
+    matrix[:, -1] = rng.integers(1, 4, size=250)  # several positives per row, as in non-sequential data
+    struct = DataStruct()
+    struct.set("rec.topk", torch.from_numpy(matrix))
+    config = {"topk": [5, 10], "metric_decimal_place": 10}
+    per_user = per_user_metrics(encode_hits(matrix), ["recall", "ndcg", "hit", "mrr", "precision", "map"], [5, 10])
+    for name in ["recall", "ndcg", "hit", "mrr", "precision", "map"]:
+        expected = metrics_dict[name](config).calculate_metric(struct)
+        for key, value in expected.items():
+            assert abs(per_user[key].mean() - value) < 1e-9, key
+
+
+@pytest.mark.parametrize("runs, reference, message", [
+    ([_run("a"), _run("a")], None, "two runs are named 'a'"),
+    ([_run("a"), _run("b")], "c", "reference run 'c' is not among the runs"),
+    ([_run("a b")], None, "may hold only letters"),
+    ([{"name": "a", "model": "X", "overrides": {}}], None, "unknown key 'overrides'"),
+    ([{"name": "a"}], None, "needs at least 'model'"),
+])
+def test_bad_comparison_files_give_one_line_errors(tmp_path, runs, reference, message):
+    with pytest.raises(ConfigError, match=message):
+        load_spec(_spec_file(tmp_path, runs, reference=reference))
+
+
+def test_bad_comparison_arguments(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="distinct integers"):
+        parse_seeds("1,1")
+    with pytest.raises(ConfigError, match="must be integers"):
+        parse_seeds("one,two")
+    with pytest.raises(ConfigError, match="at least two models"):
+        spec_from_models("SASRec", "ml-100k")
+    assert main(["--comparison=no-such-comparison"]) == 2
+    assert "shipped comparison; use a YAML path or one of: " in capsys.readouterr().err
+
+
+def test_shipped_comparisons_parse():
+    from recbole_msl.config import PROPERTIES_DIR
+
+    folder = os.path.join(PROPERTIES_DIR, "comparisons")
+    names = sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml"))
+    assert {"ml-100k-cpu", "ml-1m-cpu", "amazon-books-cpu", "amazon-books-gpu"} <= set(names)
+    for name in names:
+        spec = load_spec(name)
+        assert spec.reference in spec.run_names()
+        assert {"LLMMSL", "SASRec"} <= {r.model for r in spec.runs} or name.endswith("-tau")
+
+
+def test_real_small_comparison(tmp_path, tiny_run_config, capsys):
+    """Two LLMMSL objectives and GRU4Rec, really trained and tested, through the command line."""
+    shared = {k: v for k, v in tiny_run_config.items() if k != "llm_path"}
+    spec = {"name": "small", "dataset": "ml-100k", "seeds": [7], "reference": "lml",
+            "config": {**shared, "MAX_ITEM_LIST_LENGTH": 10},
+            "runs": [{"name": "msl", "model": "LLMMSL", "config": {"llm_path": tiny_run_config["llm_path"]}},
+                     {"name": "lml", "model": "LLMMSL",
+                      "config": {"llm_path": tiny_run_config["llm_path"], "llm_loss": "lml"}},
+                     {"name": "gru", "model": "GRU4Rec",
+                      "config": {"embedding_size": 16, "hidden_size": 16, "train_batch_size": 1024}}]}
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main([f"--comparison={path}", f"--results_dir={tmp_path / 'res'}"]) == 0
+    printed = capsys.readouterr().out
+    assert "| msl | LLMMSL |" in printed and "| gru | GRU4Rec |" in printed
+    folder = tmp_path / "res" / "small"
+    data = json.load(open(folder / "small.json"))
+    assert data["same_test_rows"] and all(r["seeds_ok"] == [7] for r in data["runs"])
+    for name in ("msl", "lml", "gru"):
+        record = json.load(open(folder / "runs" / f"{name}--seed7.json"))
+        values = per_user_metrics(record["per_user"], ["ndcg", "hit"], [5, 10])
+        assert len(record["per_user"]["users"]) == tiny_run_config["eval_max_users"]
+        for key, value in values.items():  # per-user values average to RecBole's reported figure
+            assert abs(value.mean() - record["test"][key]) < 1e-4
+        assert record["trainable_parameters"] > 0 and record["peak_rss_mb"] > 0
+    msl = json.load(open(folder / "runs" / "msl--seed7.json"))
+    assert msl["trainable_parameters"] < 10_000  # LoRA only: the tiny backbone stays frozen
+    assert os.path.getsize(folder / "small.png") > 10_000
+    assert main([f"--comparison={path}", f"--results_dir={tmp_path / 'res'}"]) == 0  # resumes: nothing to train
+    assert capsys.readouterr().out.count("finished earlier, read back") == 3
