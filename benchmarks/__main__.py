@@ -62,7 +62,7 @@ def main(argv=None) -> int:
             else:
                 figures = module.run(args.quick)
             rows.extend(module.summary(figures))
-        except Exception as err:  # keep going: one failure must not hide the other figures
+        except Exception as err:  # noqa: BLE001 - keep going: one failure must not hide the other figures
             traceback.print_exc()
             failed.append(f"{name}: {type(err).__name__}: {err}"[:300])
             rows.append((f"{name} FAILED", None, None, None, "", False))

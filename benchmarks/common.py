@@ -108,7 +108,7 @@ def machine() -> dict:
     except OSError:
         pass
     info = {
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),  # noqa: UP017
         "cpu": cpu,
         "cpu_cores_visible": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),

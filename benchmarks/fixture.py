@@ -41,9 +41,9 @@ def load_setting(llm_path: str | None = None, **extra):
     key = (llm_path, tuple(sorted(extra.items())))
     if key in _CACHE:
         return _CACHE[key]
-    import recbole_msl  # noqa: F401  (numpy aliases for RecBole)
     from recbole.utils import init_seed
 
+    import recbole_msl  # noqa: F401  (numpy aliases for RecBole)
     from recbole_msl.config import Config
     from recbole_msl.data import create_dataset, data_preparation
     from recbole_msl.model.llmmsl import LLMMSL
@@ -53,7 +53,7 @@ def load_setting(llm_path: str | None = None, **extra):
     config = Config(model="LLMMSL", dataset="ml-100k", config_dict={**base_overrides(llm_path), **extra})
     init_seed(config["seed"], config["reproducibility"])
     data = create_dataset(config)
-    train, valid, test = data_preparation(config, data)
+    train, valid, _ = data_preparation(config, data)
     log(f"loading LLMMSL ({llm_path or 'default SmolLM2-135M GGUF'}) ...")
     model = LLMMSL(config, train._dataset).to(config["device"])
     model.opts.history_length = PROMPT_HISTORY  # the CPU profile's prompt; the sweep changes it

@@ -44,7 +44,7 @@ def compare_users(ours: list, hf: list, tol: float = SCORE_TOL) -> list[dict]:
 
 
 def run(quick: bool = False) -> dict:
-    config, _, valid, model = load_setting()
+    _, _, valid, model = load_setting()
     n_users = 2 if quick else 10
     users = valid_users(valid, n_users)
     model.eval()

@@ -50,14 +50,14 @@ def _trie_queries(trie, sequences, rng) -> dict:
         nodes = trie.path(resp, lengths)
         live = nodes[nodes >= 0]
         branch = live[trie.num_children(live) > 1]
-        edges, valid = trie.children_padded(branch)
+        edges, _ = trie.children_padded(branch)
         return trie.edge_token[edges]
 
     nodes = trie.path(resp[:, :3], torch.full((64,), 3))[:, 2]  # nodes three tokens deep
     beam_nodes = nodes.repeat(2)[:100]
 
     def beam_work():
-        edges, valid = trie.children_padded(beam_nodes)  # [100, D]
+        edges, _ = trie.children_padded(beam_nodes)  # [100, D]
         return trie.node_leaf[edges + 1], trie.edge_token[edges]
 
     return {"train_step_trie_s": median(timed(train_work, 5)), "beam_step_trie_s": median(timed(beam_work, 5))}

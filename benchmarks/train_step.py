@@ -134,7 +134,7 @@ class Llama3Head:
 
 def run(quick: bool = False) -> dict:
     """Both vocabularies; writes results/train_step.json and returns the summary rows."""
-    config, train, _, model = load_setting()
+    _, train, _, model = load_setting()
     batch_size = 4 if quick else 8
     repeats = 1 if quick else 3
     batch = training_batch(train, batch_size)

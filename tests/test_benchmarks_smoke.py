@@ -13,9 +13,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 
-from benchmarks import fixture, ranking, train_step  # noqa: E402
-from benchmarks.hf_generate import hf_rank  # noqa: E402
-from benchmarks.reference import DictTrie, ReferenceStep, build_masks  # noqa: E402
+from benchmarks import fixture, ranking, train_step
+from benchmarks.hf_generate import hf_rank
+from benchmarks.reference import DictTrie, ReferenceStep, build_masks
 
 
 @pytest.fixture(scope="module")
