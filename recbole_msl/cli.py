@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .errors import ConfigError
@@ -97,6 +98,8 @@ def _train(argv):
     files = args.config_files.split() if args.config_files else None
     saved = str(args.saved).lower() not in ("false", "0", "no")
     result = run(args.model, args.dataset, config_file_list=files, saved=saved, cmd_args=extra)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun every rank has the same result; rank 0 reports it
+        return
     print(json.dumps({"model": args.model, "dataset": args.dataset,
                       "best_valid_result": dict(result["best_valid_result"] or {}),
                       "test_result": dict(result["test_result"] or {}),
