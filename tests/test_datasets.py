@@ -1,5 +1,6 @@
 """Property files for data sets other than ml-100k, and reproducibility of a run."""
 
+import json
 import os
 import shutil
 
@@ -106,4 +107,59 @@ def test_missing_data_set_is_downloaded_from_an_overridable_url(tmp_path):
         server.shutdown()
     assert dataset.inter_num == 100000
     assert sorted(os.listdir(tmp_path / "data")) == ["ml-tiny"]  # no staging folder left behind
+    assert sorted(os.listdir(tmp_path / "data" / "ml-tiny")) == ["ml-tiny.inter", "ml-tiny.item"]
+
+
+_DOWNLOAD_WORKER = """
+import json, os, sys
+import recbole_msl
+from recbole_msl.config import Config
+from recbole_msl.data import create_dataset
+
+config = Config(model="SASRec", dataset="ml-tiny", config_dict={
+    "data_path": sys.argv[2], "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "download_url": sys.argv[1]})
+print("RESULT " + json.dumps({"rank": int(os.environ["RANK"]), "inters": create_dataset(config).inter_num}))
+"""
+
+
+def test_first_time_download_under_two_processes(tmp_path):
+    """torchrun with 2 gloo ranks and no data on disk: rank 0 downloads once, both ranks load it."""
+    import functools
+    import http.server
+    import subprocess
+    import sys
+    import threading
+    import zipfile
+
+    import recbole
+
+    source = os.path.join(os.path.dirname(recbole.__file__), "dataset_example", "ml-100k")
+    served = tmp_path / "served"
+    served.mkdir()
+    with zipfile.ZipFile(served / "ml-tiny.zip", "w") as archive:
+        for suffix in ("inter", "item"):
+            archive.write(os.path.join(source, f"ml-100k.{suffix}"), f"ml-tiny.{suffix}")
+    requests = []
+
+    class CountingHandler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            super().do_GET()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(CountingHandler, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    worker = tmp_path / "worker.py"
+    worker.write_text(_DOWNLOAD_WORKER)
+    url = f"http://127.0.0.1:{server.server_address[1]}/ml-tiny.zip"
+    try:
+        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                               str(worker), url, str(tmp_path / "data")], capture_output=True, text=True,
+                              timeout=600, cwd=str(tmp_path))
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = sorted((json.loads(line.split("RESULT ", 1)[1]) for line in done.stdout.splitlines() if "RESULT " in line),
+                     key=lambda r: r["rank"])
+    assert [r["rank"] for r in results] == [0, 1] and all(r["inters"] == 100000 for r in results)
+    assert requests == ["/ml-tiny.zip"]  # one download, by rank 0
     assert sorted(os.listdir(tmp_path / "data" / "ml-tiny")) == ["ml-tiny.inter", "ml-tiny.item"]
