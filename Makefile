@@ -26,4 +26,4 @@ test-fast: install  ## skip the tests that load the real 135M backbone
 
 quality: install  ## lint
 	$(PY) -m pip install -q ruff
-	$(PY) -m ruff check recbole_msl tests run_recbole_msl.py
+	$(PY) -m ruff check recbole_msl tests benchmarks run_recbole_msl.py

@@ -14,12 +14,16 @@ import yaml
 from recbole_msl.cli import main
 from recbole_msl.compare import runner
 from recbole_msl.compare.per_user import encode_hits, per_user_metrics, split_fingerprint
-from recbole_msl.compare.report import to_markdown
 from recbole_msl.compare.spec import load_spec, parse_seeds, spec_from_models
 from recbole_msl.compare.stats import paired_test
 from recbole_msl.errors import ConfigError
 
 N_USERS, MAXK = 400, 10
+
+
+def _read_json(path):
+    with open(path) as f:
+        return json.load(f)
 
 
 def _fake_hits(hit_rate: float, seed: int) -> np.ndarray:
@@ -91,7 +95,8 @@ def test_report_table_csv_json_and_chart(tmp_path, monkeypatch):
                                    echo=lambda *_: None)
     assert len(fake.calls) == 15  # every run and seed was attempted, failures included
     files = report["files"]
-    markdown = open(files["markdown"]).read()
+    with open(files["markdown"]) as f:
+        markdown = f.read()
     rows = {}
     for line in markdown.splitlines():  # the first table; the gains table repeats run names
         if line.startswith("| "):
@@ -106,7 +111,7 @@ def test_report_table_csv_json_and_chart(tmp_path, monkeypatch):
         records = list(csv.DictReader(f))
     assert len(records) == 15 and {r["status"] for r in records} == {"ok", "failed"}
     assert {"test_ndcg@10", "train_s", "eval_s", "trainable_parameters", "peak_rss_mb", "config"} <= set(records[0])
-    data = json.load(open(files["json"]))
+    data = _read_json(files["json"])
     strong = next(r for r in data["runs"] if r["name"] == "strong")
     assert strong["seeds_ok"] == [1, 2, 3] and len(strong["test"]["ndcg@10"]["values"]) == 3
     gain = strong["gains"]["hit@10"]
@@ -233,16 +238,16 @@ def test_real_small_comparison(tmp_path, tiny_run_config, capsys):
     printed = capsys.readouterr().out
     assert "| msl | LLMMSL |" in printed and "| gru | GRU4Rec |" in printed
     folder = tmp_path / "res" / "small"
-    data = json.load(open(folder / "small.json"))
+    data = _read_json(folder / "small.json")
     assert data["same_test_rows"] and all(r["seeds_ok"] == [7] for r in data["runs"])
     for name in ("msl", "lml", "gru"):
-        record = json.load(open(folder / "runs" / f"{name}--seed7.json"))
+        record = _read_json(folder / "runs" / f"{name}--seed7.json")
         values = per_user_metrics(record["per_user"], ["ndcg", "hit"], [5, 10])
         assert len(record["per_user"]["users"]) == tiny_run_config["eval_max_users"]
         for key, value in values.items():  # per-user values average to RecBole's reported figure
             assert abs(value.mean() - record["test"][key]) < 1e-4
         assert record["trainable_parameters"] > 0 and record["peak_rss_mb"] > 0
-    msl = json.load(open(folder / "runs" / "msl--seed7.json"))
+    msl = _read_json(folder / "runs" / "msl--seed7.json")
     assert msl["trainable_parameters"] < 10_000  # LoRA only: the tiny backbone stays frozen
     assert os.path.getsize(folder / "small.png") > 10_000
     assert main([f"--comparison={path}", f"--results_dir={tmp_path / 'res'}"]) == 0  # resumes: nothing to train

@@ -23,7 +23,7 @@ def capture_topk(trainer):
     evaluate = trainer.evaluator.evaluate
 
     def remembering(struct):
-        matrix = struct["rec.topk"] if "rec.topk" in struct else None
+        matrix = struct._data_dict.get("rec.topk")
         if matrix is not None:
             captured.append(matrix.detach().cpu().numpy().astype(np.int64))
         return evaluate(struct)

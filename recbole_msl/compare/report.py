@@ -12,6 +12,7 @@ import csv
 import datetime
 import io
 import json
+import math
 import os
 
 import numpy as np
@@ -152,7 +153,7 @@ def _fmt_value(stat, seeds) -> str:
 def _fmt_seconds(seconds) -> str:
     if seconds is None:
         return "—"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
@@ -169,7 +170,7 @@ def fmt_gain(gain: dict | None) -> str:
     if not gain:
         return "—"
     rel, diff = gain["relative_gain"], gain["mean_run"] - gain["mean_reference"]
-    head = f"{rel * 100:+.1f}%" if rel == rel else "n/a"
+    head = "n/a" if math.isnan(rel) else f"{rel * 100:+.1f}%"
     verdict = "significant" if gain["significant"] else "not significant"
     p_value = "p<0.001" if gain["bootstrap_p"] < 0.001 else f"p={gain['bootstrap_p']:.3f}"
     return f"{head} ({diff:+.4f}, {p_value}, {verdict})"
@@ -212,9 +213,10 @@ def to_markdown(report: dict) -> str:
                   f"{peak:,.0f} MB {'CUDA' if run.get('peak_cuda_mb') else 'RSS'}" if peak else "—", _status(run)]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     if ref and any(run["gains"] for run in report["runs"]):
-        lines += ["", f"Relative gain over **{ref}** with a paired test over the same users (two-sided bootstrap, "
-                      f"{report['bootstrap_resamples']:,} resamples; significant when p < {report['alpha']}; "
-                      f"t-test p-values and 95% intervals are in the JSON):", ""]
+        intro = (f"Relative gain over **{ref}** with a paired test over the same users (two-sided bootstrap, "
+                 f"{report['bootstrap_resamples']:,} resamples; significant when p < {report['alpha']}; "
+                 f"t-test p-values and 95% intervals are in the JSON):")
+        lines += ["", intro, ""]
         header = ["Run"] + [pretty_metric(m) for m in metrics]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join(["---"] * len(header)) + "|")

@@ -156,7 +156,7 @@ def load_spec(name_or_path: str) -> ComparisonSpec:
         raise ConfigError(f"comparison file {path} must be a mapping with 'dataset' and 'runs'")
     unknown = set(raw) - _SPEC_KEYS
     if unknown:
-        raise ConfigError(f"comparison file {path}: unknown key {sorted(unknown)[0]!r}; "
+        raise ConfigError(f"comparison file {path}: unknown key {min(unknown)!r}; "
                           f"allowed: {', '.join(sorted(_SPEC_KEYS))}")
     if not raw.get("dataset") or not raw.get("runs"):
         raise ConfigError(f"comparison file {path} needs 'dataset' and a non-empty 'runs' list")
@@ -169,7 +169,7 @@ def load_spec(name_or_path: str) -> ComparisonSpec:
             raise ConfigError(f"comparison file {path}: run {i + 1} needs at least 'model' (and usually 'name')")
         unknown = set(entry) - _RUN_KEYS
         if unknown:
-            raise ConfigError(f"comparison file {path}: run {i + 1} has unknown key {sorted(unknown)[0]!r}; "
+            raise ConfigError(f"comparison file {path}: run {i + 1} has unknown key {min(unknown)!r}; "
                               f"allowed: {', '.join(sorted(_RUN_KEYS))}")
         files = shared_files + [_profile_file(p) for p in _as_list(entry.get("profiles"), "profiles")]
         files += [resolve_config_file(p, base) for p in _as_list(entry.get("config_files"), "config_files")]
