@@ -3,6 +3,7 @@
 The same file is the worker: ``python -m torch.distributed.run --nproc_per_node=2 tests/test_distributed.py``.
 """
 
+import contextlib
 import json
 import os
 import subprocess
@@ -15,8 +16,9 @@ from safetensors.torch import load_file
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@contextlib.contextmanager
 def _record_rankings():
-    """Remember (user, top-10 items) of every row LLMMSL ranks during the latest ``evaluate`` call.
+    """Within the block, remember (user, top-10 items) of every row LLMMSL ranks during the latest ``evaluate`` call.
 
     A tiny random backbone scores no hits, so equal metrics alone would prove little: equal
     per-user rankings show that every user is evaluated once, by one rank, with the same scores.
@@ -38,7 +40,10 @@ def _record_rankings():
         return evaluate(self, *args, **kwargs)
 
     LLMMSL.full_sort_predict, LLMMSLTrainer.evaluate = recording_predict, fresh_evaluate
-    return rows
+    try:
+        yield rows
+    finally:  # the patch must not outlive the block: later tests in this process use the real methods
+        LLMMSL.full_sort_predict, LLMMSLTrainer.evaluate = predict, evaluate
 
 
 STEP_ROWS = list(range(100, 108))  # one effective batch of 8 training rows: rank r gets rows[4r:4r+4]
@@ -97,8 +102,8 @@ def _worker(out_dir: str, config_file: str) -> None:
         return out
 
     LLMMSLTrainer.fit = fit_and_dump
-    rankings = _record_rankings()
-    result = run("LLMMSL", "ml-100k", config_dict=config_dict)
+    with _record_rankings() as rankings:
+        result = run("LLMMSL", "ml-100k", config_dict=config_dict)
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump({"test_result": dict(result["test_result"]), "best_valid_result": dict(result["best_valid_result"]),
                    "saved_model_file": result["saved_model_file"], "tau_trace": result["tau_trace"],
@@ -119,9 +124,10 @@ def _single_process_evaluation(config_dict: dict, checkpoint: str):
     train, valid, test = data_preparation(config, create_dataset(config))
     trainer = LLMMSLTrainer(config, LLMMSL(config, train._dataset))
     trainer.eval_collector.data_collect(train)
-    rankings = _record_rankings()
-    valid_result = trainer.evaluate(valid, model_file=checkpoint)
-    return valid_result, trainer.evaluate(test, model_file=checkpoint), [list(r) for r in rankings]
+    with _record_rankings() as rankings:
+        valid_result = trainer.evaluate(valid, model_file=checkpoint)
+        test_result = trainer.evaluate(test, model_file=checkpoint)
+        return valid_result, test_result, [list(r) for r in rankings]
 
 
 @pytest.fixture(scope="module")
