@@ -19,7 +19,7 @@ run: install  ## LLMMSL on ml-100k, default backbone, CPU profile
 	$(PY) run_recbole_msl.py $(MAIN_ARGS)
 
 test: install  ## the whole suite (CI)
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra --durations=15
 
 test-fast: install  ## skip the tests that load the real 135M backbone
 	$(PY) -m pytest -q -ra -m "not slow"
