@@ -1,5 +1,6 @@
 """Property files for data sets other than ml-100k, and reproducibility of a run."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -79,55 +80,13 @@ def test_eval_max_users_keeps_the_first_users_of_valid_and_test():
         assert list(dict.fromkeys(users)) == expected
 
 
-def test_missing_data_set_is_downloaded_from_an_overridable_url(tmp_path):
-    """A loopback HTTP server serves a zip in RecBole's layout; the download lands whole."""
+@contextlib.contextmanager
+def _serve_ml_tiny(tmp_path):
+    """A loopback HTTP server with ml-100k zipped as ``ml-tiny.zip`` in RecBole's layout.
+
+    Yields (url, requested paths)."""
     import functools
     import http.server
-    import threading
-    import zipfile
-
-    import recbole
-
-    source = os.path.join(os.path.dirname(recbole.__file__), "dataset_example", "ml-100k")
-    served = tmp_path / "served"
-    served.mkdir()
-    with zipfile.ZipFile(served / "ml-tiny.zip", "w") as archive:
-        for suffix in ("inter", "item"):
-            archive.write(os.path.join(source, f"ml-100k.{suffix}"), f"ml-tiny.{suffix}")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        config = Config(model="SASRec", dataset="ml-tiny", config_dict={
-            "data_path": str(tmp_path / "data"), "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
-            "download_url": f"http://127.0.0.1:{server.server_address[1]}/ml-tiny.zip"})
-        dataset = create_dataset(config)
-    finally:
-        server.shutdown()
-    assert dataset.inter_num == 100000
-    assert sorted(os.listdir(tmp_path / "data")) == ["ml-tiny"]  # no staging folder left behind
-    assert sorted(os.listdir(tmp_path / "data" / "ml-tiny")) == ["ml-tiny.inter", "ml-tiny.item"]
-
-
-_DOWNLOAD_WORKER = """
-import json, os, sys
-import recbole_msl
-from recbole_msl.config import Config
-from recbole_msl.data import create_dataset
-
-config = Config(model="SASRec", dataset="ml-tiny", config_dict={
-    "data_path": sys.argv[2], "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "download_url": sys.argv[1]})
-print("RESULT " + json.dumps({"rank": int(os.environ["RANK"]), "inters": create_dataset(config).inter_num}))
-"""
-
-
-def test_first_time_download_under_two_processes(tmp_path):
-    """torchrun with 2 gloo ranks and no data on disk: rank 0 downloads once, both ranks load it."""
-    import functools
-    import http.server
-    import subprocess
-    import sys
     import threading
     import zipfile
 
@@ -148,15 +107,47 @@ def test_first_time_download_under_two_processes(tmp_path):
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(CountingHandler, directory=str(served)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/ml-tiny.zip", requests
+    finally:
+        server.shutdown()
+
+
+def test_missing_data_set_is_downloaded_from_an_overridable_url(tmp_path):
+    """A loopback HTTP server serves a zip in RecBole's layout; the download lands whole."""
+    with _serve_ml_tiny(tmp_path) as (url, _):
+        config = Config(model="SASRec", dataset="ml-tiny", config_dict={
+            "data_path": str(tmp_path / "data"), "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+            "download_url": url})
+        dataset = create_dataset(config)
+    assert dataset.inter_num == 100000
+    assert sorted(os.listdir(tmp_path / "data")) == ["ml-tiny"]  # no staging folder left behind
+    assert sorted(os.listdir(tmp_path / "data" / "ml-tiny")) == ["ml-tiny.inter", "ml-tiny.item"]
+
+
+_DOWNLOAD_WORKER = """
+import json, os, sys
+import recbole_msl
+from recbole_msl.config import Config
+from recbole_msl.data import create_dataset
+
+config = Config(model="SASRec", dataset="ml-tiny", config_dict={
+    "data_path": sys.argv[2], "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "download_url": sys.argv[1]})
+print("RESULT " + json.dumps({"rank": int(os.environ["RANK"]), "inters": create_dataset(config).inter_num}))
+"""
+
+
+def test_first_time_download_under_two_processes(tmp_path):
+    """torchrun with 2 gloo ranks and no data on disk: rank 0 downloads once, both ranks load it."""
+    import subprocess
+    import sys
+
     worker = tmp_path / "worker.py"
     worker.write_text(_DOWNLOAD_WORKER)
-    url = f"http://127.0.0.1:{server.server_address[1]}/ml-tiny.zip"
-    try:
+    with _serve_ml_tiny(tmp_path) as (url, requests):
         done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                                str(worker), url, str(tmp_path / "data")], capture_output=True, text=True, check=False,
                               timeout=600, cwd=str(tmp_path))
-    finally:
-        server.shutdown()
     assert done.returncode == 0, done.stderr[-2000:]
     results = sorted((json.loads(line.split("RESULT ", 1)[1]) for line in done.stdout.splitlines() if "RESULT " in line),
                      key=lambda r: r["rank"])

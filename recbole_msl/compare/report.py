@@ -42,9 +42,9 @@ def _metric_names_and_topk(metrics: list[str]) -> tuple[list[str], list[int]]:
     for metric in metrics:
         base, _, k = metric.partition("@")
         if k.isdigit():
-            names.append(base) if base not in names else None
-            topk.append(int(k)) if int(k) not in topk else None
-    return names, sorted(topk)
+            names.append(base)
+            topk.append(int(k))
+    return list(dict.fromkeys(names)), sorted(set(topk))
 
 
 def _per_user(record, metrics) -> dict | None:
