@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from transformers.cache_utils import DynamicLayer
 
+from .shared_prefix import prefix_cache
+
 
 class _BeamLayerCache(DynamicLayer):
     """One layer's KV cache in a buffer preallocated for the prompt plus ``capacity`` generated tokens.
@@ -85,11 +87,22 @@ class CachedCausalLM:
         self.next_position = None
         self.beams = 1
 
-    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Run the prompts [U, L]; return next-token logits [U, V]."""
-        positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                prefix: list[int] | None = None) -> torch.Tensor:
+        """Run the prompts [U, L]; return next-token logits [U, V].
+
+        With ``prefix`` (token ids every prompt starts with, left out of ``input_ids``), the prefix
+        runs once and its cache is repeated for every user; the left padding then sits between it
+        and the rest of each prompt, masked out, with positions counted over real tokens.
+        """
+        users, shared = input_ids.size(0), len(prefix or [])
+        cache = None
+        if shared:
+            _, cache = prefix_cache(self.model, prefix, users, input_ids.device, logits_to_keep=1)
+            attention_mask = torch.cat([attention_mask.new_ones(users, shared), attention_mask], dim=1)
+        positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, shared:]
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                         use_cache=True, logits_to_keep=1)
+                         past_key_values=cache, use_cache=True, logits_to_keep=1)
         self.cache = out.past_key_values
         self.mask = attention_mask
         self.next_position = attention_mask.long().sum(-1)
@@ -149,20 +162,21 @@ def _length_norm(length, length_penalty: float) -> float:
 
 @torch.no_grad()
 def constrained_beam_search(lm: CachedCausalLM, prompt_ids, prompt_mask, trie, num_beams: int,
-                            length_penalty: float = 1.0, renormalize: bool = False):
+                            length_penalty: float = 1.0, renormalize: bool = False, prefix: list[int] | None = None):
     """Decode the best titles for each prompt.
 
     Args:
         lm: a :class:`CachedCausalLM` (or anything with prefill/expand/step).
-        prompt_ids, prompt_mask: [U, L] left-padded prompts.
+        prompt_ids, prompt_mask: [U, L] left-padded prompts (without ``prefix``).
         trie: the title trie, on the prompts' device.
+        prefix: token ids that every prompt starts with, run once for all users.
     Returns:
         (scores [U, K], leaves [U, K]): the best finished hypotheses, best first; -inf / -1 where none.
     """
     users, beams = prompt_ids.size(0), num_beams
     device = prompt_ids.device
     neg_inf = float("-inf")
-    logits = lm.prefill(prompt_ids, prompt_mask)  # [U, V]
+    logits = lm.prefill(prompt_ids, prompt_mask, prefix) if prefix else lm.prefill(prompt_ids, prompt_mask)  # [U, V]
     lm.expand(beams, trie.max_depth)
     logits = logits.repeat_interleave(beams, 0)  # [A*K, V]: rows of the active users, beams contiguous
 

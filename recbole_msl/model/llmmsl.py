@@ -25,6 +25,7 @@ from ..errors import ConfigError
 from ..item_text import item_titles
 from ..losses import ats_positions, ats_statistics, ats_target_tau, ats_update, lm_loss_terms, masked_softmax_loss_terms
 from ..prompt import DEFAULT_TEMPLATE, PromptBuilder
+from ..shared_prefix import decode_right_padded, shared_prefix_length
 from ..trie import TokenTrie
 from .options import FULL_RANKING_METRICS, LLMMSLOptions
 
@@ -102,9 +103,9 @@ class LLMMSL(SequentialRecommender):
         """
         prompts = [self.prompts.prompt(h) for h in histories]
         responses = [self.prompts.response(t) for t in targets]
-        ids, mask = self._pad([p + r[:-1] for p, r in zip(prompts, responses)], left=False)
-        decoder = self.base.get_decoder()
-        hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state  # [B, T, d]
+        hidden, shared = decode_right_padded(self.base.get_decoder(), [p + r[:-1] for p, r in zip(prompts, responses)],
+                                             self._pad, self.opts.share_prompt_prefix,
+                                             limit=min(len(p) for p in prompts) - 1)  # [B, T - shared, d]
 
         resp_len = torch.tensor([len(r) for r in responses], device=self.device)
         resp, _ = self._pad(responses, left=False)  # [B, R]
@@ -112,7 +113,7 @@ class LLMMSL(SequentialRecommender):
         offsets = torch.arange(resp.size(1), device=self.device)
         live = offsets < resp_len.unsqueeze(1)  # [B, R]
         sample = torch.arange(len(prompts), device=self.device).unsqueeze(1).expand_as(resp)[live]
-        position = (torch.tensor([len(p) for p in prompts], device=self.device).unsqueeze(1) - 1 + offsets)[live]
+        position = (torch.tensor([len(p) for p in prompts], device=self.device).unsqueeze(1) - 1 - shared + offsets)[live]
         return hidden[sample, position], resp[live], nodes[live], sample
 
     def _head(self, hidden, tokens=None):
@@ -213,10 +214,13 @@ class LLMMSL(SequentialRecommender):
         step = self.opts.decode_batch_size
         for start in range(0, len(histories), step):
             chunk = histories[start:start + step]
-            ids, mask = self._pad([self.prompts.prompt(h) for h in chunk], left=True)
+            prompts = [self.prompts.prompt(h) for h in chunk]
+            shared = shared_prefix_length(prompts) if self.opts.share_prompt_prefix else 0
+            ids, mask = self._pad([p[shared:] for p in prompts], left=True)
             beam_scores, leaves = constrained_beam_search(
                 CachedCausalLM(self.base), ids, mask, self.trie, self.opts.num_beams,
-                length_penalty=self.opts.length_penalty, renormalize=self.opts.renormalize)
+                length_penalty=self.opts.length_penalty, renormalize=self.opts.renormalize,
+                prefix=prompts[0][:shared])
             found = leaves >= 0  # [U, K]
             rows = torch.arange(len(chunk), device=self.device).unsqueeze(1).expand_as(leaves)[found]
             items, owner = self.trie.items_of_leaves(leaves[found])

@@ -17,6 +17,15 @@ def _positive_int(config, key, default=None):
     return value
 
 
+def _flag(config, key, default: bool) -> bool:
+    value = config[key]
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be True or False, not {value!r}")
+    return value
+
+
 def _number(config, key, low=None, high=None):
     value = config[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -41,6 +50,7 @@ class LLMMSLOptions:
     max_seq_length: int | None
     decode_batch_size: int
     eval_micro_batch_size: int
+    share_prompt_prefix: bool
 
     @classmethod
     def from_config(cls, config) -> LLMMSLOptions:
@@ -77,4 +87,5 @@ class LLMMSLOptions:
             max_seq_length=max_len,
             decode_batch_size=_positive_int(config, "decode_batch_size"),
             eval_micro_batch_size=_positive_int(config, "eval_micro_batch_size"),
+            share_prompt_prefix=_flag(config, "share_prompt_prefix", default=True),
         )
