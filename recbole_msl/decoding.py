@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from transformers.cache_utils import DynamicLayer
 
+from . import beam_attention
 from .shared_prefix import prefix_cache
 
 
@@ -80,12 +81,14 @@ class CachedCausalLM:
     Prompts are left-padded; position ids come from the attention mask so padding does not shift them.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, share_prompt_across_beams: bool = True):
         self.model = model
         self.cache = None
         self.mask = None
         self.next_position = None
         self.beams = 1
+        self.share_prompt_across_beams = share_prompt_across_beams
+        self.shared = None  # a SharedPromptState once expand() chose the shared-prompt layout
 
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 prefix: list[int] | None = None) -> torch.Tensor:
@@ -108,20 +111,33 @@ class CachedCausalLM:
         self.next_position = attention_mask.long().sum(-1)
         return out.logits[:, -1]
 
-    def expand(self, beams: int, capacity: int | None = None) -> None:
-        """Copy each user's cache ``beams`` times: rows become [U * beams].
+    def expand(self, beams: int, capacity: int | None = None) -> int:
+        """Prepare the cache for ``beams`` beams per user; return the rows per user of the next logits.
 
-        With ``capacity`` (most tokens still to come), plain Hugging Face layers move into
-        preallocated beam buffers (:class:`_BeamLayerCache`); other layer types are repeated as usual.
+        Where the model allows it (:func:`beam_attention.supported`), each user's prompt stays a
+        single copy that all its beams read, rows hold only live beams, and 1 is returned (one row
+        per user so far). Otherwise each user's cache is copied ``beams`` times (rows [U * beams]):
+        with ``capacity`` (most tokens still to come) plain Hugging Face layers move into
+        preallocated beam buffers (:class:`_BeamLayerCache`), other layer types are repeated.
         """
         layers = getattr(self.cache, "layers", None)
+        self.beams = beams
+        if capacity is not None and self.share_prompt_across_beams and beam_attention.supported(self.model, self.cache):
+            self.cache.layers = [beam_attention.SharedPromptLayer(layer, self.mask, capacity) for layer in layers]
+            self.shared = beam_attention.SharedPromptState(self.cache.layers)
+            return 1
         if capacity is None or not layers or any(type(layer) is not DynamicLayer for layer in layers):
             self.cache.batch_repeat_interleave(beams)
         else:
             self.cache.layers = [_BeamLayerCache(layer, beams, capacity) for layer in layers]
-        self.beams = beams
         self.mask = self.mask.repeat_interleave(beams, 0)
         self.next_position = self.next_position.repeat_interleave(beams, 0)
+        return beams
+
+    @property
+    def compacts(self) -> bool:
+        """True when rows may hold any number of live beams per user (the shared-prompt layout)."""
+        return self.shared is not None
 
     def _reorder(self, parent_rows: torch.Tensor) -> None:
         rows = self.mask.size(0)
@@ -135,8 +151,15 @@ class CachedCausalLM:
         if not getattr(self.cache, "layers", None):
             self.cache.reorder_cache(parent_rows)
 
-    def step(self, tokens: torch.Tensor, parent_rows: torch.Tensor) -> torch.Tensor:
-        """Reorder rows to ``parent_rows`` [N], append ``tokens`` [N]; return logits [N, V]."""
+    def step(self, tokens: torch.Tensor, parent_rows: torch.Tensor, rows_per_user: int | None = None,
+             kept_users: torch.Tensor | None = None) -> torch.Tensor:
+        """Reorder rows to ``parent_rows`` [N], append ``tokens`` [N]; return logits [N, V].
+
+        In the shared-prompt layout the new rows are ``rows_per_user`` per user, for the users
+        ``kept_users`` (indices into the current users; None: all stay).
+        """
+        if self.shared is not None:
+            return self._shared_step(tokens, parent_rows, rows_per_user, kept_users)
         self._reorder(parent_rows)
         positions = self.next_position[parent_rows]
         self.mask = torch.cat([self.mask[parent_rows], self.mask.new_ones(len(tokens), 1)], dim=1)
@@ -144,6 +167,18 @@ class CachedCausalLM:
                          position_ids=positions.unsqueeze(1), past_key_values=self.cache,
                          use_cache=True, logits_to_keep=1)
         self.cache = out.past_key_values
+        self.next_position = positions + 1
+        return out.logits[:, -1]
+
+    def _shared_step(self, tokens, parent_rows, rows_per_user, kept_users):
+        for layer in self.cache.layers:
+            layer.select(parent_rows, kept_users)
+        self.shared.rows_per_user = rows_per_user
+        positions = self.next_position[parent_rows]
+        with beam_attention.decoding_steps(self.model):
+            out = self.model(input_ids=tokens.unsqueeze(1), position_ids=positions.unsqueeze(1),
+                             past_key_values=self.cache, use_cache=True, logits_to_keep=1,
+                             shared_prompt=self.shared)
         self.next_position = positions + 1
         return out.logits[:, -1]
 
@@ -177,8 +212,10 @@ def constrained_beam_search(lm: CachedCausalLM, prompt_ids, prompt_mask, trie, n
     device = prompt_ids.device
     neg_inf = float("-inf")
     logits = lm.prefill(prompt_ids, prompt_mask, prefix) if prefix else lm.prefill(prompt_ids, prompt_mask)  # [U, V]
-    lm.expand(beams, trie.max_depth)
-    logits = logits.repeat_interleave(beams, 0)  # [A*K, V]: rows of the active users, beams contiguous
+    per_user = lm.expand(beams, trie.max_depth) or beams  # LM rows per user: live beams only, or all beams
+    compacts = bool(getattr(lm, "compacts", False))
+    if per_user > 1:
+        logits = logits.repeat_interleave(per_user, 0)  # [A*M, V]: rows of the active users, beams contiguous
 
     node = torch.full((users, beams), -1, dtype=torch.long, device=device)
     node[:, 0] = 0  # one live beam at the root
@@ -191,24 +228,31 @@ def constrained_beam_search(lm: CachedCausalLM, prompt_ids, prompt_mask, trie, n
     for step in range(trie.max_depth):
         length = step + 1
         n_active = active.numel()
-        edges, valid = trie.children_padded(node[active].view(-1))  # [A*K, D]
+        # live beams come first in each user's row (topk order), so the LM rows are columns [0, per_user)
+        edges, valid = trie.children_padded(node[active, :per_user].reshape(-1))  # [A*M, D]
         width = edges.size(1)
-        tokens = trie.edge_token[edges]  # [A*K, D]
+        tokens = trie.edge_token[edges]  # [A*M, D]
         log_probs = _step_log_probs(logits, tokens, valid, renormalize)
-        cand = (score[active].view(-1, 1) + log_probs).masked_fill(~valid, neg_inf).view(n_active, beams * width)
-        child = (edges + 1).view(n_active, beams * width)  # node reached by each candidate
-        child_leaf = trie.node_leaf[child]  # [A, K*D]
-        is_leaf = child_leaf >= 0
+        cand = (score[active, :per_user].reshape(-1, 1) + log_probs).masked_fill(~valid, neg_inf)
+        cand = cand.view(n_active, per_user * width)
+        child = (edges + 1).view(n_active, per_user * width)  # node reached by each candidate
+        if cand.size(1) < beams:  # fewer candidates than beams: pad with dead ones
+            cand = torch.cat([cand, cand.new_full((n_active, beams - cand.size(1)), neg_inf)], 1)
+            child = torch.cat([child, child.new_zeros(n_active, beams - child.size(1))], 1)
+        child_leaf = trie.node_leaf[child]  # [A, M*D]
+        is_leaf = (child_leaf >= 0) & torch.isfinite(cand)
 
         # finished: keep the best `beams` of old and newly completed hypotheses
         finished = (cand / _length_norm(length, length_penalty)).masked_fill(~is_leaf, neg_inf)
         kept, pick = torch.cat([done_score[active], finished], 1).topk(beams, dim=1)  # [A, K]
-        done_leaf[active] = torch.cat([done_leaf[active], child_leaf], 1).gather(1, pick)
+        done_leaf[active] = torch.cat([done_leaf[active], child_leaf.masked_fill(~is_leaf, -1)], 1).gather(1, pick)
         done_score[active] = kept
 
         # running: the best `beams` candidates that are not finished
         running, pick = cand.masked_fill(is_leaf, neg_inf).topk(beams, dim=1)  # [A, K]
-        reached = torch.where(torch.isfinite(running), child.gather(1, pick), torch.full_like(pick, -1))
+        alive = torch.isfinite(running)
+        pick = pick.masked_fill(~alive, 0)  # dead beams point at a harmless first candidate
+        reached = torch.where(alive, child.gather(1, pick), torch.full_like(pick, -1))
 
         # stop a user once no running beam can beat its worst kept hypothesis: a beam at node n can
         # only finish with length + 1 ... length + height(n) tokens and a log-probability <= its score
@@ -224,9 +268,16 @@ def constrained_beam_search(lm: CachedCausalLM, prompt_ids, prompt_mask, trie, n
         going = (reached >= 0).any(1)  # [A]
         if not bool(going.any()):
             break
-        rows = torch.arange(n_active, device=device)[going].unsqueeze(1) * beams  # [A', 1]
-        parent_rows = (rows + pick[going] // width).view(-1)  # [A'*K] rows of the current LM batch
-        next_tokens = tokens.view(n_active, beams * width)[going].gather(1, pick[going]).view(-1)
+        next_per_user = int((reached[going] >= 0).sum(1).max()) if compacts else beams
+        rows = torch.arange(n_active, device=device)[going].unsqueeze(1) * per_user  # [A', 1]
+        pick = pick[going, :next_per_user]
+        parent_rows = (rows + pick // width).view(-1)  # [A'*M'] rows of the current LM batch
+        next_tokens = tokens.view(n_active, per_user * width)[going].gather(1, pick)  # [A', M']
+        kept_users = None if bool(going.all()) else torch.arange(n_active, device=device)[going]
         active = active[going]
-        logits = lm.step(next_tokens, parent_rows)  # [A'*K, V]
+        if compacts:
+            logits = lm.step(next_tokens.view(-1), parent_rows, next_per_user, kept_users)  # [A'*M', V]
+        else:
+            logits = lm.step(next_tokens.view(-1), parent_rows)  # [A'*K, V]
+        per_user = next_per_user
     return done_score, done_leaf

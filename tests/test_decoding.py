@@ -44,8 +44,42 @@ def left_pad(prompts, pad):
 
 @pytest.mark.parametrize("renormalize", [False, True])
 @pytest.mark.parametrize("length_penalty", [1.0, 0.0])
-def test_enough_beams_equals_exhaustive_scoring(tiny_llm, renormalize, length_penalty):
-    check_exhaustive(*tiny_llm, renormalize, length_penalty)
+@pytest.mark.parametrize("shared_prompt", [True, False])
+def test_enough_beams_equals_exhaustive_scoring(tiny_llm, renormalize, length_penalty, shared_prompt):
+    check_exhaustive(*tiny_llm, renormalize, length_penalty, shared_prompt)
+
+
+def test_qwen2_shared_prompt_layout_matches_exhaustive_scoring(tiny_llm):
+    """Qwen2 (q/k/v biases, GQA) through the shared-prompt attention."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    _, tokenizer = tiny_llm
+    torch.manual_seed(0)
+    qwen = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                        eos_token_id=tokenizer.eos_token_id)).eval()
+    with torch.no_grad():
+        qwen.model.embed_tokens.weight.normal_(0, 1.0)
+    check_exhaustive(qwen, tokenizer, False, 1.0, True)
+
+
+@pytest.mark.parametrize("beams", [1, 3, 7])
+def test_shared_prompt_layout_equals_copied_layout(tiny_llm, beams):
+    """Live-beam rows over one prompt copy per user give what one full cache row per beam gives."""
+    model, tokenizer = tiny_llm
+    trie, _ = build(tokenizer)
+    prefix = tokenizer("Below is a list of films the user watched.")["input_ids"]
+    rests = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in
+             (" Heat, Alien, Fargo:", " Babe:", " Casino and Se7en and Aliens:")]
+    ids, mask = left_pad(rests, tokenizer.pad_token_id or 0)
+    results = []
+    for shared_prompt in (True, False):
+        lm = CachedCausalLM(model, share_prompt_across_beams=shared_prompt)
+        results.append(constrained_beam_search(lm, ids, mask, trie, beams, prefix=prefix))
+        assert lm.compacts == shared_prompt
+    (shared_scores, shared_leaves), (copied_scores, copied_leaves) = results
+    torch.testing.assert_close(shared_scores, copied_scores, rtol=1e-5, atol=1e-5)
+    assert torch.equal(shared_leaves, copied_leaves)
 
 
 def test_gpt2_cache_and_positions_match_exhaustive_scoring(tiny_llm):
@@ -58,17 +92,20 @@ def test_gpt2_cache_and_positions_match_exhaustive_scoring(tiny_llm):
                                       eos_token_id=tokenizer.eos_token_id)).eval()
     with torch.no_grad():
         gpt2.transformer.wte.weight.normal_(0, 1.0)
-    check_exhaustive(gpt2, tokenizer, False, 1.0)
+    check_exhaustive(gpt2, tokenizer, False, 1.0, True)
+    check_exhaustive(gpt2, tokenizer, False, 1.0, False)
 
 
-def check_exhaustive(model, tokenizer, renormalize, length_penalty):
+def check_exhaustive(model, tokenizer, renormalize, length_penalty, shared_prompt):
     trie, seqs = build(tokenizer)
     prompts = [tokenizer("Recommend a film after Heat and Alien:")["input_ids"],
                tokenizer("Films:")["input_ids"]]  # different lengths: exercises left padding
     ids, mask = left_pad(prompts, tokenizer.pad_token_id or 0)
     beams = len(TITLES)
-    scores, leaves = constrained_beam_search(CachedCausalLM(model), ids, mask, trie, beams,
+    lm = CachedCausalLM(model, share_prompt_across_beams=shared_prompt)
+    scores, leaves = constrained_beam_search(lm, ids, mask, trie, beams,
                                              length_penalty=length_penalty, renormalize=renormalize)
+    assert lm.compacts == shared_prompt  # the layout under test was the one used
     for u, prompt in enumerate(prompts):
         got = {}
         for s, leaf in zip(scores[u].tolist(), leaves[u].tolist()):

@@ -1,0 +1,146 @@
+"""Decoding-step attention in which all beams of a user read one copy of that user's prompt keys and values.
+
+Hugging Face keeps a full KV-cache row per beam, so every decoding step reads the prompt's keys
+and values once per beam, and reordering beams copies them. Here the prompt part is stored once
+per user and only generated tokens are stored per beam. A step then reads each prompt once per
+user, and reordering moves only the generated tokens. Beams that are dead (no live hypothesis)
+also need no row, so the batch holds only live beams. The softmax over the prompt block and the
+generated block is computed block by block and merged exactly (max-shifted exponentials).
+
+It plugs into transformers' attention interface under :data:`NAME`. The model switches to it
+only for decoding steps (:func:`decoding_steps`), and only for models whose attention calls
+``attention_interface(module, query, key, value, mask, scaling=...)`` on a plain dynamic cache
+(:func:`supported`): Llama, Mistral, Qwen2, GPT-2 and most other decoder-only LMs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from transformers import AttentionInterface
+from transformers.cache_utils import DynamicLayer
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+NAME = "recbole_msl_shared_prompt"
+_UNSUPPORTED_CONFIG = ("sliding_window", "attn_logit_softcapping", "final_logit_softcapping", "alibi")
+
+
+class SharedPromptLayer(DynamicLayer):
+    """One layer's cache: prompt keys/values per user [U, h, P, d], generated ones per beam row [R, h, G, d]."""
+
+    def __init__(self, layer: DynamicLayer, prompt_mask: torch.Tensor, capacity: int):
+        super().__init__()
+        self.prompt_keys, self.prompt_values = layer.keys, layer.values  # [U, h, P, d]
+        self.prompt_visible = prompt_mask.bool()[:, None, None, :]  # [U, 1, 1, P]
+        users, heads, self.prompt, dim = layer.keys.shape
+        self.generated = [layer.keys.new_empty(users, heads, capacity, dim) for _ in range(2)]
+        self.length = 0
+        self.dtype, self.device, self.is_initialized = layer.keys.dtype, layer.keys.device, True
+        self._expose()
+
+    def _expose(self):
+        self.keys, self.values = (g[:, :, :self.length] for g in self.generated)
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        end = self.length + key_states.shape[-2]
+        if end > self.generated[0].shape[2]:  # beyond the capacity (never with the trie's depth): grow
+            self.generated = [torch.cat([g, g.new_empty(*g.shape[:2], end - g.shape[2], g.shape[3])], 2)
+                              for g in self.generated]
+        for buffer, states in zip(self.generated, (key_states, value_states)):
+            buffer[:, :, self.length:end] = states
+        self.length = end
+        self._expose()
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.prompt + self.length
+
+    def select(self, rows: torch.Tensor, users: torch.Tensor | None) -> None:
+        """Keep generated rows ``rows`` (parents of the next beams) and, if given, prompt users ``users``."""
+        moved = []
+        for g in self.generated:  # copy only the generated tokens, not the whole capacity
+            buffer = g.new_empty(rows.numel(), *g.shape[1:])
+            buffer[:, :, :self.length] = g[rows, :, :self.length]
+            moved.append(buffer)
+        self.generated = moved
+        if users is not None:
+            self.prompt_keys = self.prompt_keys.index_select(0, users)
+            self.prompt_values = self.prompt_values.index_select(0, users)
+            self.prompt_visible = self.prompt_visible.index_select(0, users)
+        self._expose()
+
+
+class SharedPromptState:
+    """What the attention function needs besides query/key/value: the layers and rows per user."""
+
+    def __init__(self, layers: list[SharedPromptLayer]):
+        self.layers = layers
+        self.rows_per_user = 1
+
+
+def supported(model, cache) -> bool:
+    """True when every layer is a plain dynamic layer and the attention has no extra terms we would drop."""
+    layers = getattr(cache, "layers", None)
+    if not layers or any(type(layer) is not DynamicLayer for layer in layers):
+        return False
+    config = model.config
+    if getattr(config, "_attn_implementation", None) not in ("sdpa", "eager"):
+        return False
+    if any(getattr(config, key, None) for key in _UNSUPPORTED_CONFIG):
+        return False
+    return getattr(config, "model_type", "") in SUPPORTED_MODEL_TYPES
+
+
+# Architectures whose attention is plain scaled dot-product over (rotary-embedded) keys, checked
+# against exhaustive scoring in tests/test_decoding.py; others keep Hugging Face's cache layout.
+SUPPORTED_MODEL_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gpt2"}
+
+
+def shared_prompt_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Attention of one new token per row over its user's prompt block and its own generated block.
+
+    query [R, H, 1, d]; key/value [R, h, g, d] (the generated block, this token included); rows are
+    grouped by user, ``rows_per_user`` each. Returns ([R, 1, H, d], None) like transformers' sdpa.
+    """
+    state: SharedPromptState = kwargs["shared_prompt"]
+    layer = state.layers[module.layer_idx]
+    rows, heads, _, dim = query.shape
+    kv_heads = key.shape[1]
+    rep, per_user = heads // kv_heads, state.rows_per_user
+    users = rows // per_user
+    scale = scaling if scaling is not None else dim ** -0.5
+    q = query.float().reshape(users, per_user, kv_heads, rep, dim).transpose(1, 2)  # [A, h, M, rep, d]
+    q = q.reshape(users, kv_heads, per_user * rep, dim)
+    prompt_scores = (q @ layer.prompt_keys.float().transpose(-1, -2)) * scale  # [A, h, M*rep, P]
+    prompt_scores = prompt_scores.masked_fill(~layer.prompt_visible, float("-inf"))
+    q_rows = query.float().reshape(rows, kv_heads, rep, dim)
+    own_scores = (q_rows @ key.float().transpose(-1, -2)) * scale  # [R, h, rep, g]
+    own_scores = own_scores.reshape(users, per_user, kv_heads, rep, -1).transpose(1, 2).reshape(
+        users, kv_heads, per_user * rep, -1)  # [A, h, M*rep, g]
+    top = torch.maximum(prompt_scores.amax(-1, keepdim=True), own_scores.amax(-1, keepdim=True))
+    prompt_weights, own_weights = (prompt_scores - top).exp(), (own_scores - top).exp()
+    total = prompt_weights.sum(-1, keepdim=True) + own_weights.sum(-1, keepdim=True)
+    out = prompt_weights @ layer.prompt_values.float()  # [A, h, M*rep, d]
+    own_weights = own_weights.reshape(users, kv_heads, per_user, rep, -1).transpose(1, 2).reshape(
+        rows, kv_heads, rep, -1)
+    own = (own_weights @ value.float()).reshape(users, per_user, kv_heads, rep, dim).transpose(1, 2)
+    out = (out + own.reshape(users, kv_heads, per_user * rep, dim)) / total
+    out = out.reshape(users, kv_heads, per_user, rep, dim).transpose(1, 2).reshape(rows, 1, heads, dim)
+    return out.to(query.dtype), None
+
+
+@contextlib.contextmanager
+def decoding_steps(model):
+    """Route the model's attention through :func:`shared_prompt_attention` inside the block."""
+    config = model.config
+    previous = config._attn_implementation
+    config._attn_implementation = NAME
+    try:
+        yield
+    finally:
+        config._attn_implementation = previous
+
+
+AttentionInterface.register(NAME, shared_prompt_attention)
+AttentionMaskInterface.register(NAME, sdpa_mask)
