@@ -2,7 +2,7 @@
 
 Without names every benchmark runs (train_step, mask_memory, ranking, scale, end_to_end); the
 end-to-end figures are re-read from the last recorded run unless ``--end-to-end`` re-runs the
-README main command (~10 min) or ``--e2e-log`` names its saved output.
+README main command (~6 min) or ``--e2e-log`` names its saved output.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
     parser.add_argument("--quick", action="store_true", help="smoke run: fewer repeats, users and sizes")
-    parser.add_argument("--end-to-end", action="store_true", help="re-run the README main command (~10 min)")
+    parser.add_argument("--end-to-end", action="store_true", help="re-run the README main command (~6 min)")
     parser.add_argument("--e2e-log", help="parse the saved console output of a main-command run")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]

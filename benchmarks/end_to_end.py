@@ -1,6 +1,6 @@
 """Benchmark 5: wall time of the README's main command, split into data, model loading, training, evaluation.
 
-The main command takes about 10 minutes on a 2-core CPU, so the suite does not run it by default:
+The main command takes about 6 minutes on a 2-core CPU, so the suite does not run it by default:
   * ``--end-to-end`` runs it (``run_recbole_msl.py --model=LLMMSL --dataset=ml-100k
     --config_files=properties/profiles/cpu.yaml``), keeps its output in
     ``results/end_to_end.log`` and parses it;
@@ -50,7 +50,7 @@ def parse(text: str) -> dict:
 
 def run_main_command() -> tuple[str, float]:
     """Run the main command with this interpreter; return its output and wall seconds."""
-    log("end to end: running the README main command (about 10 minutes on 2 cores) ...")
+    log("end to end: running the README main command (about 6 minutes on 2 cores) ...")
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, *MAIN_COMMAND], cwd=ROOT, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start

@@ -2,7 +2,8 @@
 
 Same backbone, batch, LoRA weights and optimiser for both; the two losses (and tau after ATS) are
 asserted equal first. Steps are interleaved (ours, reference, ours, ...) so that load from other
-processes on a shared machine hits both alike; the median of the timed steps is reported.
+processes on a shared machine hits both alike; the median of the timed steps is reported. Peak memory
+is measured in one more step of each, after the timed rounds.
 Run twice: with the default backbone's head (vocabulary 49k) and with a randomly initialised
 128,256-token head on the same body (Llama-3's vocabulary, the case the authors ran).
 """
@@ -94,17 +95,20 @@ def compare(model, batch, repeats: int, peak_gflops: float, label: str) -> dict:
     memory = {k: [] for k in steps}
     for r in range(repeats + 1):  # the first round warms up both
         for name, fn in steps.items():
-            with PeakMemory() as mem:
-                sync()
-                t0 = time.perf_counter()
-                fn()
-                sync()
-                elapsed = time.perf_counter() - t0
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            elapsed = time.perf_counter() - t0
             if r:
                 times[name].append(elapsed)
-                memory[name].append((mem.peak, mem.delta))
-        log(f"{label}: round {r}: ours {times['ours'][-1] if r else elapsed:.2f} s, "
-            f"reference {times['reference'][-1] if r else elapsed:.2f} s" if r else f"{label}: warm-up done")
+        log(f"{label}: round {r}: ours {times['ours'][-1]:.2f} s, reference {times['reference'][-1]:.2f} s"
+            if r else f"{label}: warm-up done")
+    for name, fn in steps.items():  # memory in rounds of its own: resetting the peak hands pages back, and
+        with PeakMemory() as mem:   # faulting them in again would slow the timed steps
+            fn()
+            sync()
+        memory[name].append((mem.peak, mem.delta))
     model.eval()
     with torch.no_grad():  # leave the shared model as we found it
         for p, s in zip(params, saved):
@@ -180,7 +184,8 @@ def summary(figures: dict) -> list[tuple]:
         ("train step % of matmul peak, 49k (model FLOPs)", 100 * d["ours"]["fraction_of_peak"],
          100 * d["reference"]["fraction_of_peak"], None, ">= 65%", d["ours"]["fraction_of_peak"] >= 0.65),
         ("train step % of matmul peak, 49k (executed FLOPs)", 100 * d["ours"]["executed_fraction_of_peak"],
-         100 * d["reference"]["executed_fraction_of_peak"], None, "report", None),
+         100 * d["reference"]["executed_fraction_of_peak"], None, ">= 65%",
+         d["ours"]["executed_fraction_of_peak"] >= 0.65),
         ("train step tok/s, 128k head", l3["ours"]["tokens_per_s"], l3["reference"]["tokens_per_s"],
          l3["speedup_tokens_per_s"], ">= 2x", l3["speedup_tokens_per_s"] >= 2.0),
         ("train step peak mem above start MiB, 49k", d["ours"]["peak_memory_above_start_bytes"] * mb,

@@ -2,12 +2,12 @@
 
 import pytest
 import torch
+from test_architectures import save_tiny
 
 from recbole_msl.config import Config
 from recbole_msl.data import create_dataset, data_preparation
 from recbole_msl.model.llmmsl import LLMMSL
 from recbole_msl.shared_prefix import MIN_SHARED_TOKENS, shared_prefix_length
-from test_architectures import save_tiny
 
 
 def test_shared_prefix_length_leaves_a_token_and_respects_limit():
