@@ -10,7 +10,7 @@ generated block is computed block by block and merged exactly (max-shifted expon
 It plugs into transformers' attention interface under :data:`NAME`. The model switches to it
 only for decoding steps (:func:`decoding_steps`), and only for models whose attention calls
 ``attention_interface(module, query, key, value, mask, scaling=...)`` on a plain dynamic cache
-(:func:`supported`): Llama, Mistral, Qwen2, GPT-2 and most other decoder-only LMs.
+(:func:`supported`): Llama, Mistral, Qwen2/3 and GPT-2, the architectures the tests cover.
 """
 
 from __future__ import annotations
@@ -110,21 +110,22 @@ def shared_prompt_attention(module, query, key, value, attention_mask, scaling=N
     rep, per_user = heads // kv_heads, state.rows_per_user
     users = rows // per_user
     scale = scaling if scaling is not None else dim ** -0.5
-    q = query.float().reshape(users, per_user, kv_heads, rep, dim).transpose(1, 2)  # [A, h, M, rep, d]
+    dtype = query.dtype  # matmuls in the model's dtype, softmax statistics in float32
+    q = query.reshape(users, per_user, kv_heads, rep, dim).transpose(1, 2)  # [A, h, M, rep, d]
     q = q.reshape(users, kv_heads, per_user * rep, dim)
-    prompt_scores = (q @ layer.prompt_keys.float().transpose(-1, -2)) * scale  # [A, h, M*rep, P]
+    prompt_scores = (q @ layer.prompt_keys.transpose(-1, -2)).float() * scale  # [A, h, M*rep, P]
     prompt_scores = prompt_scores.masked_fill(~layer.prompt_visible, float("-inf"))
-    q_rows = query.float().reshape(rows, kv_heads, rep, dim)
-    own_scores = (q_rows @ key.float().transpose(-1, -2)) * scale  # [R, h, rep, g]
+    q_rows = query.reshape(rows, kv_heads, rep, dim)
+    own_scores = (q_rows @ key.transpose(-1, -2)).float() * scale  # [R, h, rep, g]
     own_scores = own_scores.reshape(users, per_user, kv_heads, rep, -1).transpose(1, 2).reshape(
         users, kv_heads, per_user * rep, -1)  # [A, h, M*rep, g]
     top = torch.maximum(prompt_scores.amax(-1, keepdim=True), own_scores.amax(-1, keepdim=True))
     prompt_weights, own_weights = (prompt_scores - top).exp(), (own_scores - top).exp()
     total = prompt_weights.sum(-1, keepdim=True) + own_weights.sum(-1, keepdim=True)
-    out = prompt_weights @ layer.prompt_values.float()  # [A, h, M*rep, d]
+    out = (prompt_weights.to(dtype) @ layer.prompt_values).float()  # [A, h, M*rep, d]
     own_weights = own_weights.reshape(users, kv_heads, per_user, rep, -1).transpose(1, 2).reshape(
         rows, kv_heads, rep, -1)
-    own = (own_weights @ value.float()).reshape(users, per_user, kv_heads, rep, dim).transpose(1, 2)
+    own = (own_weights.to(dtype) @ value).float().reshape(users, per_user, kv_heads, rep, dim).transpose(1, 2)
     out = (out + own.reshape(users, kv_heads, per_user * rep, dim)) / total
     out = out.reshape(users, kv_heads, per_user, rep, dim).transpose(1, 2).reshape(rows, 1, heads, dim)
     return out.to(query.dtype), None

@@ -11,6 +11,9 @@ that completes a title enters the pool of finished hypotheses (the best
 beat its worst kept hypothesis (an exact bound, since log-probabilities are <= 0
 and a beam at trie node n ends within ``node_height[n]`` tokens). Stopped users
 leave the batch and the KV cache, so later steps cost only the users still running.
+Where the architecture allows it (:mod:`recbole_msl.beam_attention`), a user's
+prompt keys and values are kept once for all its beams and the LM batch holds
+only live beams (rows per user = the most live beams any user has this step).
 With at least as many beams as titles nothing is pruned and the result equals
 exhaustive scoring of every title.
 """
