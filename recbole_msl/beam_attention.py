@@ -10,7 +10,8 @@ generated block is computed block by block and merged exactly (max-shifted expon
 It plugs into transformers' attention interface under :data:`NAME`. The model switches to it
 only for decoding steps (:func:`decoding_steps`), and only for models whose attention calls
 ``attention_interface(module, query, key, value, mask, scaling=...)`` on a plain dynamic cache
-(:func:`supported`): Llama, Mistral, Qwen2/3 and GPT-2, the architectures the tests cover.
+(:func:`supported`): Llama, Mistral (without a sliding window), Qwen2, Qwen3 and GPT-2, each
+checked against exhaustive scoring in tests/test_decoding.py.
 """
 
 from __future__ import annotations

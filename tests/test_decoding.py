@@ -49,18 +49,22 @@ def test_enough_beams_equals_exhaustive_scoring(tiny_llm, renormalize, length_pe
     check_exhaustive(*tiny_llm, renormalize, length_penalty, shared_prompt)
 
 
-def test_qwen2_shared_prompt_layout_matches_exhaustive_scoring(tiny_llm):
-    """Qwen2 (q/k/v biases, GQA) through the shared-prompt attention."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+@pytest.mark.parametrize("kind", ["qwen2", "qwen3", "mistral"])
+def test_other_architectures_shared_prompt_layout_matches_exhaustive_scoring(tiny_llm, kind):
+    """Qwen2 (q/k/v biases), Qwen3 (q/k norms) and Mistral, all with GQA, through the shared-prompt attention."""
+    import transformers
 
     _, tokenizer = tiny_llm
+    prefix = {"qwen2": "Qwen2", "qwen3": "Qwen3", "mistral": "Mistral"}[kind]
+    config = getattr(transformers, f"{prefix}Config")(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=8, eos_token_id=tokenizer.eos_token_id,
+        sliding_window=None)
     torch.manual_seed(0)
-    qwen = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                        eos_token_id=tokenizer.eos_token_id)).eval()
+    model = getattr(transformers, f"{prefix}ForCausalLM")(config).eval()
     with torch.no_grad():
-        qwen.model.embed_tokens.weight.normal_(0, 1.0)
-    check_exhaustive(qwen, tokenizer, False, 1.0, True)
+        model.model.embed_tokens.weight.normal_(0, 1.0)
+    check_exhaustive(model, tokenizer, False, 1.0, True)
 
 
 @pytest.mark.parametrize("beams", [1, 3, 7])
