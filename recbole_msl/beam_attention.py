@@ -60,8 +60,8 @@ class SharedPromptLayer(DynamicLayer):
     def select(self, rows: torch.Tensor, users: torch.Tensor | None) -> None:
         """Keep generated rows ``rows`` (parents of the next beams) and, if given, prompt users ``users``."""
         moved = []
-        for g in self.generated:  # copy only the generated tokens, not the whole capacity
-            buffer = g.new_empty(rows.numel(), *g.shape[1:])
+        for g in self.generated:  # copy only the generated tokens, with room for the next one
+            buffer = g.new_empty(rows.numel(), g.shape[1], self.length + 1, g.shape[3])
             buffer[:, :, :self.length] = g[rows, :, :self.length]
             moved.append(buffer)
         self.generated = moved
