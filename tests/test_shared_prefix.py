@@ -81,3 +81,22 @@ def test_shared_prefix_gives_the_same_ranking_and_pair_scores(model_and_data):
     finite = torch.isfinite(plain)
     torch.testing.assert_close(shared[finite], plain[finite], rtol=1e-4, atol=1e-4)
     assert torch.equal(plain.topk(10).indices, shared.topk(10).indices)
+
+
+def test_gradient_checkpointing_falls_back_to_the_plain_forward(tiny_llm_dir, tmp_path):
+    """Under gradient checkpointing the KV cache is off, so the prefix is not shared; the step is unchanged."""
+    config = Config(model="LLMMSL", dataset="ml-100k", config_dict={
+        "llm_path": tiny_llm_dir, "gradient_checkpointing": True, "lora_dropout": 0.0, "num_beams": 10,
+        "show_progress": False, "checkpoint_dir": str(tmp_path)})
+    train, _, _ = data_preparation(config, create_dataset(config))
+    torch.manual_seed(0)
+    model = LLMMSL(config, train._dataset)
+    batch = next(iter(train))[:4]
+    model.train()
+    assert model.base.is_gradient_checkpointing
+    checkpointed, checkpointed_grads = _loss_and_grads(model, batch, share=True)
+    model.base.gradient_checkpointing_disable()
+    shared, shared_grads = _loss_and_grads(model, batch, share=True)
+    assert checkpointed == pytest.approx(shared, rel=1e-5)
+    for name in shared_grads:
+        torch.testing.assert_close(checkpointed_grads[name], shared_grads[name], rtol=1e-4, atol=1e-6, msg=name)
