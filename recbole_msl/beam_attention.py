@@ -23,48 +23,31 @@ from transformers import AttentionInterface
 from transformers.cache_utils import DynamicLayer
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from .kv_buffers import BufferedLayer
+
 NAME = "recbole_msl_shared_prompt"
 _UNSUPPORTED_CONFIG = ("sliding_window", "attn_logit_softcapping", "final_logit_softcapping", "alibi")
 
 
-class SharedPromptLayer(DynamicLayer):
+class SharedPromptLayer(BufferedLayer):
     """One layer's cache: prompt keys/values per user [U, h, P, d], generated ones per beam row [R, h, G, d]."""
 
-    def __init__(self, layer: DynamicLayer, prompt_mask: torch.Tensor, capacity: int):
+    def __init__(self, layer: DynamicLayer, prompt_mask: torch.Tensor):
         super().__init__()
         self.prompt_keys, self.prompt_values = layer.keys, layer.values  # [U, h, P, d]
         self.prompt_visible = prompt_mask.bool()[:, None, None, :]  # [U, 1, 1, P]
-        users, heads, self.prompt, dim = layer.keys.shape
-        self.generated = [layer.keys.new_empty(users, heads, capacity, dim) for _ in range(2)]
-        self.length = 0
-        self.dtype, self.device, self.is_initialized = layer.keys.dtype, layer.keys.device, True
-        self._expose()
-
-    def _expose(self):
-        self.keys, self.values = (g[:, :, :self.length] for g in self.generated)
-
-    def update(self, key_states, value_states, *args, **kwargs):
-        end = self.length + key_states.shape[-2]
-        if end > self.generated[0].shape[2]:  # beyond the capacity (never with the trie's depth): grow
-            self.generated = [torch.cat([g, g.new_empty(*g.shape[:2], end - g.shape[2], g.shape[3])], 2)
-                              for g in self.generated]
-        for buffer, states in zip(self.generated, (key_states, value_states)):
-            buffer[:, :, self.length:end] = states
-        self.length = end
-        self._expose()
-        return self.keys, self.values
-
-    def get_seq_length(self) -> int:
-        return self.prompt + self.length
+        users, heads, self.offset, dim = layer.keys.shape  # the prompt counts towards the sequence length
+        # nothing generated yet; select() sizes the buffers before every step
+        self._start([layer.keys.new_empty(users, heads, 0, dim) for _ in range(2)], 0)
 
     def select(self, rows: torch.Tensor, users: torch.Tensor | None) -> None:
         """Keep generated rows ``rows`` (parents of the next beams) and, if given, prompt users ``users``."""
         moved = []
-        for g in self.generated:  # copy only the generated tokens, with room for the next one
-            buffer = g.new_empty(rows.numel(), g.shape[1], self.length + 1, g.shape[3])
-            buffer[:, :, :self.length] = g[rows, :, :self.length]
+        for b in self.buffers:  # copy only the generated tokens, with room for the next one
+            buffer = b.new_empty(rows.numel(), b.shape[1], self.length + 1, b.shape[3])
+            buffer[:, :, :self.length] = b[rows, :, :self.length]
             moved.append(buffer)
-        self.generated = moved
+        self.buffers = moved
         if users is not None:
             self.prompt_keys = self.prompt_keys.index_select(0, users)
             self.prompt_values = self.prompt_values.index_select(0, users)

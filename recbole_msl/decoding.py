@@ -24,10 +24,11 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 from . import beam_attention
+from .kv_buffers import BufferedLayer
 from .shared_prefix import prefix_cache
 
 
-class _BeamLayerCache(DynamicLayer):
+class _BeamLayerCache(BufferedLayer):
     """One layer's KV cache in a buffer preallocated for the prompt plus ``capacity`` generated tokens.
 
     Every beam of a user shares that user's prompt keys and values, so reordering beams within users
@@ -39,31 +40,13 @@ class _BeamLayerCache(DynamicLayer):
     def __init__(self, layer: DynamicLayer, beams: int, capacity: int):
         super().__init__()
         users, heads, prompt, dim = layer.keys.shape  # [U, h, L, d]
-        self.dtype, self.device, self.is_initialized = layer.keys.dtype, layer.keys.device, True
-        self.prompt, self.length = prompt, prompt
-        self.buffers = []
+        self.prompt = prompt
+        buffers = []
         for states in (layer.keys, layer.values):
             buffer = states.new_empty(users, beams, heads, prompt + capacity, dim)
             buffer[:, :, :, :prompt] = states.unsqueeze(1)  # each user's prompt, once per beam
-            self.buffers.append(buffer.view(users * beams, heads, prompt + capacity, dim))
-        self._expose()
-
-    def _expose(self):
-        self.keys, self.values = (b[:, :, :self.length] for b in self.buffers)  # [N, h, length, d] views
-
-    def update(self, key_states, value_states, *args, **kwargs):
-        end = self.length + key_states.shape[-2]
-        if end > self.buffers[0].shape[2]:  # beyond the capacity: grow (never needed by the decoder)
-            self.buffers = [torch.cat([b, b.new_empty(*b.shape[:2], end - b.shape[2], b.shape[3])], 2)
-                            for b in self.buffers]
-        for buffer, states in zip(self.buffers, (key_states, value_states)):
-            buffer[:, :, self.length:end] = states
-        self.length = end
-        self._expose()
-        return self.keys, self.values
-
-    def get_seq_length(self) -> int:
-        return self.length
+            buffers.append(buffer.view(users * beams, heads, prompt + capacity, dim))
+        self._start(buffers, prompt)
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         """Any reordering: gather whole rows."""
@@ -126,7 +109,7 @@ class CachedCausalLM:
         layers = getattr(self.cache, "layers", None)
         self.beams = beams
         if capacity is not None and self.share_prompt_across_beams and beam_attention.supported(self.model, self.cache):
-            self.cache.layers = [beam_attention.SharedPromptLayer(layer, self.mask, capacity) for layer in layers]
+            self.cache.layers = [beam_attention.SharedPromptLayer(layer, self.mask) for layer in layers]
             self.shared = beam_attention.SharedPromptState(self.cache.layers)
             return 1
         if capacity is None or not layers or any(type(layer) is not DynamicLayer for layer in layers):
@@ -204,7 +187,7 @@ def constrained_beam_search(lm: CachedCausalLM, prompt_ids, prompt_mask, trie, n
     """Decode the best titles for each prompt.
 
     Args:
-        lm: a :class:`CachedCausalLM` (or anything with prefill/expand/step).
+        lm: a :class:`CachedCausalLM`.
         prompt_ids, prompt_mask: [U, L] left-padded prompts (without ``prefix``).
         trie: the title trie, on the prompts' device.
         prefix: token ids that every prompt starts with, run once for all users.
@@ -215,8 +198,8 @@ def constrained_beam_search(lm: CachedCausalLM, prompt_ids, prompt_mask, trie, n
     device = prompt_ids.device
     neg_inf = float("-inf")
     logits = lm.prefill(prompt_ids, prompt_mask, prefix) if prefix else lm.prefill(prompt_ids, prompt_mask)  # [U, V]
-    per_user = lm.expand(beams, trie.max_depth) or beams  # LM rows per user: live beams only, or all beams
-    compacts = bool(getattr(lm, "compacts", False))
+    per_user = lm.expand(beams, trie.max_depth)  # LM rows per user: live beams only, or all beams
+    compacts = lm.compacts
     if per_user > 1:
         logits = logits.repeat_interleave(per_user, 0)  # [A*M, V]: rows of the active users, beams contiguous
 
@@ -278,9 +261,6 @@ def constrained_beam_search(lm: CachedCausalLM, prompt_ids, prompt_mask, trie, n
         next_tokens = tokens.view(n_active, per_user * width)[going].gather(1, pick)  # [A', M']
         kept_users = None if bool(going.all()) else torch.arange(n_active, device=device)[going]
         active = active[going]
-        if compacts:
-            logits = lm.step(next_tokens.view(-1), parent_rows, next_per_user, kept_users)  # [A'*M', V]
-        else:
-            logits = lm.step(next_tokens.view(-1), parent_rows)  # [A'*K, V]
+        logits = lm.step(next_tokens.view(-1), parent_rows, next_per_user, kept_users)  # [A'*M', V]
         per_user = next_per_user
     return done_score, done_leaf
