@@ -7,15 +7,16 @@ What makes it "reference-style" (and what our step avoids):
   * a full-vocabulary softmax is taken first and the mask applied afterwards (renormalised over
     the valid tokens), which is mathematically the masked softmax of MSL.
 
-It computes exactly the loss LLMMSL computes (MSL with tau, ATS update before the loss, mean over
-positions with more than one valid token), so the benchmark can assert the two agree.
+It computes exactly the loss LLMMSL computes (MSL with tau, mean over positions with more than one
+valid token) and the same ATS statistics (each sample's largest valid set, pooled until the step
+ends), so the benchmark can assert the two agree.
 """
 
 from __future__ import annotations
 
 import torch
 
-from recbole_msl.losses import ats_target_tau, ats_update
+from recbole_msl.losses import ats_estimate, ats_update
 
 
 class DictTrie:
@@ -71,6 +72,7 @@ class ReferenceStep:
         self.model = model
         self.masks = masks
         self.tau = model.tau
+        self.pending = torch.zeros(6, dtype=torch.float64)
 
     def loss(self, batch) -> torch.Tensor:
         model, opts = self.model, self.model.opts
@@ -87,19 +89,26 @@ class ReferenceStep:
         targets = torch.tensor([t for r in responses for t in r], device=rows.device)  # [P]
         counts = masks.sum(1)  # valid tokens per position
 
-        if model.training and opts.adaptive_tau:  # ATS: each sample's first position with m * eta > 1
+        if model.training and opts.adaptive_tau:  # ATS: each sample's position with the most valid tokens
             starts = torch.tensor([0] + [len(r) for r in responses]).cumsum(0)
-            first = []
+            largest = []
             for s, e in zip(starts[:-1].tolist(), starts[1:].tolist()):
-                hits = (counts[s:e].double() * opts.ats_eta > 1.0).nonzero()
-                if len(hits):
-                    first.append(s + int(hits[0]))
-            first = torch.tensor(first, dtype=torch.long, device=rows.device)
-            tau_hat = ats_target_tau(_ats_stats(rows, masks, targets, first), opts.ats_eta, opts.ats_range)
-            self.tau = ats_update(self.tau, tau_hat, opts.ats_alpha)
+                branching = [k for k in range(s, e) if counts[k] > 1]
+                if branching:
+                    largest.append(max(branching, key=lambda k: (int(counts[k]), -k)))
+            largest = torch.tensor(largest, dtype=torch.long, device=rows.device)
+            self.pending += _ats_stats(rows, masks, targets, largest)
 
         log_probs = (rows.float() / self.tau).log_softmax(-1)  # full-vocabulary softmax [P, V]
         masked = log_probs.masked_fill(~masks, float("-inf"))  # then the mask
         terms = self.tau * (masked.logsumexp(-1) - log_probs.gather(1, targets.unsqueeze(1)).squeeze(1))
         keep = counts > 1  # one-token positions carry no loss (as in LLMMSL)
         return terms[keep].mean()
+
+    def end_step(self):
+        """The ATS update of a finished optimizer step; returns the estimate (or None)."""
+        opts = self.model.opts
+        estimate = ats_estimate(self.pending, opts.ats_eta, opts.ats_range)
+        self.tau = ats_update(self.tau, estimate, opts.ats_alpha)
+        self.pending = torch.zeros(6, dtype=torch.float64)
+        return estimate

@@ -52,16 +52,24 @@ class NoDropout:
 
 
 def check_equal(model, batch, reference: ReferenceStep) -> dict:
-    """Both losses on the same batch, weights and tau, in training mode without dropout; raises if they differ."""
+    """Both losses and ATS updates on the same batch, weights and tau, in training mode without dropout;
+    raises if they differ."""
     tau0 = model.tau
     with NoDropout(model):
         ours = float(our_loss(model, batch).detach())
+        ours_estimate = model.end_ats_step()
         ours_tau, model.tau = model.tau, tau0
         reference.tau = tau0
         ref = float(reference.loss(batch).detach())
-    if not math.isclose(ours, ref, rel_tol=1e-4, abs_tol=1e-5) or not math.isclose(ours_tau, reference.tau, rel_tol=1e-6):
-        raise AssertionError(f"loss mismatch: ours {ours} (tau {ours_tau}), reference {ref} (tau {reference.tau})")
-    return {"loss_ours": ours, "loss_reference": ref, "tau_after_ats": ours_tau, "tau_before": tau0}
+        ref_estimate = reference.end_step()
+    ours_raw = ours_estimate.get("tau_hat_raw", math.nan)
+    ref_raw = ref_estimate.raw if ref_estimate else math.nan
+    if (not math.isclose(ours, ref, rel_tol=1e-4, abs_tol=1e-5) or not math.isclose(ours_tau, reference.tau, rel_tol=1e-6)
+            or not math.isclose(ours_raw, ref_raw, rel_tol=1e-5)):
+        raise AssertionError(f"mismatch: ours loss {ours}, tau {ours_tau}, tau_hat {ours_raw}; "
+                             f"reference loss {ref}, tau {reference.tau}, tau_hat {ref_raw}")
+    return {"loss_ours": ours, "loss_reference": ref, "tau_after_ats": ours_tau, "tau_before": tau0,
+            "tau_hat_raw_ours": ours_raw, "tau_hat_raw_reference": ref_raw}
 
 
 def _step(optimizer, loss_fn):

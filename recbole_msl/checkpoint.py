@@ -29,7 +29,7 @@ WEIGHTS_FILE = "adapter_model.safetensors"
 TRAINER_STATE_FILE = "trainer_state.json"
 TRAINER_TENSORS_FILE = "trainer_state.safetensors"
 MANIFEST_FILE = "manifest.json"
-RESUME_FORMAT = 1
+RESUME_FORMAT = 2  # 2: tau_trace holds one record per optimizer step (tau used, ATS estimate)
 
 
 def plain(value):

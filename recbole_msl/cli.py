@@ -104,7 +104,7 @@ def _train(argv):
                       "best_valid_result": dict(result["best_valid_result"] or {}),
                       "test_result": dict(result["test_result"] or {}),
                       "timings": result["timings"],
-                      **({"tau_trace": result["tau_trace"]} if "tau_trace" in result else {})}, indent=1))
+                      "result_file": result["result_file"]}, indent=1))
 
 
 def main(argv=None) -> int:

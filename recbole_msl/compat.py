@@ -24,12 +24,13 @@ Measured breaks and how each is handled:
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 import warnings
 
 import numpy as np
 import torch
+
+from .files import write_atomic
 
 _NUMPY_ALIASES = {"bool": np.bool_, "int": np.int_, "float": np.float64, "complex": np.complex128,
                   "object": np.object_, "str": np.str_, "long": np.int_, "unicode": np.str_}
@@ -49,17 +50,10 @@ def quiet_recbole_pandas_warnings() -> None:
 
 
 def atomic_torch_save(obj, path: str) -> None:
-    """Write to a temporary file in the same folder, then rename: never a half-written checkpoint."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pth")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """torch.save through :func:`recbole_msl.files.write_atomic`: never a half-written checkpoint."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_atomic(path, buffer.getvalue())
 
 
 class SafeCheckpointMixin:

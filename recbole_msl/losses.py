@@ -11,6 +11,7 @@ LML is the usual cross-entropy over the whole vocabulary.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -44,31 +45,34 @@ def lm_loss_terms(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), targets, reduction="none")
 
 
-def ats_positions(sample: torch.Tensor, num_valid: torch.Tensor, eta: float) -> torch.Tensor:
-    """Bool mask [P] of each sample's first position with m * eta > 1 (positions ordered by sample).
+def ats_positions(sample: torch.Tensor, num_valid: torch.Tensor) -> torch.Tensor:
+    """Bool mask [P] of each sample's position with the largest valid set (the first such position on ties).
 
-    This is the first branching position of the trie whenever its valid set is large enough
-    for C = ln(m * eta) to be positive. Tokenizers may give the opening quote a rare sibling
-    (SmolLM2: '"' and '"\'' for "'Til There Was You"): there the literal first branch has
-    m = 2, C < 0 and no estimate, so the next branching position, the real choice among
-    titles, is used instead.
+    That is where the title is chosen. The authors take the rows whose valid set equals the trie
+    root's, which for Llama-3 is the first title token because its opening quote merges with the
+    first word. Other tokenizers split the quote into variants (SmolLM2: '"', '""', '"\'', '"[', ...):
+    the root then offers a handful of quote tokens, and its statistics describe the choice of a quote,
+    not of a title. The largest valid set is the title choice whatever the tokenizer does with quotes.
     """
-    eligible = num_valid.double() * eta > 1.0
+    if not sample.numel():
+        return torch.zeros_like(sample, dtype=torch.bool)
+    groups = int(sample.max()) + 1
+    largest = torch.zeros(groups, dtype=num_valid.dtype, device=sample.device)
+    largest.scatter_reduce_(0, sample, num_valid, reduce="amax")
+    candidate = num_valid == largest[sample]
     index = torch.arange(sample.numel(), device=sample.device)
-    first = torch.full((int(sample.max()) + 1 if sample.numel() else 0,), sample.numel(),
-                       dtype=torch.long, device=sample.device)
-    first.scatter_reduce_(0, sample[eligible], index[eligible], reduce="amin")
-    mask = torch.zeros_like(eligible)
-    hit = first[first < sample.numel()]
-    mask[hit] = True
+    first = torch.full((groups,), sample.numel(), dtype=torch.long, device=sample.device)
+    first.scatter_reduce_(0, sample[candidate], index[candidate], reduce="amin")
+    mask = torch.zeros_like(candidate)
+    mask[first[first < sample.numel()]] = True
     return mask
 
 
 def ats_statistics(valid_logits: torch.Tensor, valid_mask: torch.Tensor, target_index: torch.Tensor):
-    """Sufficient statistics for ATS from [P, K] valid logits at each sample's first branching position.
+    """Sufficient statistics for ATS from [P, K] valid logits at each sample's title-choice position.
 
-    Returns a float64 vector ``[n_pos, sum_pos, n_valid, sum_valid, sumsq_valid, sum_m]`` so that
-    processes can add their vectors (all-reduce) before :func:`ats_target_tau`.
+    Returns a float64 vector ``[n_pos, sum_pos, n_valid, sum_valid, sumsq_valid, sum_m]``: sums, so
+    the vectors of several micro-batches and processes add up (all-reduce) before :func:`ats_estimate`.
     """
     logits = valid_logits.detach().double()
     positive = logits.gather(1, target_index.unsqueeze(1)).squeeze(1)
@@ -84,7 +88,24 @@ def ats_statistics(valid_logits: torch.Tensor, valid_mask: torch.Tensor, target_
     ])
 
 
-def ats_target_tau(stats: torch.Tensor, eta: float, tau_range: tuple[float, float]) -> float | None:
+ATS_STATISTICS_SIZE = 6
+
+
+@dataclass(frozen=True)
+class AtsEstimate:
+    """One ATS estimate: the logits' statistics and the temperature they give, before and after the clamp."""
+
+    delta: float  # mean positive logit minus mean valid logit
+    var: float  # unbiased variance of the valid logits
+    m: float  # mean number of valid tokens at the positions used
+    raw: float  # tau_hat before the clamp
+    clamped: float  # tau_hat within ats_range
+
+    def as_dict(self) -> dict:
+        return {"tau_hat_raw": self.raw, "tau_hat": self.clamped, "delta": self.delta, "var": self.var, "m": self.m}
+
+
+def ats_estimate(stats: torch.Tensor, eta: float, tau_range: tuple[float, float]) -> AtsEstimate | None:
     """tau_hat of the Adaptive Temperature Strategy from summed :func:`ats_statistics`.
 
     delta = mean(positive) - mean(valid), var = unbiased variance(valid) (torch's default, as in
@@ -101,13 +122,14 @@ def ats_target_tau(stats: torch.Tensor, eta: float, tau_range: tuple[float, floa
     mean_valid = sum_valid / n_valid
     variance = max((sumsq_valid - n_valid * mean_valid ** 2) / max(n_valid - 1.0, 1.0), 0.0)
     delta = sum_pos / n_pos - mean_valid
-    c = math.log((sum_m / n_pos) * eta)
+    m = sum_m / n_pos
+    c = math.log(m * eta)
     if c <= 0:
         return None
-    tau_hat = (delta + math.sqrt(max(delta * delta - 2.0 * c * variance, 0.0))) / (2.0 * c)
-    return min(max(tau_hat, tau_range[0]), tau_range[1])
+    raw = (delta + math.sqrt(max(delta * delta - 2.0 * c * variance, 0.0))) / (2.0 * c)
+    return AtsEstimate(delta=delta, var=variance, m=m, raw=raw, clamped=min(max(raw, tau_range[0]), tau_range[1]))
 
 
-def ats_update(tau: float, tau_hat: float | None, alpha: float) -> float:
+def ats_update(tau: float, estimate: AtsEstimate | None, alpha: float) -> float:
     """Exponential moving average tau <- (1 - alpha) tau + alpha tau_hat (no-op without an estimate)."""
-    return tau if tau_hat is None else tau + alpha * (tau_hat - tau)  # = (1 - alpha) tau + alpha tau_hat
+    return tau if estimate is None else tau + alpha * (estimate.clamped - tau)  # = (1 - alpha) tau + alpha tau_hat

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import sys
 import time
 from logging import getLogger
@@ -20,6 +21,7 @@ from .compare.per_user import capture_topk, encode_hits, eval_rows, split_finger
 from .config import Config
 from .data import create_dataset, data_preparation
 from .errors import ConfigError
+from .files import write_json
 from .utils import get_model, get_trainer, is_plugin_model
 
 
@@ -119,6 +121,10 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd
         result["saved_model_file"] = trainer.saved_model_file
     if hasattr(trainer, "tau_trace"):
         result["tau_trace"] = list(trainer.tau_trace)
+    result["result_file"] = os.path.splitext(trainer.saved_model_file)[0] + ".result.json"
+    if config["local_rank"] == 0 or config["single_spec"]:
+        write_json(result["result_file"], {"model": config["model"], "dataset": config["dataset"],
+                                           **{k: v for k, v in result.items() if k != "test_per_user"}})
     if not config["single_spec"] and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     return result

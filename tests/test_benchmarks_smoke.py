@@ -42,7 +42,12 @@ def test_reference_step_computes_our_loss(setting, llama3_head):
     finally:
         model.eval()
     assert result["loss_ours"] == pytest.approx(result["loss_reference"], rel=1e-4)
-    assert result["tau_after_ats"] != result["tau_before"] or model.opts.ats_range[0] == result["tau_before"]
+    # one ATS update from the same statistics: the raw estimates agree and tau moved by one EMA step
+    assert result["tau_hat_raw_ours"] == pytest.approx(result["tau_hat_raw_reference"], rel=1e-5)
+    low, high = model.opts.ats_range
+    clamped = min(max(result["tau_hat_raw_ours"], low), high)
+    expected = result["tau_before"] + model.opts.ats_alpha * (clamped - result["tau_before"])
+    assert result["tau_after_ats"] == pytest.approx(expected, rel=1e-9)
 
 
 def test_hugging_face_generate_returns_our_top_k(setting):

@@ -46,15 +46,16 @@ def _record_rankings():
         LLMMSL.full_sort_predict, LLMMSLTrainer.evaluate = predict, evaluate
 
 
-STEP_ROWS = list(range(100, 108))  # one effective batch of 8 training rows: rank r gets rows[4r:4r+4]
+STEP_ROWS = [list(range(100, 108)), list(range(108, 116))]  # two effective batches of 8: rank r gets rows[4r:4r+4]
 # plain SGD at lr 1 without clipping: the update is the gradient itself (Adam's first step and
-# clipping are scale-free and would hide a wrong divisor); a fixed tau keeps ATS out of it
-STEP_SETTINGS = {"learner": "sgd", "learning_rate": 1.0, "clip_grad_norm": None, "tau": 2.0, "lora_dropout": 0.0,
-                 "warmup_ratio": 0.0}
+# clipping are scale-free and would hide a wrong divisor). ATS with a wide clamp: the second step's
+# tau comes from the first step's statistics, pooled over the ranks, so a per-rank estimate would show
+STEP_SETTINGS = {"learner": "sgd", "learning_rate": 1.0, "clip_grad_norm": None, "tau": "ats",
+                 "ats_range": [0.01, 50.0], "lora_dropout": 0.0, "warmup_ratio": 0.0}
 
 
-def _one_step(config_dict: dict, rows: list[int]):
-    """LoRA weights after one optimizer step on ``rows`` (this rank's share under torchrun)."""
+def _steps(config_dict: dict, batches: list[list[int]]):
+    """(LoRA weights, tau trace) after one optimizer step per batch of rows (this rank's share under torchrun)."""
     from peft import get_peft_model_state_dict
     from recbole.utils import init_seed
     from transformers import get_constant_schedule
@@ -74,8 +75,10 @@ def _one_step(config_dict: dict, rows: list[int]):
         for name, param in trainer.model.named_parameters():
             if "lora_B" in name:
                 param.copy_(torch.linspace(-0.1, 0.1, param.numel()).view_as(param))
-    trainer._optimizer_step(train._dataset[torch.tensor(rows)])
-    return {k: v.detach().clone().contiguous() for k, v in get_peft_model_state_dict(trainer.model.llm).items()}
+    for rows in batches:
+        trainer._optimizer_step(train._dataset[torch.tensor(rows)])
+    weights = {k: v.detach().clone().contiguous() for k, v in get_peft_model_state_dict(trainer.model.llm).items()}
+    return weights, trainer.tau_trace
 
 
 def _worker(out_dir: str, config_file: str) -> None:
@@ -89,7 +92,10 @@ def _worker(out_dir: str, config_file: str) -> None:
     rank = int(os.environ["RANK"])
     with open(config_file) as f:
         config_dict = json.load(f)
-    save_file(_one_step(config_dict, STEP_ROWS[4 * rank:4 * rank + 4]), os.path.join(out_dir, f"step{rank}.safetensors"))
+    weights, trace = _steps(config_dict, [rows[4 * rank:4 * rank + 4] for rows in STEP_ROWS])
+    save_file(weights, os.path.join(out_dir, f"step{rank}.safetensors"))
+    with open(os.path.join(out_dir, f"step{rank}-trace.json"), "w") as f:
+        json.dump(trace, f)
     fit = LLMMSLTrainer.fit
 
     def fit_and_dump(self, *args, **kwargs):
@@ -149,6 +155,8 @@ def two_ranks(tiny_llm_dir, tmp_path_factory):
         with open(out / f"rank{rank}.json") as f, open(out / f"rank{rank}-train.json") as g:
             ranks.append({**json.load(f), **json.load(g), "weights": load_file(str(out / f"rank{rank}.safetensors")),
                           "step": load_file(str(out / f"step{rank}.safetensors"))})
+        with open(out / f"step{rank}-trace.json") as f:
+            ranks[-1]["step_trace"] = json.load(f)
     return ranks, config, done
 
 
@@ -164,15 +172,21 @@ def test_lora_weights_are_identical_across_ranks(two_ranks):
     assert [r["world"] for r in ranks] == [2, 2]
 
 
-def test_a_two_process_step_equals_the_single_process_step(two_ranks):
-    """Gradients and loss-position counts are summed over ranks before the division: exact, not averaged."""
+def test_two_process_steps_equal_the_single_process_steps(two_ranks):
+    """Gradients, loss-position counts and ATS statistics are summed over ranks: exact, not averaged."""
     ranks, config, _ = two_ranks
     assert all(torch.equal(ranks[0]["step"][k], ranks[1]["step"][k]) for k in ranks[0]["step"])
-    single = _one_step({k: v for k, v in config.items() if k != "checkpoint_dir"}, STEP_ROWS)
+    assert ranks[0]["step_trace"] == ranks[1]["step_trace"]
+    single, trace = _steps({k: v for k, v in config.items() if k != "checkpoint_dir"}, STEP_ROWS)
     for key, value in single.items():  # a per-rank divisor would double the update
         torch.testing.assert_close(ranks[0]["step"][key], value, rtol=1e-5, atol=1e-7)
     initial = {k: torch.linspace(-0.1, 0.1, v.numel()).view_as(v) for k, v in single.items() if "lora_B" in k}
-    assert all(not torch.equal(single[k], initial[k]) for k in initial)  # the step moved every B
+    assert all(not torch.equal(single[k], initial[k]) for k in initial)  # the steps moved every B
+    # the same tau trace as one process: each step's estimate pools both ranks' rows
+    assert [r["step"] for r in trace] == [1, 2] and trace[1]["tau"] != trace[0]["tau"]
+    for got, want in zip(ranks[0]["step_trace"], trace, strict=True):
+        assert got.keys() == want.keys()
+        assert all(got[k] == pytest.approx(want[k], rel=1e-6, abs=1e-9) for k in want)
 
 
 def test_only_rank_zero_writes_checkpoints(two_ranks):
@@ -180,7 +194,8 @@ def test_only_rank_zero_writes_checkpoints(two_ranks):
     assert ranks[0]["saved_model_file"] == ranks[1]["saved_model_file"]
     saved = sorted(os.listdir(config["checkpoint_dir"]))
     name = os.path.basename(ranks[0]["saved_model_file"])
-    assert saved == [name, name + "-last"]  # one best folder and one resume folder, nothing half written
+    # one best folder, one resume folder and one result file, nothing half written
+    assert saved == [name, name + "-last", name + ".result.json"]
 
 
 def test_sharded_metrics_equal_a_single_process_evaluation(two_ranks):

@@ -27,8 +27,17 @@ def test_run_reports_recbole_metrics(trained):
     result, _ = trained
     assert METRICS <= set(result["test_result"]) and METRICS <= set(result["best_valid_result"])
     assert all(0.0 <= v <= 1.0 for v in result["test_result"].values())
-    assert len(result["tau_trace"]) == 4  # 2 epochs x 2 optimizer steps
-    assert all(1.5 - 1e-9 <= tau <= 5.0 + 1e-9 for _, tau in result["tau_trace"])
+    assert [r["step"] for r in result["tau_trace"]] == [1, 2, 3, 4]  # 2 epochs x 2 optimizer steps
+    assert all(1.5 - 1e-9 <= r["tau"] <= 5.0 + 1e-9 for r in result["tau_trace"])
+    assert all({"tau_hat_raw", "tau_hat", "delta", "var", "m"} <= set(r) for r in result["tau_trace"])
+
+
+def test_result_json_is_written_beside_the_checkpoint(trained):
+    result, _ = trained
+    assert result["result_file"] == result["saved_model_file"] + ".result.json"
+    with open(result["result_file"]) as f:
+        written = json.load(f)
+    assert written["tau_trace"] == result["tau_trace"] and written["test_result"] == dict(result["test_result"])
 
 
 def test_checkpoint_is_a_small_peft_adapter(trained):
@@ -81,9 +90,12 @@ def test_cli_variants_run(tiny_run_config, flags, capsys):
     printed = capsys.readouterr().out
     result = json.loads(printed[printed.index("{"):])
     assert "ndcg@10" in result["test_result"]
-    assert bool(result["tau_trace"]) == ("--llm_loss=lml" not in flags)  # tau is an MSL notion
+    assert "tau_trace" not in result  # the trace goes to the result file, not the console
+    with open(result["result_file"]) as f:
+        trace = json.load(f).get("tau_trace", [])
+    assert bool(trace) == ("--llm_loss=lml" not in flags)  # tau is an MSL notion
     if "--tau=4.5" in flags:
-        assert {tau for _, tau in result["tau_trace"]} == {4.5}
+        assert trace == [{"step": s, "tau": 4.5} for s in range(1, len(trace) + 1)]
 
 
 @pytest.mark.parametrize("model, sizes", [

@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recbole_msl.losses import (
+    ats_estimate,
     ats_positions,
     ats_statistics,
-    ats_target_tau,
     ats_update,
     lm_loss_terms,
     masked_softmax_loss,
@@ -96,7 +96,7 @@ def test_ats_matches_closed_form(scale):
     stats = ats_statistics(logits, mask, target)
     expected = reference_tau_hat(logits[torch.arange(6), target].tolist(), logits.flatten().tolist(), 40, 0.25,
                                  1.5, 5.0)
-    assert ats_target_tau(stats, 0.25, (1.5, 5.0)) == pytest.approx(expected, rel=1e-9)
+    assert ats_estimate(stats, 0.25, (1.5, 5.0)).clamped == pytest.approx(expected, rel=1e-9)
 
 
 def test_ats_known_statistics_by_hand():
@@ -107,21 +107,30 @@ def test_ats_known_statistics_by_hand():
     c = math.log(2 * 2.0)  # eta = 2 so that C > 0
     disc = 4 - 2 * c * 16 / 3
     expected = (2 + math.sqrt(max(disc, 0))) / (2 * c)
-    assert ats_target_tau(stats, 2.0, (0.01, 100.0)) == pytest.approx(expected)
+    estimate = ats_estimate(stats, 2.0, (0.01, 100.0))
+    assert estimate.raw == estimate.clamped == pytest.approx(expected)
+    assert (estimate.delta, estimate.m) == (pytest.approx(2.0), pytest.approx(2.0))
+    assert estimate.var == pytest.approx(16 / 3)
+    assert ats_estimate(stats, 2.0, (5.0, 100.0)).clamped == 5.0  # the clamp binds; raw is kept
+    assert ats_estimate(stats, 2.0, (5.0, 100.0)).raw == pytest.approx(expected)
 
 
 def test_ats_update_is_an_ema_and_skips_missing_estimates():
-    assert ats_update(1.5, 5.0, 0.05) == pytest.approx(0.95 * 1.5 + 0.05 * 5.0)
+    stats = ats_statistics(torch.tensor([[9.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]]),
+                           torch.ones(1, 8, dtype=torch.bool), torch.tensor([0]))
+    estimate = ats_estimate(stats, 0.25, (1.5, 5.0))
+    assert ats_update(1.5, estimate, 0.05) == pytest.approx(0.95 * 1.5 + 0.05 * estimate.clamped)
     assert ats_update(2.0, None, 0.05) == 2.0
     stats = ats_statistics(torch.zeros(1, 2), torch.ones(1, 2, dtype=torch.bool), torch.tensor([0]))
-    assert ats_target_tau(stats, 0.25, (1.5, 5.0)) is None  # C = ln(0.5) < 0: no estimate
+    assert ats_estimate(stats, 0.25, (1.5, 5.0)) is None  # C = ln(0.5) < 0: no estimate
 
 
-def test_ats_positions_pick_first_informative_branch():
-    sample = torch.tensor([0, 0, 0, 1, 1, 2])
-    counts = torch.tensor([2, 40, 9, 64, 3, 2])
-    mask = ats_positions(sample, counts, 0.25)
-    assert mask.tolist() == [False, True, False, True, False, False]
+def test_ats_positions_pick_each_samples_largest_valid_set():
+    # sample 0: the quote variants first (5), then the title choice (40); sample 1: the root is the choice
+    sample = torch.tensor([0, 0, 0, 1, 1, 2, 3, 3])
+    counts = torch.tensor([5, 40, 9, 64, 3, 2, 7, 7])
+    mask = ats_positions(sample, counts)
+    assert mask.tolist() == [False, True, False, True, False, True, True, False]  # ties: the first
 
 
 @settings(max_examples=40, deadline=None)

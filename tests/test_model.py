@@ -105,16 +105,25 @@ def test_training_step_moves_lora_only(setup):
     assert all(torch.equal(named[n], v) for n, v in frozen.items())
 
 
-def test_ats_moves_tau_within_range(setup):
+def test_ats_updates_tau_when_the_step_ends_from_each_samples_title_choice(setup):
     _, _, model, batch, _ = setup
+    saved = model.opts.adaptive_tau, model.tau, model.opts.ats_range, model.opts.ats_alpha
     model.opts.adaptive_tau, model.tau = True, 1.5
     model.opts.ats_range, model.opts.ats_alpha = (0.01, 50.0), 1.0  # see the raw estimate
     model.train()
-    with torch.no_grad():
-        model.loss_terms(batch)
-    model.eval()
-    assert model.tau != 1.5 and 0.01 <= model.tau <= 50.0
-    model.opts.ats_range, model.opts.ats_alpha, model.tau = (1.5, 5.0), 0.05, 1.5
+    try:
+        with torch.no_grad():
+            model.loss_terms(batch)
+        assert model.tau == 1.5  # a forward pass only collects statistics
+        record = model.end_ats_step()
+    finally:
+        model.eval()
+        model.opts.adaptive_tau, model.tau, model.opts.ats_range, model.opts.ats_alpha = saved
+    assert record["tau"] == 1.5 and record["tau_hat"] == min(max(record["tau_hat_raw"], 0.01), 50.0)
+    # m: the mean over samples of each one's largest valid set (the title choice)
+    largest = [max(len(v) for v in valid) for _, _, valid in dense_inputs(model, batch)]
+    assert record["m"] == pytest.approx(sum(largest) / len(largest))
+    assert min(largest) > 100  # a choice among many of ml-100k's titles, not among a few quote tokens
 
 
 def test_titles_are_verbatim_with_articles_restored(setup):

@@ -18,9 +18,10 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from recbole_msl.losses import (
+    AtsEstimate,
+    ats_estimate,
     ats_positions,
     ats_statistics,
-    ats_target_tau,
     ats_update,
     lm_loss_terms,
     masked_softmax_loss,
@@ -196,26 +197,21 @@ def test_trie_over_tokenized_titles(smol_tokenizer, titles):
                                                                   HealthCheck.too_slow])
 @given(_titles, st.lists(st.integers(0, 15), min_size=0, max_size=12), st.integers(0, 120))
 def test_prompt_is_the_longest_fitting_suffix_of_the_history(smol_tokenizer, titles, picks, slack):
-    """The prompt is head + the newest titles joined by the separator + tail, never longer than the
-    context minus the longest response, and no older title could have been kept as well."""
+    """The prompt is the tokenizer's ids of the prompt text with the newest titles, never longer than
+    the context minus the longest response, and no older title could have been kept as well."""
     pieces = build_prompts(smol_tokenizer, titles)
-    template = len(pieces.head) + len(pieces.tail)
-    max_length = template + 2 * pieces.max_response - 1 + slack  # the smallest context PromptBuilder accepts, + slack
-    prompts = build_prompts(smol_tokenizer, titles, max_length)
+    longest = max(range(1, len(titles) + 1), key=lambda i: len(pieces.title_ids[i]))
+    smallest = len(smol_tokenizer(pieces.text([longest]))["input_ids"]) + pieces.max_response
+    prompts = build_prompts(smol_tokenizer, titles, smallest + slack)  # the smallest context accepted, + slack
     history = [1 + p % len(titles) for p in picks]
     ids = prompts.prompt(history)
-    assert ids[:len(prompts.head)] == prompts.head and ids[len(ids) - len(prompts.tail):] == prompts.tail
-    assert len(ids) + prompts.max_response <= max_length
+    assert len(ids) + prompts.max_response <= smallest + slack
 
-    def joined(kept):
-        out = []
-        for k, item in enumerate(kept):
-            out += (prompts.separator if k else []) + prompts.title_ids[item]
-        return out
+    def encoded(kept):
+        return smol_tokenizer(prompts.text(kept))["input_ids"]
 
-    kept = next(history[s:] for s in range(len(history) + 1)
-                if len(joined(history[s:])) <= max_length - prompts.max_response - template)
-    assert ids == prompts.head + joined(kept) + prompts.tail
+    kept = next((history[s:] for s in range(len(history)) if len(encoded(history[s:])) <= prompts.max_prompt), [])
+    assert ids == encoded(kept)
     if history:  # the newest title always fits
         assert kept and kept[-1] == history[-1]
 
@@ -328,43 +324,46 @@ def test_ats_statistics_are_additive_over_batch_splits(case, data):
 
 @FAST
 @given(valid_sets(max_rows=10, max_cols=30), st.floats(0.01, 2.0), st.floats(0.1, 3.0), st.floats(0.0, 5.0))
-def test_ats_target_tau_equals_the_closed_form(case, eta, low, width):
+def test_ats_estimate_equals_the_closed_form(case, eta, low, width):
     """tau_hat = (delta + sqrt(max(delta^2 - 2 C var, 0))) / 2C with C = ln(mean m * eta), clamped; None if C <= 0."""
     logits, mask, target = case
     high = low + width
-    got = ats_target_tau(ats_statistics(*as_tensors(logits, mask, target)), eta, (low, high))
+    estimate = ats_estimate(ats_statistics(*as_tensors(logits, mask, target)), eta, (low, high))
     positives = logits[np.arange(len(logits)), target]
     valid = logits[mask]
     c = math.log(mask.sum(1).mean() * eta)
     if c <= 0:
-        assert got is None
+        assert estimate is None
         return
     var = float(np.var(valid, ddof=1)) if valid.size > 1 else 0.0
     delta = float(positives.mean() - valid.mean())
     tau_hat = (delta + math.sqrt(max(delta * delta - 2 * c * var, 0.0))) / (2 * c)
-    assert got == pytest.approx(min(max(tau_hat, low), high), rel=1e-7, abs=1e-9)
-    assert low <= got <= high
+    assert estimate.raw == pytest.approx(tau_hat, rel=1e-7, abs=1e-9)
+    assert estimate.clamped == pytest.approx(min(max(tau_hat, low), high), rel=1e-7, abs=1e-9)
+    assert low <= estimate.clamped <= high
+    assert estimate.delta == pytest.approx(delta, rel=1e-7, abs=1e-9)
+    assert estimate.var == pytest.approx(var, rel=1e-7, abs=1e-9)
 
 
 @FAST
-@given(st.lists(st.integers(1, 4), min_size=0, max_size=8), st.data(), st.floats(0.05, 1.0))
-def test_ats_positions_pick_each_samples_first_informative_position(run_lengths, data, eta):
-    """Brute force: for each sample, the first of its positions with m * eta > 1, if any."""
+@given(st.lists(st.integers(1, 4), min_size=0, max_size=8), st.data())
+def test_ats_positions_pick_each_samples_largest_valid_set(run_lengths, data):
+    """Brute force: for each sample, the first of its positions with the most valid tokens."""
     sample = [s for s, n in enumerate(run_lengths) for _ in range(n)]
-    num_valid = data.draw(st.lists(st.integers(1, 40), min_size=len(sample), max_size=len(sample)))
-    got = ats_positions(torch.tensor(sample, dtype=torch.long), torch.tensor(num_valid, dtype=torch.long), eta)
+    num_valid = data.draw(st.lists(st.integers(2, 40), min_size=len(sample), max_size=len(sample)))
+    got = ats_positions(torch.tensor(sample, dtype=torch.long), torch.tensor(num_valid, dtype=torch.long))
     expected = [False] * len(sample)
     for s in set(sample):
-        first = next((k for k, (o, m) in enumerate(zip(sample, num_valid)) if o == s and m * eta > 1.0), None)
-        if first is not None:
-            expected[first] = True
+        mine = [k for k, o in enumerate(sample) if o == s]
+        expected[max(mine, key=lambda k: (num_valid[k], -k))] = True
     assert got.tolist() == expected
 
 
 @FAST
 @given(st.floats(0.1, 10.0), st.one_of(st.none(), st.floats(0.1, 10.0)), st.floats(0.0, 1.0))
 def test_ats_update_is_a_convex_step(tau, tau_hat, alpha):
-    new = ats_update(tau, tau_hat, alpha)
+    estimate = None if tau_hat is None else AtsEstimate(delta=0.0, var=0.0, m=2.0, raw=tau_hat, clamped=tau_hat)
+    new = ats_update(tau, estimate, alpha)
     if tau_hat is None:
         assert new == tau
     else:

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from . import store
+from ..files import write_atomic, write_json
 from .per_user import per_user_metrics
 from .stats import ALPHA, mean_std, paired_test
 
@@ -257,9 +257,9 @@ def write_outputs(report: dict, folder: str) -> dict:
 
     base = os.path.join(folder, report["comparison"])
     paths = {"markdown": base + ".md", "csv": base + ".csv", "json": base + ".json", "chart": base + ".png"}
-    store.write_atomic(paths["markdown"], to_markdown(report))
-    store.write_atomic(paths["csv"], to_csv(report))
-    store.write_json(paths["json"], report)
+    write_atomic(paths["markdown"], to_markdown(report))
+    write_atomic(paths["csv"], to_csv(report))
+    write_json(paths["json"], report)
     if not write_chart(report, paths["chart"]):
         paths.pop("chart")
     return paths

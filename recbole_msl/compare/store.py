@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+
+from ..files import write_json
 
 
 def comparison_folder(results_dir: str, name: str) -> str:
@@ -18,24 +19,6 @@ def comparison_folder(results_dir: str, name: str) -> str:
 
 def record_path(folder: str, run: str, seed: int) -> str:
     return os.path.join(folder, "runs", f"{run}--seed{seed}.json")
-
-
-def write_atomic(path: str, text: str, mode: str = "w") -> None:
-    """Write to a temporary file in the same folder, then rename over ``path``."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def write_json(path: str, data) -> None:
-    write_atomic(path, json.dumps(data, indent=1, default=str) + "\n")
 
 
 def read_record(folder: str, run: str, seed: int) -> dict | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
@@ -23,7 +22,15 @@ from ..backbone import load_backbone, wrap_with_lora
 from ..decoding import CachedCausalLM, constrained_beam_search
 from ..errors import ConfigError
 from ..item_text import item_titles
-from ..losses import ats_positions, ats_statistics, ats_target_tau, ats_update, lm_loss_terms, masked_softmax_loss_terms
+from ..losses import (
+    ATS_STATISTICS_SIZE,
+    ats_estimate,
+    ats_positions,
+    ats_statistics,
+    ats_update,
+    lm_loss_terms,
+    masked_softmax_loss_terms,
+)
 from ..prompt import DEFAULT_TEMPLATE, PromptBuilder
 from ..shared_prefix import decode_right_padded, shared_prefix_length
 from ..trie import TokenTrie
@@ -40,6 +47,7 @@ class LLMMSL(SequentialRecommender):
         super().__init__(config, dataset)
         self.opts = LLMMSLOptions.from_config(config)
         self.tau = self.opts.tau_init
+        self.ats_pending = torch.zeros(ATS_STATISTICS_SIZE, dtype=torch.float64)  # this step's ATS sums
 
         self.titles = item_titles(config, dataset)
         titles = self.titles
@@ -147,7 +155,11 @@ class LLMMSL(SequentialRecommender):
 
     # -------------------------------------------------------------- losses
     def loss_terms(self, interaction):
-        """(sum of per-position losses, number of positions) for a batch."""
+        """(sum of per-position losses, number of positions) for a batch.
+
+        Under ATS a training pass also adds its statistics to :attr:`ats_pending`; tau changes only
+        in :meth:`end_ats_step`, once per optimizer step.
+        """
         hidden, targets, nodes, sample = self._response_states(
             self._histories(interaction), interaction[self.POS_ITEM_ID].tolist())
         if self.opts.loss == "lml":
@@ -155,28 +167,36 @@ class LLMMSL(SequentialRecommender):
             return terms.sum(), terms.numel()
         branch = self.trie.num_children(nodes) > 1  # one-token positions carry no loss
         if not bool(branch.any()):
-            if self.training and self.opts.adaptive_tau:  # under torchrun the other ranks still all-reduce
-                empty = hidden.new_zeros((0, 1))
-                self._pool_ats(ats_statistics(empty, empty.bool(), empty.new_zeros(0, dtype=torch.long)))
             return hidden.sum() * 0.0, 0
         tokens, valid, target_index = self._valid_sets(nodes[branch], targets[branch])
         logits = self._head(hidden[branch], tokens)  # [P, D]
         if self.training and self.opts.adaptive_tau:
-            self._update_tau(logits, valid, target_index, sample[branch])
+            choice = ats_positions(sample[branch], valid.sum(1))  # each sample's title choice
+            stats = ats_statistics(logits[choice], valid[choice], target_index[choice])
+            self.ats_pending = self.ats_pending.to(stats.device) + stats  # on the model's device (NCCL)
         terms = masked_softmax_loss_terms(logits, valid, target_index, self.tau)
         return terms.sum(), terms.numel()
 
-    def _update_tau(self, logits, valid, target_index, sample):
-        """ATS on each sample's first informative branching position, pooled over batch and processes."""
-        first = ats_positions(sample, valid.sum(1), self.opts.ats_eta)
-        self._pool_ats(ats_statistics(logits[first], valid[first], target_index[first]))
+    def end_ats_step(self, all_reduce=None) -> dict:
+        """Close an optimizer step: one ATS update from the statistics of all its micro-batches.
 
-    def _pool_ats(self, stats):
-        """Add up every rank's ATS statistics (each rank calls this once per micro-batch), then update tau."""
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(stats)
-        tau_hat = ats_target_tau(stats, self.opts.ats_eta, self.opts.ats_range)
-        self.tau = ats_update(self.tau, tau_hat, self.opts.ats_alpha)
+        ``all_reduce`` (the trainer's, under torchrun) sums the statistics over processes first, so
+        every rank reaches the same tau. The authors update tau once per optimizer step from the
+        statistics of that step's batch, pooled over GPUs. Here the step's loss used the tau estimated
+        through the previous step (a one-step lag): the statistics are complete only after the last
+        micro-batch, and an extra forward pass to remove the lag would cost about a third of a step.
+        Returns this step's record: the tau it used and, under ATS, the estimate (raw and clamped,
+        delta, var, m).
+        """
+        record = {"tau": float(self.tau)}
+        if self.opts.loss != "msl" or not self.opts.adaptive_tau:
+            return record
+        stats, self.ats_pending = self.ats_pending, torch.zeros_like(self.ats_pending)
+        if all_reduce is not None:
+            stats = all_reduce(stats)
+        estimate = ats_estimate(stats, self.opts.ats_eta, self.opts.ats_range)
+        self.tau = ats_update(self.tau, estimate, self.opts.ats_alpha)
+        return {**record, **(estimate.as_dict() if estimate else {})}
 
     def calculate_loss(self, interaction):
         total, count = self.loss_terms(interaction)

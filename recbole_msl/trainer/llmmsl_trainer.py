@@ -127,7 +127,7 @@ class LLMMSLTrainer(Trainer):
         self.global_step = 0
         self.valid_step = 0
         self.stopped = False
-        self.tau_trace: list[tuple[int, float]] = []  # (optimizer step, tau) after each step
+        self.tau_trace: list[dict] = []  # per optimizer step: the tau it used and, under ATS, the estimate
 
     @staticmethod
     def _positive(config, key):
@@ -170,6 +170,10 @@ class LLMMSLTrainer(Trainer):
         dist.all_reduce(counts)
         return float(counts[0]), int(counts[1])
 
+    def _all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
+        dist.all_reduce(tensor)
+        return tensor
+
     def _optimizer_step(self, interaction) -> float:
         """One effective batch: gradients of the summed micro-batch losses (over all ranks), divided by the
         global number of loss positions, equal the gradient of the full-batch mean exactly."""
@@ -182,6 +186,7 @@ class LLMMSLTrainer(Trainer):
             positions += count
         if self.distributed:
             total, positions = self._sync_gradients(total, positions)
+        ats = self.model.end_ats_step(self._all_reduce if self.distributed else None)
         for param in self._trainable():
             if param.grad is not None:
                 param.grad.div_(max(positions, 1))
@@ -194,8 +199,9 @@ class LLMMSLTrainer(Trainer):
         self.global_step += 1
         self.tensorboard.add_scalar("Loss/step", loss, self.global_step)
         if self.model.opts.loss == "msl":  # tau means nothing for LML
-            self.tau_trace.append((self.global_step, float(self.model.tau)))
-            self.tensorboard.add_scalar("tau", float(self.model.tau), self.global_step)
+            self.tau_trace.append({"step": self.global_step, **ats})
+            for key, value in ats.items():
+                self.tensorboard.add_scalar(f"ATS/{key}", value, self.global_step)
         return loss
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
@@ -401,7 +407,7 @@ class LLMMSLTrainer(Trainer):
             self.best_valid_score = float(state["best_valid_score"])
             self.best_valid_result = state["best_valid_result"]
             self.train_loss_dict = {int(k): v for k, v in state["train_loss_dict"].items()}
-            self.tau_trace = [(int(step), float(tau)) for step, tau in state["tau_trace"]]
+            self.tau_trace = [dict(record) for record in state["tau_trace"]]
             self.saved_model_file = state["best_model"]
             if state["best_model_saved"] and not os.path.isdir(self.saved_model_file):
                 raise ConfigError(f"the best-model folder {self.saved_model_file} named by {folder} is missing; "

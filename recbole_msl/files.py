@@ -1,0 +1,26 @@
+"""Files written whole or not at all: a temporary file in the same folder, then a rename."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+
+def write_atomic(path: str, data: str | bytes) -> None:
+    """Write ``data`` (text or bytes) to ``path`` so that readers see the old file or the new one, never half."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json(path: str, data) -> None:
+    write_atomic(path, json.dumps(data, indent=1, default=str) + "\n")
