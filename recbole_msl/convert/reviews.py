@@ -1,0 +1,56 @@
+"""Review files of one JSON object per line (Amazon 2018 and 2023): four fields kept, the rest dropped at once."""
+
+from __future__ import annotations
+
+import json
+import json.scanner
+
+from .interactions import BadToken, InteractionBuilder
+from .reading import Lines
+
+_SCAN = json.scanner.make_scanner(json.JSONDecoder())  # the C scanner json.loads ends in, minus 3 Python calls
+
+
+def parse_json_line(line: str):
+    """``json.loads(line)``, about a third faster on the millions of lines of a category file."""
+    try:
+        record, end = _SCAN(line, 0)
+    except StopIteration:  # no value at the start (leading blank, empty line): let json.loads say why
+        return json.loads(line)
+    if line[end:].strip():
+        return json.loads(line)  # trailing data: json.loads raises the precise error
+    return record
+
+
+def read_json_reviews(lines: Lines, keys: tuple[str, str, str, str], time_divisor: float,
+                      fix: str) -> InteractionBuilder:
+    """Rows from ``{user: .., item: .., rating: .., time: ..}`` lines (``keys`` in that order)."""
+    user_key, item_key, rating_key, time_key = keys
+    builder = InteractionBuilder(with_rating=True)
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = parse_json_line(line)
+            user, item, rating, time = record[user_key], record[item_key], record[rating_key], record[time_key]
+        except (ValueError, TypeError, KeyError, IndexError):
+            raise _record_error(lines, line, keys, fix) from None
+        try:
+            builder.add(str(user), str(item), float(time) / time_divisor, float(rating))
+        except BadToken as err:
+            raise lines.error(str(err), "ids must be plain tokens") from None
+        except (TypeError, ValueError):
+            raise lines.error(f"'{rating_key}' and '{time_key}' must be numbers", fix) from None
+    return builder
+
+
+def _record_error(lines: Lines, line: str, keys: tuple[str, ...], fix: str):
+    """Why a line is not a review record: not JSON, not an object, or a missing key."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return lines.error("is not a JSON object", fix)
+    if not isinstance(record, dict):
+        return lines.error("is not a JSON object", fix)
+    missing = [k for k in keys if k not in record]
+    return lines.error(f"has no '{missing[0]}' (it needs {', '.join(keys)})", fix)
