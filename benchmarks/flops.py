@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from recbole_msl.shared_prefix import shared_prefix_length
+from recbole_msl.lm.common_prefix import common_prefix_length
 
 
 def body_parameters(base) -> int:
@@ -30,7 +30,7 @@ def batch_shape(model, batch) -> dict:
     responses = [model.prompts.response(t) for t in batch[model.POS_ITEM_ID].tolist()]
     lengths = [len(p) + len(r) - 1 for p, r in zip(prompts, responses)]
     rows = [p + r[:-1] for p, r in zip(prompts, responses)]
-    shared = shared_prefix_length(rows, min(len(p) for p in prompts) - 1) if model.opts.share_prompt_prefix else 0
+    shared = common_prefix_length(rows, min(len(p) for p in prompts) - 1) if model.opts.share_prompt_prefix else 0
     resp, _ = model._pad(responses, left=False)
     resp_len = torch.tensor([len(r) for r in responses], device=resp.device)
     nodes = model.trie.path(resp, resp_len)

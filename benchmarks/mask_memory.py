@@ -60,7 +60,7 @@ def _figures(name: str, samples: int, response_tokens: int, exact: bool, trie_by
 
 
 def _trie_bytes(tokenizer, eos: int, titles: list[str]) -> int:
-    from recbole_msl.trie import TokenTrie
+    from recbole_msl.core.trie import TokenTrie
 
     ids = tokenizer([f'"{t}"' for t in titles], add_special_tokens=False)["input_ids"]
     trie = TokenTrie.build([list(x) + [eos] for x in ids], [[i] for i in range(len(ids))], len(ids))

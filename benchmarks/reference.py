@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from recbole_msl.losses import ats_estimate, ats_update
+from recbole_msl.core.losses import ats_estimate, ats_update
 
 
 class DictTrie:
@@ -55,7 +55,7 @@ def build_masks(model, batch, dict_trie: DictTrie, vocab_size: int) -> list[torc
 
 
 def _ats_stats(logits, masks, targets, first):
-    """ATS statistics in :func:`recbole_msl.losses.ats_statistics`' layout, from dense [P, V] rows."""
+    """ATS statistics in :func:`recbole_msl.core.losses.ats_statistics`' layout, from dense [P, V] rows."""
     rows = logits[first].detach().double()
     valid = masks[first]
     positive = rows.gather(1, targets[first].unsqueeze(1)).squeeze(1)

@@ -38,7 +38,7 @@ def _tensor_bytes(trie) -> int:
 
 def _trie_queries(trie, sequences, rng) -> dict:
     """Seconds of a training step's and a beam step's trie work on ``trie``."""
-    from recbole_msl.trie import PAD  # noqa: F401  (documents the padded layout used below)
+    from recbole_msl.core.trie import PAD  # noqa: F401  (documents the padded layout used below)
 
     picks = rng.choice(len(sequences), size=64, replace=len(sequences) < 64)
     rows = [sequences[i] for i in picks]
@@ -64,7 +64,7 @@ def _trie_queries(trie, sequences, rng) -> dict:
 
 
 def trie_scaling(sizes) -> list[dict]:
-    from recbole_msl.trie import TokenTrie
+    from recbole_msl.core.trie import TokenTrie
 
     rng = np.random.default_rng(1)
     rows = []

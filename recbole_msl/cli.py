@@ -1,77 +1,95 @@
-"""Command line: RecBole's run_recbole flags, plus a ``recommend`` subcommand for saved checkpoints.
+"""The ``recbole-msl`` command (also ``python -m recbole_msl``), and RecBole's flags for ``run_recbole_msl.py``.
 
-    python run_recbole_msl.py --model=LLMMSL --dataset=ml-100k [--config_files="a.yaml b.yaml"] [--key=value ...]
-    python run_recbole_msl.py recommend --checkpoint=saved/LLMMSL-... --history=1,50,172 [--topk=10]
-    python run_recbole_msl.py --model=LLMMSL,SASRec,GRU4Rec --dataset=ml-100k [--seeds=1,2,3] [--reference=SASRec]
-    python run_recbole_msl.py --comparison=ml-100k-cpu [--seeds=1,2,3] [--key=value ...]
+    recbole-msl train --model=LLMMSL --dataset=ml-100k [--profile=cpu] [--config_files="a.yaml b.yaml"] [--key=value ...]
+    recbole-msl compare --comparison=ml-100k-cpu [--seeds=1,2,3] [--reference=NAME] [--results_dir=DIR] [--key=value ...]
+    recbole-msl compare --model=LLMMSL,SASRec,GRU4Rec --dataset=ml-100k
+    recbole-msl recommend --checkpoint=saved/LLMMSL-... --history=1,50,172 [--topk=10] [--include_history]
+    recbole-msl convert <source> ...            (raw Amazon / CSV / sliding-window files to RecBole atomic files)
+
+``run_recbole_msl.py`` takes the same flags without a sub-command, as RecBole's ``run_recbole.py`` does
+(``--comparison`` or a comma-separated ``--model`` make it a comparison).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 from .errors import ConfigError
 
+COMPARISON_FLAGS = ("--seeds", "--reference", "--results_dir")
 
-def _train_parser():
-    parser = argparse.ArgumentParser(prog="run_recbole_msl.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", "-m", default="LLMMSL", help="LLMMSL or any RecBole model (SASRec, GRU4Rec, ...)")
+
+def _parser(prog: str, description: str, comparison: bool, single: bool) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Any other RecBole or plugin option is given as --key=value "
+                                            "(e.g. --epochs=3 --seed=7 --learning_rate=1e-4).")
+    parser.add_argument("--model", "-m", default="LLMMSL",
+                        help="LLMMSL or any RecBole model (SASRec, GRU4Rec, ...)" + ("; A,B,C for several" if comparison
+                                                                                   else ""))
     parser.add_argument("--dataset", "-d", default="ml-100k", help="data set name")
-    parser.add_argument("--config_files", default=None, help="space-separated YAML files")
-    parser.add_argument("--saved", default="true", help="save checkpoints and test the best one (true/false)")
-    parser.add_argument("--comparison", default=None,
-                        help="comparison YAML, or the name of one in properties/comparisons/")
-    parser.add_argument("--seeds", default=None, help="comparisons: comma-separated seeds, e.g. 1,2,3")
-    parser.add_argument("--reference", default=None, help="comparisons: the run that gains are measured against")
-    parser.add_argument("--results_dir", default=None, help="comparisons: parent folder of the results (results/)")
+    parser.add_argument("--config_files", default=None,
+                        help="space-separated YAML files, or names of shipped profiles (cpu, cpu-long, paper-gpu)")
+    parser.add_argument("--profile", action="append", default=[], help="a shipped profile by name; repeatable")
+    if single:
+        parser.add_argument("--saved", default="true", help="save checkpoints and test the best one (true/false)")
+    if comparison:
+        parser.add_argument("--comparison", default=None,
+                            help="comparison YAML, or the name of one shipped in properties/comparisons/")
+        parser.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 1,2,3")
+        parser.add_argument("--reference", default=None, help="the run that gains are measured against")
+        parser.add_argument("--results_dir", default=None, help="parent folder of the results (default results/)")
     return parser
 
 
-def _recommend_parser():
-    parser = argparse.ArgumentParser(prog="run_recbole_msl.py recommend",
-                                     description="Top-k items for a history from a saved LLMMSL checkpoint.")
-    parser.add_argument("--checkpoint", required=True, help="folder saved by a training run (saved/LLMMSL-...)")
-    parser.add_argument("--history", required=True, help="comma-separated item ids, oldest first")
-    parser.add_argument("--topk", type=int, default=10)
-    return parser
+def _config_files(args) -> list[str] | None:
+    from .config import profile_file
+
+    files = (args.config_files.split() if args.config_files else []) + [profile_file(p) for p in args.profile]
+    return files or None
 
 
-def _recommend(argv):
-    from .quick_start import recommend
+def _train(argv: list[str], prog: str) -> int:
+    from .quick_start import run
+    from .summary import run_summary
 
-    args, extra = _recommend_parser().parse_known_args(argv)
-    from .config import parse_overrides
+    args, extra = _parser(prog, "Train and test one model (LLMMSL or any RecBole model).", False, True) \
+        .parse_known_args(argv)
+    given = [a for a in extra if a.split("=")[0] in COMPARISON_FLAGS + ("--comparison",)]
+    if given or "," in args.model:
+        raise ConfigError(f"{(given or ['--model=A,B'])[0].split('=')[0]} is for comparisons; "
+                          f"use `recbole-msl compare` (or run_recbole_msl.py with --comparison)")
+    saved = str(args.saved).lower() not in ("false", "0", "no")
+    result = run(args.model, args.dataset, config_file_list=_config_files(args), saved=saved, cmd_args=extra)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank has the result; rank 0 reports it
+        print(run_summary(result))
+    return 0
 
-    history = [h.strip() for h in args.history.split(",") if h.strip()]
-    for rank, (item, title, score) in enumerate(recommend(args.checkpoint, history, args.topk,
-                                                          parse_overrides(extra)), 1):
-        print(f"{rank:>3}  {item:>8}  {score:9.4f}  {title}")
 
-
-def _compare(args, extra):
+def _compare(argv: list[str], prog: str) -> int:
     from .compare.report import to_markdown
     from .compare.runner import run_comparison
     from .compare.spec import check_reference, load_spec, parse_seeds, resolve_config_file, spec_from_models
     from .config import parse_overrides
 
+    args, extra = _parser(prog, "Several models or variants, one report with paired tests.", True, False) \
+        .parse_known_args(argv)
     overrides = parse_overrides(extra)
     seed_override = [a for a in extra if a.startswith("--seed=")]
     if seed_override and args.seeds:
         raise ConfigError("give either --seeds (comparisons) or --seed, not both")
     seeds = parse_seeds(args.seeds or overrides["seed"]) if (args.seeds or seed_override) else None
     extra = [a for a in extra if not a.startswith("--seed=")]
-    files = args.config_files.split() if args.config_files else []
+    files = _config_files(args) or []
     if args.comparison:
         if "," in args.model:
             raise ConfigError("give either --comparison or a list of models in --model, not both")
         spec = load_spec(args.comparison)
         spec.seeds = seeds or spec.seeds
         spec.reference = args.reference or spec.reference
-        spec.dataset = args.dataset if args.dataset_given else spec.dataset
+        spec.dataset = args.dataset if any(a.startswith(("--dataset", "-d")) for a in argv) else spec.dataset
         for run in spec.runs:  # --config_files apply to every run, after the comparison's own files
             run.config_files += [resolve_config_file(p, None) for p in files]
         check_reference(spec)
@@ -83,38 +101,86 @@ def _compare(args, extra):
         print(f"{kind:>8}: {path}")
     if not any(run.get("test") for run in report["runs"]):
         raise ConfigError("every run of the comparison failed; see the Status column above")
+    return 0
 
 
-def _train(argv):
-    from .quick_start import run
-
-    args, extra = _train_parser().parse_known_args(argv)
-    args.dataset_given = any(a.startswith(("--dataset", "-d")) for a in argv)
-    if args.comparison or "," in args.model:
-        return _compare(args, extra)
-    if args.seeds or args.reference or args.results_dir:
-        raise ConfigError("--seeds, --reference and --results_dir are for comparisons; "
-                          "list several models (--model=A,B) or pass --comparison")
-    files = args.config_files.split() if args.config_files else None
-    saved = str(args.saved).lower() not in ("false", "0", "no")
-    result = run(args.model, args.dataset, config_file_list=files, saved=saved, cmd_args=extra)
-    if os.environ.get("RANK", "0") != "0":  # under torchrun every rank has the same result; rank 0 reports it
-        return
-    print(json.dumps({"model": args.model, "dataset": args.dataset,
-                      "best_valid_result": dict(result["best_valid_result"] or {}),
-                      "test_result": dict(result["test_result"] or {}),
-                      "timings": result["timings"],
-                      "result_file": result["result_file"]}, indent=1))
+def _positive_topk(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--topk must be a positive integer, not {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"--topk must be a positive integer, not {value}")
+    return value
 
 
-def main(argv=None) -> int:
+def _recommend(argv: list[str], prog: str) -> int:
+    from .config import parse_overrides
+    from .quick_start import Recommender
+
+    parser = argparse.ArgumentParser(prog=prog, allow_abbrev=False,
+                                     description="Top-k new items for a history, from a saved LLMMSL checkpoint.")
+    parser.add_argument("--checkpoint", required=True, help="folder saved by a training run (saved/LLMMSL-...)")
+    parser.add_argument("--history", required=True,
+                        help="comma-separated item ids of the data set's .item file, oldest first")
+    parser.add_argument("--topk", type=_positive_topk, default=10, help="how many items (at most num_beams)")
+    parser.add_argument("--include_history", action="store_true",
+                        help="also recommend items of the history (excluded by default)")
+    args, extra = _parse_or_error(parser, argv)
+    history = [h.strip() for h in args.history.split(",") if h.strip()]
+    recommender = Recommender(args.checkpoint, parse_overrides(extra))
+    for rank, (item, title, score) in enumerate(
+            recommender.recommend(history, args.topk, exclude_history=not args.include_history), 1):
+        print(f"{rank:>3}  {item:>8}  {score:9.4f}  {title}")
+    return 0
+
+
+def _parse_or_error(parser: argparse.ArgumentParser, argv: list[str]):
+    """parse_known_args, with argparse's usage errors turned into our one-line ConfigError."""
+    def fail(message):
+        raise ConfigError(f"{message}; see {parser.prog} --help")
+
+    parser.error = fail
+    return parser.parse_known_args(argv)
+
+
+def _convert(argv: list[str], prog: str) -> int:
+    from .convert.cli import main as convert_main
+
+    return convert_main(argv, prog=prog)
+
+
+SUBCOMMANDS = {"train": _train, "compare": _compare, "recommend": _recommend, "convert": _convert}
+
+
+def _recbole_style(argv: list[str], prog: str) -> int:
+    """``run_recbole_msl.py`` without a sub-command: a comparison if asked for one, else one training run."""
+    comparison = any(a.split("=")[0] in COMPARISON_FLAGS + ("--comparison",) for a in argv) or any(
+        "," in a for a in argv if a.startswith(("--model=", "-m=")))
+    return (_compare if comparison else _train)(argv, prog)
+
+
+def main(argv=None, prog: str = "recbole-msl") -> int:
+    """Run the command; return the exit code (0 ok, 2 a one-line error, 130 interrupted)."""
+    from .quick_start import RunInterrupted
+
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv and argv[0] == "recommend":
-            _recommend(argv[1:])
-        else:
-            _train(argv)
+        if argv and argv[0] in SUBCOMMANDS:
+            return SUBCOMMANDS[argv[0]](argv[1:], f"{prog} {argv[0]}")
+        if prog == "recbole-msl" and (not argv or argv[0] in ("-h", "--help")):
+            print(__doc__.strip())
+            return 0 if argv else 2
+        return _recbole_style(argv, prog)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 0
+    except RunInterrupted as stop:
+        again = " ".join([prog, *argv, f"--resume={stop.resume_folder}"]) if stop.resume_folder else None
+        print(f"\ninterrupted; continue with: {again}" if again else
+              "\ninterrupted before the first epoch ended; nothing to resume, start again", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,7 +14,7 @@ Measured breaks and how each is handled:
   checkpoints, so best-model reload and resume fail on its own files:
   :class:`SafeCheckpointMixin` writes plain-data checkpoints (atomically) and
   reads them with ``weights_only=True``.
-* ``get_model`` only looks in ``recbole.model``: :mod:`recbole_msl.utils` looks
+* ``get_model`` only looks in ``recbole.model``: :mod:`recbole_msl.registry` looks
   in the plugin first.
 * ``run_recbole`` runs ``get_flops``, which deep-copies the model: skipped for
   plugin models (an LLM would sit twice in memory).
@@ -30,7 +30,7 @@ import warnings
 import numpy as np
 import torch
 
-from .files import write_atomic
+from .files import unique_path, write_atomic
 
 _NUMPY_ALIASES = {"bool": np.bool_, "int": np.int_, "float": np.float64, "complex": np.complex128,
                   "object": np.object_, "str": np.str_, "long": np.int_, "unicode": np.str_}
@@ -57,7 +57,12 @@ def atomic_torch_save(obj, path: str) -> None:
 
 
 class SafeCheckpointMixin:
-    """For RecBole's own trainers: plain-data checkpoints that ``torch.load(weights_only=True)`` reads."""
+    """For RecBole's own trainers: plain-data checkpoints that ``torch.load(weights_only=True)`` reads,
+    under a name no other run uses (RecBole's is only unique to the second)."""
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.saved_model_file = unique_path(self.saved_model_file)
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
@@ -82,25 +87,9 @@ class SafeCheckpointMixin:
         self.model.load_other_parameter(checkpoint.get("other_parameter"))
         return checkpoint
 
-    def resume_checkpoint(self, resume_file):
-        self.saved_model_file = str(resume_file)
-        checkpoint = self._load_checkpoint(self.saved_model_file)
-        self.start_epoch = checkpoint["epoch"] + 1
-        self.cur_step = checkpoint["cur_step"]
-        self.best_valid_score = checkpoint["best_valid_score"]
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
-
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if load_best_model and eval_data:
             path = model_file or self.saved_model_file
             self._load_checkpoint(path)
             self.logger.info(f"Loading model structure and parameters from {path}")
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
-
-
-def safe_checkpoint_trainer(trainer_class):
-    """RecBole trainer class with :class:`SafeCheckpointMixin` in front."""
-    if issubclass(trainer_class, SafeCheckpointMixin):
-        return trainer_class
-    return type(f"Safe{trainer_class.__name__}", (SafeCheckpointMixin, trainer_class), {})

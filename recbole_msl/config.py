@@ -9,8 +9,9 @@ from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
 from .compat import install_numpy_aliases
-from .errors import ConfigError
-from .utils import get_model
+from .errors import ConfigError, first_line
+from .registry import get_model
+from .validate import is_int
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # Installed wheels carry the YAMLs inside the package; a source checkout has them at the top level.
@@ -22,6 +23,35 @@ def property_files(model: str, dataset: str) -> list[str]:
     """Plugin YAMLs in load order: overall, model, dataset (later files win, as in RecBole)."""
     names = ["overall.yaml", os.path.join("model", f"{model}.yaml"), os.path.join("dataset", f"{dataset}.yaml")]
     return [p for p in (os.path.join(PROPERTIES_DIR, n) for n in names) if os.path.isfile(p)]
+
+
+def shipped_profiles() -> list[str]:
+    folder = os.path.join(PROPERTIES_DIR, "profiles")
+    return sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml")) if os.path.isdir(folder) else []
+
+
+def profile_file(name: str) -> str:
+    """The YAML of a shipped profile (``properties/profiles/<name>.yaml``, inside the installed package)."""
+    path = os.path.join(PROPERTIES_DIR, "profiles", f"{name}.yaml")
+    if not os.path.isfile(path):
+        raise ConfigError(f"unknown profile {name!r}; use one of {', '.join(shipped_profiles())}")
+    return path
+
+
+def resolve_config_files(entries) -> list[str]:
+    """Config files as given, where a bare name that is no file (``cpu``) is the shipped profile of that name."""
+    resolved = []
+    for entry in entries or []:
+        entry = str(entry)
+        if os.path.isfile(entry):
+            resolved.append(entry)
+        elif os.sep not in entry and "/" not in entry and not entry.endswith((".yaml", ".yml")) \
+                and entry in shipped_profiles():
+            resolved.append(profile_file(entry))
+        else:
+            raise ConfigError(f"config file {entry} does not exist; check --config_files (a path, or a shipped "
+                              f"profile: {', '.join(shipped_profiles())})")
+    return resolved
 
 
 def parse_overrides(args: list[str]) -> dict[str, str]:
@@ -54,8 +84,7 @@ def _join_process_group(backend: str, rank: int, world: int) -> None:
     try:
         dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world)
     except (ValueError, RuntimeError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"cannot join the {backend} process group ({reason}); launch with "
+        raise ConfigError(f"cannot join the {backend} process group ({first_line(err)}); launch with "
                           f"torchrun --nproc_per_node=N run_recbole_msl.py ... or set --dist_backend") from None
 
 
@@ -71,8 +100,7 @@ def check_recbole_options(final: dict) -> None:
 
     for key, low in _INT_OPTIONS.items():
         value = final.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or (low is not None and value < low)):
+        if value is not None and (not is_int(value) or (low is not None and value < low)):
             bound = "" if low is None else f" >= {low}"
             raise ConfigError(f"{key} must be an integer{bound}, not {value!r}; e.g. --{key}=10")
     for key, low in _NUMBER_OPTIONS.items():
@@ -81,7 +109,7 @@ def check_recbole_options(final: dict) -> None:
             raise ConfigError(f"{key} must be a number >= {low}, not {value!r}; e.g. --{key}=0.0001")
     topk = final.get("topk")
     ks = topk if isinstance(topk, list) else [topk]
-    if not ks or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in ks):
+    if not ks or not all(is_int(k) and k > 0 for k in ks):
         raise ConfigError(f"topk must be a positive integer or a list of them, not {topk!r}; e.g. --topk=[5,10]")
     metrics = final.get("metrics") or []
     for metric in [metrics] if isinstance(metrics, str) else metrics:
@@ -99,7 +127,8 @@ class Config(RecBoleConfig):
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
         self._cmd_args = list(cmd_args or [])
-        super().__init__(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+        super().__init__(model=model, dataset=dataset, config_file_list=resolve_config_files(config_file_list),
+                         config_dict=config_dict)
 
     def compatibility_settings(self):
         install_numpy_aliases()
@@ -113,6 +142,8 @@ class Config(RecBoleConfig):
         world = _env_int("WORLD_SIZE", 1)
         if world <= 1:
             super()._init_device()
+            device = self.final_config_dict["device"]  # RecBole keeps use_gpu True on a CPU-only machine
+            self.final_config_dict["use_gpu"] = getattr(device, "type", str(device)) == "cuda"
             return
         import torch
 

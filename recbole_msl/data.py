@@ -15,13 +15,11 @@ from recbole.data import create_dataset as recbole_create_dataset
 from recbole.data import data_preparation as recbole_data_preparation
 from recbole.utils import ModelType
 
-from .errors import ConfigError
+from .errors import ConfigError, first_line
+from .trainer.distributed import is_distributed, rank, shard_evaluation
+from .validate import positive_int
 
 logger = logging.getLogger(__name__)
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
 
 
 def _has_atomic_files(path: str, name: str) -> bool:
@@ -59,7 +57,7 @@ def download_dataset(config) -> None:
     where = f"put {name}.inter (and {name}.item) in RecBole's atomic format into {os.path.abspath(path)}"
     if url is None:
         raise ConfigError(f"data set {name} is not at {os.path.abspath(path)}; {where} or fix data_path")
-    if not _distributed() or dist.get_rank() == 0:
+    if rank() == 0:
         parent = os.path.dirname(os.path.abspath(path))
         created = _missing_folders(parent)  # removed again if the download fails
         os.makedirs(parent, exist_ok=True)
@@ -79,10 +77,9 @@ def download_dataset(config) -> None:
                     os.rmdir(folder)
                 except OSError:
                     break
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ConfigError(f"data set {name} is not on disk and could not be downloaded from {url} "
-                              f"({reason}); {where}") from None
-    if _distributed():
+                              f"({first_line(err)}); {where}") from None
+    if is_distributed():
         dist.barrier()
 
 
@@ -140,43 +137,12 @@ def _first_users(split, n_users: int):
     return split.copy(split.inter_feat[rows])
 
 
-class ContiguousShard(torch.utils.data.Sampler):
-    """Rows ``[n*rank/world, n*(rank+1)/world)``: every row exactly once over all ranks, in the original order.
-
-    RecBole's DistributedSampler pads the last shard with repeated rows, which would count
-    some users twice in the metrics; contiguous shards gathered in rank order do not.
-    """
-
-    def __init__(self, n_rows: int, rank: int, world: int):
-        super().__init__()
-        self.start, self.stop = n_rows * rank // world, n_rows * (rank + 1) // world
-
-    def __iter__(self):
-        return iter(range(self.start, self.stop))
-
-    def __len__(self):
-        return self.stop - self.start
-
-
-def shard_evaluation(loader, phase: str) -> None:
-    """Give this rank its contiguous share of an evaluation loader (run under torchrun)."""
-    if loader is None or not _distributed():
-        return
-    world, rank = dist.get_world_size(), dist.get_rank()
-    if loader.sample_size < world:
-        raise ConfigError(f"the {phase} split has {loader.sample_size} rows for {world} processes; "
-                          f"use fewer processes (--nproc_per_node) or more users (eval_max_users)")
-    loader.batch_sampler.sampler = ContiguousShard(loader.sample_size, rank, world)
-
-
 def data_preparation(config, dataset):
     """RecBole's data_preparation; with ``eval_max_users`` the valid and test splits keep their first N users.
 
-    Under torchrun the valid and test loaders are sharded without repeats (see :class:`ContiguousShard`).
+    Under torchrun the valid and test loaders are sharded without repeats (:func:`shard_evaluation`).
     """
-    limit = config["eval_max_users"]
-    if limit and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
-        raise ConfigError(f"eval_max_users must be a positive integer or ~, not {limit!r}")
+    limit = positive_int(config["eval_max_users"], "eval_max_users", allow_none=True)
     _check_catalogue(config, dataset)
     build = dataset.build
 

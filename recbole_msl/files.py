@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 
 
@@ -24,3 +25,13 @@ def write_atomic(path: str, data: str | bytes) -> None:
 
 def write_json(path: str, data) -> None:
     write_atomic(path, json.dumps(data, indent=1, default=str) + "\n")
+
+
+def unique_path(path: str) -> str:
+    """``path`` with a random 6-hex tag before its extension, unused so far: runs started in the same
+    second (a job array) never write into each other's checkpoints."""
+    base, ext = os.path.splitext(path)
+    while True:
+        candidate = f"{base}-{secrets.token_hex(3)}{ext}"
+        if not os.path.exists(candidate) and not os.path.exists(candidate + "-last"):
+            return candidate

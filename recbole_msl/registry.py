@@ -1,4 +1,4 @@
-"""Model and trainer lookup: the plugin first, then RecBole (as RecBole-GNN does)."""
+"""Model and trainer lookup: the plugin first, then RecBole (as RecBole-GNN does), with the mixins every trainer gets."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import importlib
 from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 
-from .compat import safe_checkpoint_trainer
+from .compat import SafeCheckpointMixin
 from .errors import ConfigError
+from .trainer.capture import EvaluationRecordMixin
 
 PLUGIN_MODELS = {"llmmsl": "LLMMSL"}
 
@@ -33,9 +34,10 @@ def get_model(model_name: str):
 
 
 def get_trainer(model_type, model_name: str):
-    """Trainer class: ours for plugin models, RecBole's (with safe checkpoints) otherwise."""
+    """Trainer class: ours for plugin models; RecBole's otherwise, with safe checkpoints and evaluation records."""
     if is_plugin_model(model_name):
         from .trainer import LLMMSLTrainer
 
         return LLMMSLTrainer
-    return safe_checkpoint_trainer(recbole_get_trainer(model_type, model_name))
+    base = recbole_get_trainer(model_type, model_name)
+    return type(f"Recorded{base.__name__}", (EvaluationRecordMixin, SafeCheckpointMixin, base), {})

@@ -17,7 +17,7 @@ import recbole_msl  # noqa: F401  (installs the numpy aliases RecBole needs)
 def smol_tokenizer():
     from transformers import AutoTokenizer
 
-    from recbole_msl.backbone import default_llm_path
+    from recbole_msl.lm.backbone import default_llm_path
 
     folder, name = os.path.split(default_llm_path())
     return AutoTokenizer.from_pretrained(folder, gguf_file=name)
@@ -43,12 +43,61 @@ def tiny_llm_dir(tmp_path_factory, smol_tokenizer):
     return str(folder)
 
 
+def save_tiny(kind, tokenizer, folder) -> str:
+    """A 2-layer, 32-wide GPT-2 (fused c_attn, learned positions) or Qwen2 (GQA, q/k/v biases) saved to ``folder``."""
+    from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    common = {"vocab_size": len(tokenizer), "bos_token_id": tokenizer.bos_token_id,
+              "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.eos_token_id}
+    if kind == "gpt2":
+        model = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=1024, **common))
+    else:
+        model = Qwen2ForCausalLM(Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                             num_attention_heads=4, num_key_value_heads=2,
+                                             max_position_embeddings=1024, **common))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(smol_tokenizer, tmp_path_factory):
+    """``tiny_model_dir("gpt2" | "qwen2")``: the folder of a tiny model of that architecture (made once)."""
+    made = {}
+
+    def get(kind: str) -> str:
+        if kind not in made:
+            made[kind] = save_tiny(kind, smol_tokenizer, tmp_path_factory.mktemp(kind))
+        return made[kind]
+
+    return get
+
+
 @pytest.fixture(scope="session")
 def tiny_llm(tiny_llm_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(tiny_llm_dir, dtype=torch.float32).eval()
     return model, AutoTokenizer.from_pretrained(tiny_llm_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_llm_dir, tmp_path_factory):
+    """(result, overrides) of one 2-epoch LLMMSL run on ml-100k with the tiny backbone, shared by the tests."""
+    from recbole_msl import run
+
+    overrides = {"llm_path": tiny_llm_dir, "epochs": 2, "train_samples_per_epoch": 16, "train_batch_size": 8,
+                 "micro_batch_size": 4, "eval_max_users": 6, "num_beams": 10, "decode_batch_size": 3,
+                 "show_progress": False, "checkpoint_dir": str(tmp_path_factory.mktemp("saved"))}
+    return run("LLMMSL", "ml-100k", config_dict=overrides), overrides
+
+
+@pytest.fixture(scope="session")
+def trained_recommender(tiny_checkpoint):
+    from recbole_msl import Recommender
+
+    return Recommender(tiny_checkpoint[0]["saved_model_file"])
 
 
 @pytest.fixture

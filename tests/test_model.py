@@ -1,5 +1,7 @@
 """LLMMSL on ml-100k with the tiny backbone: losses, scoring and training against references."""
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -26,6 +28,22 @@ def setup(tiny_llm_dir, tmp_path_factory):
     model.eval()  # no LoRA dropout: deterministic forward passes
     batch = next(iter(train))[:6]
     return config, dataset, model, batch, valid
+
+
+@pytest.fixture(autouse=True)
+def restored(setup):
+    """Tests change the shared model (options, tau, LoRA weights, mode); each gets it back as it was."""
+    model = setup[2]
+    opts, tau, mode = dataclasses.replace(model.opts), model.tau, model.training
+    weights = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    yield model
+    model.opts, model.tau = opts, tau
+    model.train(mode)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name in weights:
+                param.copy_(weights[name])
+                param.grad = None
 
 
 def dense_inputs(model, batch):
@@ -60,10 +78,7 @@ def test_msl_loss_equals_dense_masked_cross_entropy(setup):
 def test_lml_loss_equals_hugging_face_label_loss(setup):
     _, _, model, batch, _ = setup
     model.opts.loss = "lml"
-    try:
-        total, count = model.loss_terms(batch)
-    finally:
-        model.opts.loss = "msl"
+    total, count = model.loss_terms(batch)
     losses, tokens = [], 0
     with torch.no_grad():
         for prompt, response, _ in dense_inputs(model, batch):
@@ -107,18 +122,13 @@ def test_training_step_moves_lora_only(setup):
 
 def test_ats_updates_tau_when_the_step_ends_from_each_samples_title_choice(setup):
     _, _, model, batch, _ = setup
-    saved = model.opts.adaptive_tau, model.tau, model.opts.ats_range, model.opts.ats_alpha
     model.opts.adaptive_tau, model.tau = True, 1.5
     model.opts.ats_range, model.opts.ats_alpha = (0.01, 50.0), 1.0  # see the raw estimate
     model.train()
-    try:
-        with torch.no_grad():
-            model.loss_terms(batch)
-        assert model.tau == 1.5  # a forward pass only collects statistics
-        record = model.end_ats_step()
-    finally:
-        model.eval()
-        model.opts.adaptive_tau, model.tau, model.opts.ats_range, model.opts.ats_alpha = saved
+    with torch.no_grad():
+        model.loss_terms(batch)
+    assert model.tau == 1.5  # a forward pass only collects statistics
+    record = model.end_ats_step()
     assert record["tau"] == 1.5 and record["tau_hat"] == min(max(record["tau_hat_raw"], 0.01), 50.0)
     # m: the mean over samples of each one's largest valid set (the title choice)
     largest = [max(len(v) for v in valid) for _, _, valid in dense_inputs(model, batch)]

@@ -9,7 +9,7 @@ import pytest
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from recbole_msl.prompt import DEFAULT_TEMPLATE, PromptBuilder, quote
+from recbole_msl.lm.prompt import DEFAULT_TEMPLATE, PromptBuilder, quote
 
 TITLES = [None, "Toy Story (1995)", 'He Said "Hi", Then Left', "Don't Look Now", "Amélie", "東京物語",
           "Война и мир", "Heat", "Sense, and Sensibility", "'Til There Was You", '"Quoted" Start', "12 Angry Men"]

@@ -17,18 +17,17 @@ import torch
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from recbole_msl.losses import (
+from recbole_msl.core.losses import (
     AtsEstimate,
     ats_estimate,
     ats_positions,
     ats_statistics,
     ats_update,
     lm_loss_terms,
-    masked_softmax_loss,
     masked_softmax_loss_terms,
 )
-from recbole_msl.prompt import DEFAULT_TEMPLATE, PromptBuilder, quote
-from recbole_msl.trie import TokenTrie
+from recbole_msl.core.trie import TokenTrie
+from recbole_msl.lm.prompt import DEFAULT_TEMPLATE, PromptBuilder, quote
 
 FAST = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                         HealthCheck.too_slow])
@@ -250,7 +249,6 @@ def test_msl_equals_an_independent_dense_computation(case, tau):
     assert bool((got >= -1e-4).all())  # a softmax probability is at most 1
     single = mask.sum(1) == 1
     assert bool((got[torch.tensor(single)].abs() < 1e-5).all())  # one valid token: certain, zero loss
-    torch.testing.assert_close(masked_softmax_loss(*as_tensors(logits, mask, target), tau), got.mean())
 
 
 @FAST

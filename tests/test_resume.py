@@ -13,9 +13,9 @@ import torch
 from safetensors.torch import load_file
 
 from recbole_msl import run
-from recbole_msl.checkpoint import load_resume_checkpoint
 from recbole_msl.cli import main
 from recbole_msl.errors import ConfigError
+from recbole_msl.trainer.resume import load_resume_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -118,14 +118,22 @@ def test_best_model_folder_is_not_a_resume_checkpoint(finished):
         load_resume_checkpoint(finished[0])
 
 
+def _only_error_line(capsys) -> str:
+    """The one ``error:`` line the CLI printed (last, after the loaders' progress bars), and no traceback."""
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and [line for line in lines if line.startswith("error")] == [lines[-1]]
+    return lines[-1]
+
+
 def test_cli_resume_errors_are_one_line(finished, tmp_path, capsys):
     _, last, cfg = finished
     copy = _copy(last, tmp_path)
     (copy / "trainer_state.safetensors").write_bytes(b"\0" * 64)
     base = ["--model=LLMMSL", "--dataset=ml-100k"] + [f"--{k}={v}" for k, v in cfg.items()]
     assert main(base + [f"--resume={copy}"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the loaders' progress bars
-    assert err.startswith("error: cannot resume") and "checksum" in err and "\n" not in err
+    err = _only_error_line(capsys)
+    assert err.startswith("error: cannot resume") and "checksum" in err
     assert main(base + [f"--resume={last}", "--learning_rate=0.5"]) == 2  # not the run it continues
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("error: ") and "learning_rate=0.0001" in err and "original settings" in err and "\n" not in err
+    err = _only_error_line(capsys)
+    assert err.startswith("error: ") and "learning_rate=0.0001" in err and "original settings" in err

@@ -4,7 +4,7 @@ import pytest
 
 from recbole_msl.errors import ConfigError
 from recbole_msl.item_text import read_item_texts, restore_leading_article
-from recbole_msl.prompt import DEFAULT_TEMPLATE, PromptBuilder
+from recbole_msl.lm.prompt import DEFAULT_TEMPLATE, PromptBuilder
 
 
 @pytest.mark.parametrize("raw, expected", [

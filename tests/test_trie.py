@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recbole_msl.trie import TokenTrie
+from recbole_msl.core.trie import TokenTrie
 
 EOS = 99
 

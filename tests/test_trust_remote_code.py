@@ -6,9 +6,9 @@ import shutil
 import pytest
 import torch
 
-from recbole_msl.backbone import load_backbone
 from recbole_msl.config import Config
 from recbole_msl.errors import ConfigError
+from recbole_msl.lm.backbone import load_backbone
 
 # Imported by transformers only if it trusts the folder's code: leaves a marker file behind, then fails.
 CUSTOM_CODE = """

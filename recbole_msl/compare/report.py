@@ -13,13 +13,11 @@ import datetime
 import io
 import json
 import math
-import os
 
 import numpy as np
 
-from ..files import write_atomic, write_json
-from .per_user import per_user_metrics
 from .stats import ALPHA, mean_std, paired_test
+from .user_metrics import per_user_metrics
 
 _PRETTY = {"recall": "Recall", "mrr": "MRR", "ndcg": "NDCG", "hit": "Hit", "precision": "Precision", "map": "MAP"}
 RESAMPLES = 10000
@@ -48,7 +46,7 @@ def _metric_names_and_topk(metrics: list[str]) -> tuple[list[str], list[int]]:
 
 
 def _per_user(record, metrics) -> dict | None:
-    encoded = record.get("per_user")
+    encoded = record.get("test_hits")
     if not encoded or not encoded.get("hits"):
         return None
     names, topk = _metric_names_and_topk(metrics)
@@ -70,8 +68,8 @@ def _gains(spec, by_run, metrics) -> tuple[dict, list[str]]:
         seeds = [s for s in spec.seeds if s in ok and s in ref_records]
         if not seeds:
             continue
-        mismatch = [s for s in seeds if (ok[s].get("per_user") or {}).get("fingerprint")
-                    != (ref_records[s].get("per_user") or {}).get("fingerprint")]
+        mismatch = [s for s in seeds if (ok[s].get("test_hits") or {}).get("fingerprint")
+                    != (ref_records[s].get("test_hits") or {}).get("fingerprint")]
         if mismatch:
             notes.append(f"{name} and {reference} were tested on different rows (seed {mismatch[0]}): "
                          f"no paired test; give both the same data settings")
@@ -112,7 +110,7 @@ def _summarise_run(run, records, metrics) -> dict:
         summary["peak_rss_mb"] = max(r.get("peak_rss_mb") or 0.0 for r in ok)
         cuda = [r.get("peak_cuda_mb") for r in ok if r.get("peak_cuda_mb") is not None]
         summary["peak_cuda_mb"] = max(cuda) if cuda else None
-        summary["test_rows"] = len((ok[0].get("per_user") or {}).get("users") or [])
+        summary["test_rows"] = len((ok[0].get("test_hits") or {}).get("users") or [])
     return summary
 
 
@@ -127,7 +125,7 @@ def build_report(spec, records: list[dict]) -> dict:
         summary = _summarise_run(run, by_run[run.name], metrics)
         summary["gains"] = gains.get(run.name, {})
         runs.append(summary)
-    fingerprints = {(r.get("per_user") or {}).get("fingerprint") for r in records if r.get("status") == "ok"}
+    fingerprints = {(r.get("test_hits") or {}).get("fingerprint") for r in records if r.get("status") == "ok"}
     fingerprints.discard(None)
     if len(fingerprints) > 1:
         notes.append("runs were not all tested on the same rows; compare their data settings")
@@ -140,7 +138,7 @@ def build_report(spec, records: list[dict]) -> dict:
         "source": spec.source, "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "metrics": metrics, "report_metrics": report_metrics, "alpha": ALPHA, "bootstrap_resamples": RESAMPLES,
         "same_test_rows": len(fingerprints) <= 1, "notes": notes, "runs": runs,
-        "records": [{k: v for k, v in r.items() if k != "per_user"} for r in records],
+        "records": [{k: v for k, v in r.items() if k != "test_hits"} for r in records],
     }
 
 
@@ -249,17 +247,3 @@ def to_csv(report: dict) -> str:
         row["cmd_args"] = " ".join(record.get("cmd_args") or [])
         writer.writerow(row)
     return out.getvalue()
-
-
-def write_outputs(report: dict, folder: str) -> dict:
-    """``<name>.md``, ``.csv``, ``.json`` and ``.png`` in the comparison's folder; returns their paths."""
-    from .chart import write_chart
-
-    base = os.path.join(folder, report["comparison"])
-    paths = {"markdown": base + ".md", "csv": base + ".csv", "json": base + ".json", "chart": base + ".png"}
-    write_atomic(paths["markdown"], to_markdown(report))
-    write_atomic(paths["csv"], to_csv(report))
-    write_json(paths["json"], report)
-    if not write_chart(report, paths["chart"]):
-        paths.pop("chart")
-    return paths

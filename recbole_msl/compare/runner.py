@@ -13,23 +13,26 @@ import ctypes
 import datetime
 import gc
 import logging
+import os
 import platform
 import time
 import traceback
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
+from ..files import write_atomic, write_json
 from . import store
+from .chart import write_chart
 from .memory import PeakMemory
-from .report import build_report, write_outputs
+from .report import build_report, to_csv, to_markdown
 from .spec import ComparisonSpec, RunSpec
 
 
 def one_line_error(err: BaseException) -> str:
     """The first line of an error, prefixed with its type unless it is our own ConfigError."""
-    text = (str(err).strip().splitlines() or [""])[0]
-    return text if isinstance(err, ConfigError) else f"{type(err).__name__}: {text}".rstrip(": ")
+    text = first_line(err)
+    return text if isinstance(err, ConfigError) or text == type(err).__name__ else f"{type(err).__name__}: {text}"
 
 
 def _reset_logging() -> None:
@@ -71,7 +74,7 @@ def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], data
         try:
             result = run_one(run.model, dataset, config_file_list=run.config_files,
                              config_dict={**run.config, "seed": seed}, saved=True, cmd_args=cmd_args,
-                             dataset_cache=dataset_cache, per_user=True)
+                             dataset_cache=dataset_cache, keep_test_hits=True)
         except KeyboardInterrupt:
             raise
         except Exception as err:  # noqa: BLE001 - a failing run must not stop the others
@@ -93,11 +96,23 @@ def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], data
             data_s=round(timings["data_s"], 2), model_load_s=round(timings["model_load_s"], 2),
             trainable_parameters=int(result["trainable_parameters"]), valid_metric=result.get("valid_metric"),
             saved_model_file=result.get("saved_model_file"), tau_trace=result.get("tau_trace"),
-            per_user=result.get("test_per_user"))
+            test_hits=result.get("test_hits"))
     record["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
     del result
     _free_memory()
     return record
+
+
+def write_outputs(report: dict, folder: str) -> dict:
+    """``<name>.md``, ``.csv``, ``.json`` and ``.png`` in the comparison's folder; returns their paths."""
+    base = os.path.join(folder, report["comparison"])
+    paths = {"markdown": base + ".md", "csv": base + ".csv", "json": base + ".json", "chart": base + ".png"}
+    write_atomic(paths["markdown"], to_markdown(report))
+    write_atomic(paths["csv"], to_csv(report))
+    write_json(paths["json"], report)
+    if not write_chart(report, paths["chart"]):
+        paths.pop("chart")
+    return paths
 
 
 def run_comparison(spec: ComparisonSpec, cmd_args=(), results_dir: str | None = None, echo=print):

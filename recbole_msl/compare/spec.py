@@ -18,6 +18,7 @@ import re
 
 import yaml
 
+from ..config import PROPERTIES_DIR, profile_file
 from ..errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -72,8 +73,6 @@ def parse_seeds(text) -> list[int]:
 
 
 def resolve_config_file(path: str, base_dir: str | None) -> str:
-    from ..config import PROPERTIES_DIR
-
     candidates = [path] if os.path.isabs(path) else (
         [os.path.join(base_dir, path)] if base_dir else []) + [path, os.path.join(os.path.dirname(PROPERTIES_DIR), path)]
     for candidate in candidates:
@@ -81,16 +80,6 @@ def resolve_config_file(path: str, base_dir: str | None) -> str:
             return os.path.abspath(candidate)
     raise ConfigError(f"config file {path} does not exist; give a path relative to the comparison file or the "
                       f"working directory")
-
-
-def _profile_file(name: str) -> str:
-    from ..config import PROPERTIES_DIR
-
-    path = os.path.join(PROPERTIES_DIR, "profiles", f"{name}.yaml")
-    if not os.path.isfile(path):
-        known = sorted(f[:-5] for f in os.listdir(os.path.join(PROPERTIES_DIR, "profiles")) if f.endswith(".yaml"))
-        raise ConfigError(f"unknown profile {name!r}; use one of {', '.join(known)}")
-    return path
 
 
 def _as_list(value, what: str) -> list:
@@ -129,8 +118,6 @@ def check_reference(spec: ComparisonSpec) -> None:
 
 def comparison_file(name_or_path: str) -> str:
     """A YAML path as given, or the name of a shipped comparison (``properties/comparisons/<name>.yaml``)."""
-    from ..config import PROPERTIES_DIR
-
     if os.path.isfile(name_or_path):
         return name_or_path
     shipped = os.path.join(PROPERTIES_DIR, "comparisons", f"{name_or_path}.yaml")
@@ -171,7 +158,7 @@ def load_spec(name_or_path: str) -> ComparisonSpec:
         if unknown:
             raise ConfigError(f"comparison file {path}: run {i + 1} has unknown key {min(unknown)!r}; "
                               f"allowed: {', '.join(sorted(_RUN_KEYS))}")
-        files = shared_files + [_profile_file(p) for p in _as_list(entry.get("profiles"), "profiles")]
+        files = shared_files + [profile_file(p) for p in _as_list(entry.get("profiles"), "profiles")]
         files += [resolve_config_file(p, base) for p in _as_list(entry.get("config_files"), "config_files")]
         runs.append(RunSpec(name=str(entry.get("name") or entry["model"]), model=str(entry["model"]),
                             config_files=files, config={**shared, **_as_dict(entry.get("config"), "config")}))

@@ -1,59 +1,14 @@
-"""Each test user's ranked hits, kept so that two runs can be compared user by user.
+"""Each test user's metric values, recomputed from the ranked hits a run recorded.
 
-RecBole averages its top-k metrics over users and throws the per-user values away.
-A paired significance test needs them, so the test pass's ``rec.topk`` matrix (for
-each evaluated row: a 0/1 hit flag per rank, then the number of positives) is
-captured as it goes to the evaluator, and per-user metric values are recomputed
-from it with RecBole's own metric classes, so they average to RecBole's figures.
+The hits come from :func:`recbole_msl.trainer.capture.test_hits`; the values are computed with
+RecBole's own metric classes, so they average to RecBole's figures.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import inspect
 
 import numpy as np
-
-
-@contextlib.contextmanager
-def capture_topk(trainer):
-    """Within the block, remember the ``rec.topk`` matrix of every evaluation the trainer runs."""
-    captured = []
-    evaluate = trainer.evaluator.evaluate
-
-    def remembering(struct):
-        matrix = struct._data_dict.get("rec.topk")
-        if matrix is not None:
-            captured.append(matrix.detach().cpu().numpy().astype(np.int64))
-        return evaluate(struct)
-
-    trainer.evaluator.evaluate = remembering
-    try:
-        yield captured
-    finally:
-        trainer.evaluator.evaluate = evaluate
-
-
-def eval_rows(eval_data) -> tuple[list[str], list[str]]:
-    """(user token, target item token) of each evaluated row, in evaluation order."""
-    dataset = eval_data._dataset
-    uid, iid = dataset.uid_field, dataset.iid_field
-    users = dataset.id2token(uid, dataset.inter_feat[uid].numpy())
-    items = dataset.id2token(iid, dataset.inter_feat[iid].numpy())
-    return [str(u) for u in users], [str(i) for i in items]
-
-
-def split_fingerprint(users: list[str], items: list[str]) -> str:
-    """A short hash of the evaluated (user, target) rows: equal fingerprints mean the same test set."""
-    digest = hashlib.sha1("\n".join(f"{u}\t{i}" for u, i in zip(users, items)).encode("utf-8"))
-    return digest.hexdigest()[:16]
-
-
-def encode_hits(topk_matrix: np.ndarray) -> dict:
-    """Compact JSON form of a ``rec.topk`` matrix: one '0'/'1' string per row, plus positives."""
-    hits, pos_len = topk_matrix[:, :-1], topk_matrix[:, -1]
-    return {"hits": ["".join("1" if h else "0" for h in row) for row in hits], "pos_len": pos_len.tolist()}
 
 
 def decode_hits(encoded: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -35,11 +35,6 @@ def masked_softmax_loss_terms(valid_logits: torch.Tensor, valid_mask: torch.Tens
     return tau * (torch.logsumexp(scaled, dim=1) - positive)
 
 
-def masked_softmax_loss(valid_logits, valid_mask, target_index, tau: float) -> torch.Tensor:
-    """Mean MSL over positions; callers pass only positions with more than one valid token."""
-    return masked_softmax_loss_terms(valid_logits, valid_mask, target_index, tau).mean()
-
-
 def lm_loss_terms(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """[P] full-vocabulary cross-entropy terms (the standard LML) for logits [P, V], targets [P]."""
     return F.cross_entropy(logits.float(), targets, reduction="none")

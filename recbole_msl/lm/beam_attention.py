@@ -25,11 +25,11 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from .kv_buffers import BufferedLayer
 
-NAME = "recbole_msl_shared_prompt"
+NAME = "recbole_msl_user_prompt"
 _UNSUPPORTED_CONFIG = ("sliding_window", "attn_logit_softcapping", "final_logit_softcapping", "alibi")
 
 
-class SharedPromptLayer(BufferedLayer):
+class UserPromptLayer(BufferedLayer):
     """One layer's cache: prompt keys/values per user [U, h, P, d], generated ones per beam row [R, h, G, d]."""
 
     def __init__(self, layer: DynamicLayer, prompt_mask: torch.Tensor):
@@ -55,10 +55,10 @@ class SharedPromptLayer(BufferedLayer):
         self._expose()
 
 
-class SharedPromptState:
+class UserPromptState:
     """What the attention function needs besides query/key/value: the layers and rows per user."""
 
-    def __init__(self, layers: list[SharedPromptLayer]):
+    def __init__(self, layers: list[UserPromptLayer]):
         self.layers = layers
         self.rows_per_user = 1
 
@@ -81,13 +81,13 @@ def supported(model, cache) -> bool:
 SUPPORTED_MODEL_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gpt2"}
 
 
-def shared_prompt_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+def user_prompt_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """Attention of one new token per row over its user's prompt block and its own generated block.
 
     query [R, H, 1, d]; key/value [R, h, g, d] (the generated block, this token included); rows are
     grouped by user, ``rows_per_user`` each. Returns ([R, 1, H, d], None) like transformers' sdpa.
     """
-    state: SharedPromptState = kwargs["shared_prompt"]
+    state: UserPromptState = kwargs["user_prompts"]
     layer = state.layers[module.layer_idx]
     rows, heads, _, dim = query.shape
     kv_heads = key.shape[1]
@@ -117,7 +117,7 @@ def shared_prompt_attention(module, query, key, value, attention_mask, scaling=N
 
 @contextlib.contextmanager
 def decoding_steps(model):
-    """Route the model's attention through :func:`shared_prompt_attention` inside the block."""
+    """Route the model's attention through :func:`user_prompt_attention` inside the block."""
     config = model.config
     previous = config._attn_implementation
     config._attn_implementation = NAME
@@ -127,5 +127,5 @@ def decoding_steps(model):
         config._attn_implementation = previous
 
 
-AttentionInterface.register(NAME, shared_prompt_attention)
+AttentionInterface.register(NAME, user_prompt_attention)
 AttentionMaskInterface.register(NAME, sdpa_mask)

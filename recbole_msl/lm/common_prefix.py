@@ -1,11 +1,11 @@
-"""Run the prompt prefix that a batch shares once, and reuse its KV cache for every sample.
+"""Run the prompt prefix common to a batch once, and reuse its KV cache for every sample.
 
 Every prompt starts with the same template and instruction (about 70 of ~160 tokens with the
 default template), and in a causal LM the hidden states and keys/values of a prefix depend on
 that prefix only. So a batch runs it once as a [1, p] sequence, repeats its cache B times, and
 runs only the [B, T - p] rest: the outputs equal the plain forward (up to float rounding), and
-gradients reach the shared prefix through the repeated cache. The one difference in training:
-LoRA dropout then draws one mask for the shared prefix instead of one per sample.
+gradients reach the common prefix through the repeated cache. The one difference in training:
+LoRA dropout then draws one mask for the common prefix instead of one per sample.
 
 The prefix is found from the token ids (longest common prefix of the batch), so custom templates
 and chat formats are covered without any assumption about the template.
@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import torch
 
-MIN_SHARED_TOKENS = 4  # below this, the extra forward call costs more than it saves
+from ..core.batching import pad_rows
+from .hf_cache import cache_kwargs, cache_of
+
+MIN_COMMON_TOKENS = 4  # below this, the extra forward call costs more than it saves
 
 
-def shared_prefix_length(rows: list[list[int]], limit: int | None = None) -> int:
+def common_prefix_length(rows: list[list[int]], limit: int | None = None) -> int:
     """Longest common prefix of ``rows`` (at most ``limit`` tokens), leaving a token of each row after it."""
     if len(rows) < 2:
         return 0
@@ -27,7 +30,7 @@ def shared_prefix_length(rows: list[list[int]], limit: int | None = None) -> int
     length = 0
     while length < limit and all(r[length] == first[length] for r in rows):
         length += 1
-    return length if length >= MIN_SHARED_TOKENS else 0
+    return length if length >= MIN_COMMON_TOKENS else 0
 
 
 def can_share(model) -> bool:
@@ -38,24 +41,25 @@ def can_share(model) -> bool:
 def prefix_cache(model, prefix: list[int], copies: int, device, **kwargs):
     """Run ``prefix`` once; return (model output, its cache repeated ``copies`` times along the batch)."""
     out = model(input_ids=torch.tensor([prefix], device=device), use_cache=True, **kwargs)
-    cache = out.past_key_values
+    cache = cache_of(out)
     cache.batch_repeat_interleave(copies)
     return out, cache
 
 
-def decode_right_padded(decoder, rows: list[list[int]], pad, share: bool = True, limit: int | None = None):
-    """Last hidden states of right-padded ``rows`` with the shared prefix (at most ``limit`` tokens) run once.
+def decode_right_padded(decoder, rows: list[list[int]], pad_id: int, share: bool = True, limit: int | None = None):
+    """Last hidden states of ``rows`` (right-padded with ``pad_id``), their common prefix (at most ``limit``
+    tokens) run once.
 
-    ``pad(rows, left=False)`` returns (ids, mask) on the model's device. Returns
-    (hidden [B, T - p, d], p): position t of a row sits at column t - p.
+    Returns (hidden [B, T - p, d], p): position t of a row sits at column t - p.
     """
-    p = shared_prefix_length(rows, limit) if share and can_share(decoder) else 0
-    ids, mask = pad([r[p:] for r in rows], left=False)
+    p = common_prefix_length(rows, limit) if share and can_share(decoder) else 0
+    device = decoder.get_input_embeddings().weight.device
+    ids, mask = pad_rows([r[p:] for r in rows], pad_id, left=False, device=device)
     if not p:  # right padding sits after every real token, so the causal mask alone hides it
         return decoder(input_ids=ids, use_cache=False).last_hidden_state, 0
     _, cache = prefix_cache(decoder, rows[0][:p], len(rows), ids.device)
     full_mask = torch.cat([mask.new_ones(len(rows), p), mask], dim=1)
     positions = (p + torch.arange(ids.size(1), device=ids.device)).unsqueeze(0).expand(len(rows), -1)
-    out = decoder(input_ids=ids, attention_mask=full_mask, position_ids=positions, past_key_values=cache,
-                  use_cache=True)
+    out = decoder(input_ids=ids, attention_mask=full_mask, position_ids=positions, use_cache=True,
+                  **cache_kwargs(cache))
     return out.last_hidden_state, p

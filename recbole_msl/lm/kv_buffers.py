@@ -1,8 +1,8 @@
 """A KV-cache layer whose keys and values sit in preallocated buffers that appending writes into.
 
 Hugging Face's DynamicLayer concatenates the whole cache on every appended token; during beam
-search that copy dominates. Both decoding layouts (:class:`recbole_msl.decoding._BeamLayerCache`
-and :class:`recbole_msl.beam_attention.SharedPromptLayer`) keep their buffers here and differ only
+search that copy dominates. Both decoding layouts (:class:`recbole_msl.lm.cached_lm._BeamLayerCache`
+and :class:`recbole_msl.lm.beam_attention.UserPromptLayer`) keep their buffers here and differ only
 in what the buffers hold and how beams are reordered.
 """
 

@@ -11,7 +11,7 @@ title trie, and the ids the tokenizer gives the response after the prompt text.
 
 from __future__ import annotations
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 DEFAULT_TEMPLATE = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "

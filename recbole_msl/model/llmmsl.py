@@ -14,15 +14,12 @@ from __future__ import annotations
 import logging
 
 import torch
-import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
-from ..backbone import load_backbone, wrap_with_lora
-from ..decoding import CachedCausalLM, constrained_beam_search
-from ..errors import ConfigError
-from ..item_text import item_titles
-from ..losses import (
+from ..core.batching import pad_rows
+from ..core.beam_search import constrained_beam_search, title_scores, token_log_probs
+from ..core.losses import (
     ATS_STATISTICS_SIZE,
     ats_estimate,
     ats_positions,
@@ -31,9 +28,14 @@ from ..losses import (
     lm_loss_terms,
     masked_softmax_loss_terms,
 )
-from ..prompt import DEFAULT_TEMPLATE, PromptBuilder
-from ..shared_prefix import decode_right_padded, shared_prefix_length
-from ..trie import TokenTrie
+from ..core.trie import TokenTrie
+from ..errors import ConfigError
+from ..item_text import item_titles
+from ..lm.backbone import load_backbone, wrap_with_lora
+from ..lm.cached_lm import CachedCausalLM
+from ..lm.common_prefix import common_prefix_length, decode_right_padded
+from ..lm.head import head_logits
+from ..lm.prompt import DEFAULT_TEMPLATE, PromptBuilder
 from .options import FULL_RANKING_METRICS, LLMMSLOptions
 
 logger = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ class LLMMSL(SequentialRecommender):
         sequences, items = self.prompts.sequences()
         self.trie = TokenTrie.build(sequences, items, self.n_items).to(self.device)
         self.pad_id = self.tokenizer.pad_token_id
+        self.on_users_ranked = None  # progress callback: called with the number of users each decoding batch ranked
 
     def __str__(self):
         """A short summary instead of the full module tree of an LLM (RecBole logs str(model))."""
@@ -93,14 +96,7 @@ class LLMMSL(SequentialRecommender):
         return [s[:n][-self.opts.history_length:] for s, n in zip(seqs, lengths)]
 
     def _pad(self, rows: list[list[int]], left: bool):
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            span = slice(width - len(r), width) if left else slice(0, len(r))
-            ids[i, span] = torch.tensor(r, dtype=torch.long)
-            mask[i, span] = 1
-        return ids.to(self.device), mask.to(self.device)
+        return pad_rows(rows, self.pad_id, left, self.device)
 
     # ---------------------------------------------------- teacher forcing
     def _response_states(self, histories, targets):
@@ -112,7 +108,7 @@ class LLMMSL(SequentialRecommender):
         prompts = [self.prompts.prompt(h) for h in histories]
         responses = [self.prompts.response(t) for t in targets]
         hidden, shared = decode_right_padded(self.base.get_decoder(), [p + r[:-1] for p, r in zip(prompts, responses)],
-                                             self._pad, self.opts.share_prompt_prefix,
+                                             self.pad_id, self.opts.share_prompt_prefix,
                                              limit=min(len(p) for p in prompts) - 1)  # [B, T - shared, d]
 
         resp_len = torch.tensor([len(r) for r in responses], device=self.device)
@@ -126,25 +122,7 @@ class LLMMSL(SequentialRecommender):
 
     def _head(self, hidden, tokens=None):
         """LM-head logits of ``hidden`` [P, d]: all tokens ([P, V]), or only ``tokens`` [P, K] ([P, K])."""
-        head = self.base.get_output_embeddings()
-        if tokens is None or type(head) is not torch.nn.Linear:  # e.g. LoRA on lm_head: run the module
-            logits = self._finish_logits(head(hidden))
-            return logits if tokens is None else logits.gather(1, tokens)
-        unique, inverse = torch.unique(tokens, return_inverse=True)  # |U| <= vocab
-        sub = F.linear(hidden, head.weight[unique], None if head.bias is None else head.bias[unique])  # [P, |U|]
-        return self._finish_logits(sub).gather(1, inverse)
-
-    def _finish_logits(self, logits):
-        """Apply the elementwise output transforms some architectures put after the LM head."""
-        cfg = self.base.config
-        if getattr(cfg, "logit_scale", None) not in (None, 1, 1.0):
-            logits = logits * cfg.logit_scale
-        if getattr(cfg, "logits_scaling", None) not in (None, 1, 1.0):
-            logits = logits / cfg.logits_scaling
-        cap = getattr(cfg, "final_logit_softcapping", None)
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        return logits
+        return head_logits(self.base, hidden, tokens)
 
     def _valid_sets(self, nodes, targets):
         """Padded valid tokens of each node and the column of its target."""
@@ -203,9 +181,6 @@ class LLMMSL(SequentialRecommender):
         return total / max(count, 1)
 
     # ------------------------------------------------------------- scoring
-    def _length_norm(self, lengths):
-        return lengths.float() ** self.opts.length_penalty
-
     def predict(self, interaction):
         """Exact score of each (history, item) pair: the score beam search gives that title."""
         items = interaction[self.ITEM_ID].tolist()
@@ -216,35 +191,48 @@ class LLMMSL(SequentialRecommender):
             rows = known[start:start + self.opts.eval_micro_batch_size]
             hidden, targets, nodes, sample = self._response_states([histories[i] for i in rows],
                                                                     [items[i] for i in rows])
+            tokens, valid, target_index = self._valid_sets(nodes, targets)  # [P, D]
             if self.opts.renormalize:
-                tokens, valid, target_index = self._valid_sets(nodes, targets)
-                logits = self._head(hidden, tokens).float().masked_fill(~valid, float("-inf"))
-                log_probs = logits.log_softmax(-1).gather(1, target_index.unsqueeze(1)).squeeze(1)
-            else:
-                log_probs = self._head(hidden).float().log_softmax(-1).gather(1, targets.unsqueeze(1)).squeeze(1)
-            total = torch.zeros(len(rows), device=self.device).index_add_(0, sample, log_probs)
-            lengths = torch.bincount(sample, minlength=len(rows))
-            scores[torch.tensor(rows, device=self.device)] = total / self._length_norm(lengths)
+                log_probs = token_log_probs(self._head(hidden, tokens), valid, None)
+            else:  # the full-vocabulary softmax, as in the search
+                logits = self._head(hidden).float()  # [P, V]
+                log_probs = token_log_probs(logits.gather(1, tokens), valid, logits.logsumexp(-1, keepdim=True))
+            chosen = log_probs.gather(1, target_index.unsqueeze(1)).squeeze(1)  # [P]
+            scores[torch.tensor(rows, device=self.device)] = title_scores(chosen, sample, len(rows),
+                                                                          self.opts.length_penalty)
         return scores
 
     def full_sort_predict(self, interaction):
         """[B, n_items] scores from constrained beam search; items no beam reached get -inf."""
-        histories = self._histories(interaction)
+        return self.rank(self._histories(interaction))
+
+    def rank(self, histories: list[list[int]], exclude: list[list[int]] | None = None):
+        """[B, n_items] beam-search scores for item-id histories (oldest first); -inf for items not reached.
+
+        ``exclude`` (item ids per history) keeps those items out inside the search, so ``num_beams``
+        other titles come back; RecBole's evaluation excludes nothing (its sequential protocol, as for SASRec).
+        """
         scores = torch.full((len(histories), self.n_items), float("-inf"), device=self.device)
         step = self.opts.decode_batch_size
         for start in range(0, len(histories), step):
             chunk = histories[start:start + step]
             prompts = [self.prompts.prompt(h) for h in chunk]
-            shared = shared_prefix_length(prompts) if self.opts.share_prompt_prefix else 0
+            shared = common_prefix_length(prompts) if self.opts.share_prompt_prefix else 0
             ids, mask = self._pad([p[shared:] for p in prompts], left=True)
+            excluded = None if exclude is None else self.trie.excluded_nodes(exclude[start:start + step])
             beam_scores, leaves = constrained_beam_search(
                 CachedCausalLM(self.base), ids, mask, self.trie, self.opts.num_beams,
                 length_penalty=self.opts.length_penalty, renormalize=self.opts.renormalize,
-                prefix=prompts[0][:shared])
+                prefix=prompts[0][:shared], excluded=excluded)
             found = leaves >= 0  # [U, K]
             rows = torch.arange(len(chunk), device=self.device).unsqueeze(1).expand_as(leaves)[found]
             items, owner = self.trie.items_of_leaves(leaves[found])
             scores[start + rows[owner], items] = beam_scores[found][owner]
+            if exclude is not None:  # a kept title may also spell an excluded item
+                for row, items_out in enumerate(exclude[start:start + step]):
+                    scores[start + row, torch.as_tensor(list(items_out), dtype=torch.long)] = float("-inf")
+            if self.on_users_ranked is not None:
+                self.on_users_ranked(len(chunk))
         return scores
 
     def forward(self, item_seq, item_seq_len):  # pragma: no cover - RecBole contract, unused

@@ -5,34 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..validate import flag, number, positive_int
 
 # metrics that need a score for every item; beam search scores only the items it reaches
 FULL_RANKING_METRICS = {"auc", "gauc", "logloss", "mae", "rmse"}
-
-
-def _positive_int(config, key, default=None):
-    value = config[key] if config[key] is not None else default
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{key} must be a positive integer, not {value!r}")
-    return value
-
-
-def _flag(config, key, default: bool) -> bool:
-    value = config[key]
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key} must be True or False, not {value!r}")
-    return value
-
-
-def _number(config, key, low=None, high=None):
-    value = config[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{key} must be a number, not {value!r}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ConfigError(f"{key} must lie in [{low}, {high}], not {value!r}")
-    return float(value)
 
 
 @dataclass
@@ -60,32 +36,32 @@ class LLMMSLOptions:
         tau = config["tau"]
         adaptive = isinstance(tau, str) and tau.lower() == "ats"
         if not adaptive:
-            tau_value = _number(config, "tau", low=1e-6)
+            tau_value = number(config["tau"], "tau", low=1e-6)
         ats_range = config["ats_range"]
         if not (isinstance(ats_range, (list, tuple)) and len(ats_range) == 2
                 and all(isinstance(x, (int, float)) for x in ats_range) and 0 < ats_range[0] <= ats_range[1]):
             raise ConfigError(f"ats_range must be [low, high] with 0 < low <= high, not {ats_range!r}")
-        num_beams = _positive_int(config, "num_beams")
+        num_beams = positive_int(config["num_beams"], "num_beams")
         topk = config["topk"] or []
         if max(topk) > num_beams:
             raise ConfigError(f"topk {max(topk)} exceeds num_beams {num_beams}; raise num_beams to at least "
                               f"{max(topk)} or lower topk")
         max_len = config["max_seq_length"]
         if max_len is not None:
-            max_len = _positive_int(config, "max_seq_length")
+            max_len = positive_int(config["max_seq_length"], "max_seq_length")
         return cls(
             loss=loss,
             adaptive_tau=adaptive,
-            tau_init=_number(config, "ats_tau_init", low=1e-6) if adaptive else tau_value,
-            ats_eta=_number(config, "ats_eta", low=1e-9),
-            ats_alpha=_number(config, "ats_alpha", low=0.0, high=1.0),
+            tau_init=number(config["ats_tau_init"], "ats_tau_init", low=1e-6) if adaptive else tau_value,
+            ats_eta=number(config["ats_eta"], "ats_eta", low=1e-9),
+            ats_alpha=number(config["ats_alpha"], "ats_alpha", low=0.0, high=1.0),
             ats_range=(float(ats_range[0]), float(ats_range[1])),
             num_beams=num_beams,
-            length_penalty=_number(config, "length_penalty"),
+            length_penalty=number(config["length_penalty"], "length_penalty"),
             renormalize=bool(config["cbs_renormalize"]),
-            history_length=_positive_int(config, "MAX_ITEM_LIST_LENGTH"),
+            history_length=positive_int(config["MAX_ITEM_LIST_LENGTH"], "MAX_ITEM_LIST_LENGTH"),
             max_seq_length=max_len,
-            decode_batch_size=_positive_int(config, "decode_batch_size"),
-            eval_micro_batch_size=_positive_int(config, "eval_micro_batch_size"),
-            share_prompt_prefix=_flag(config, "share_prompt_prefix", default=True),
+            decode_batch_size=positive_int(config["decode_batch_size"], "decode_batch_size"),
+            eval_micro_batch_size=positive_int(config["eval_micro_batch_size"], "eval_micro_batch_size"),
+            share_prompt_prefix=flag(config["share_prompt_prefix"], "share_prompt_prefix", True),
         )

@@ -1,0 +1,176 @@
+"""Resume checkpoints: everything a run needs to continue after an epoch as if it had never stopped.
+
+``<saved>-last/`` is the adapter folder of :mod:`recbole_msl.trainer.checkpoint` plus
+``trainer_state.json`` (epoch, step, scheduler, early-stopping counters, best result, tau trace,
+the settings a continuation must share), ``trainer_state.safetensors`` (optimizer moments and
+every rank's RNG states as plain tensors) and ``manifest.json`` (SHA-256 of every file), so a
+truncated or edited file is refused before anything is loaded. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, first_line
+from .checkpoint import STATE_FILE, WEIGHTS_FILE, json_safe, save_checkpoint
+
+TRAINER_STATE_FILE = "trainer_state.json"
+TRAINER_TENSORS_FILE = "trainer_state.safetensors"
+MANIFEST_FILE = "manifest.json"
+RESUME_FORMAT = 2  # 2: tau_trace holds one record per optimizer step (tau used, ATS estimate)
+
+# Settings a resumed run must share with the run it continues, or it would not be the same run.
+FINGERPRINT_KEYS = ("model", "dataset", "seed", "epochs", "train_batch_size", "micro_batch_size",
+                    "train_samples_per_epoch", "learner", "learning_rate", "weight_decay", "warmup_ratio",
+                    "clip_grad_norm", "llm_loss", "tau", "lora_r", "lora_alpha", "lora_dropout",
+                    "lora_target_modules", "eval_step", "stopping_step", "valid_metric", "world_size")
+
+
+def fingerprint(config, world_size: int) -> dict:
+    return {key: json_safe(world_size if key == "world_size" else config[key]) for key in FINGERPRINT_KEYS}
+
+
+def check_fingerprint(folder: str, saved: dict, now: dict) -> None:
+    for key, value in now.items():
+        if key in saved and saved[key] != value:
+            raise ConfigError(f"cannot resume from {folder}: it was trained with {key}={saved[key]!r}, "
+                              f"this run has {key}={value!r}; resume with the original settings")
+
+
+# ------------------------------------------------------------------ RNG and optimizer state as tensors
+def rng_tensors(loader_generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """This process's RNG states (python, numpy, torch, CUDA, the loader's shuffle generator) as tensors."""
+    version, words, gauss = random.getstate()
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    local = {
+        "python": torch.tensor(list(words), dtype=torch.int64),
+        "python_gauss": torch.tensor([gauss is None, gauss or 0.0, version], dtype=torch.float64),
+        "numpy": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        "numpy_meta": torch.tensor([pos, has_gauss, cached], dtype=torch.float64),
+        "torch": torch.get_rng_state(),
+        "loader": loader_generator.get_state(),
+    }
+    if torch.cuda.is_available():
+        local["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
+    return local
+
+
+def restore_rng(tensors: dict, rank: int, loader_generator: torch.Generator) -> None:
+    """Put rank ``rank``'s saved RNG states back, so dropout and the next epoch's shuffle continue unchanged."""
+    def get(name):
+        return tensors[f"rng.{rank}.{name}"]
+
+    gauss = get("python_gauss").tolist()
+    random.setstate((int(gauss[2]), tuple(int(w) for w in get("python").tolist()), None if gauss[0] else gauss[1]))
+    pos, has_gauss, cached = get("numpy_meta").tolist()
+    np.random.set_state(("MT19937", get("numpy").numpy().astype(np.uint32), int(pos), int(has_gauss), cached))
+    torch.set_rng_state(get("torch"))
+    loader_generator.set_state(get("loader"))
+    if torch.cuda.is_available() and f"rng.{rank}.cuda" in tensors:
+        torch.cuda.set_rng_state_all(list(get("cuda")))
+
+
+def optimizer_state(optimizer) -> tuple[dict, dict, list]:
+    """(tensors ``optimizer.<param>.<slot>``, scalar slots, param groups) of an optimizer's state."""
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, slots in state["state"].items():
+        for name, value in slots.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{index}.{name}"] = value
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    return tensors, scalars, state["param_groups"]
+
+
+def load_optimizer_state(optimizer, trainer_state: dict, tensors: dict) -> None:
+    current = optimizer.state_dict()
+    slots: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            slots.setdefault(int(index), {})[name] = value
+    for index, values in trainer_state["optimizer_scalars"].items():
+        slots.setdefault(int(index), {}).update(values)
+    groups = []
+    for saved, now in zip(trainer_state["optimizer_groups"], current["param_groups"], strict=True):
+        groups.append({k: tuple(v) if isinstance(now.get(k), tuple) else v for k, v in saved.items()})
+    optimizer.load_state_dict({"state": slots, "param_groups": groups})
+
+
+# ------------------------------------------------------------------ the folder
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_resume_checkpoint(model, folder: str, state: dict, trainer_state: dict, tensors: dict) -> None:
+    """A loadable checkpoint plus the trainer's state, with a manifest of checksums, written atomically."""
+    from safetensors.torch import save_file
+
+    def extra(staging):
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+                  os.path.join(staging, TRAINER_TENSORS_FILE))
+        with open(os.path.join(staging, TRAINER_STATE_FILE), "w", encoding="utf-8") as f:
+            json.dump(json_safe({"format": RESUME_FORMAT, **trainer_state}), f, indent=1)
+        sums = {name: _sha256(os.path.join(staging, name)) for name in sorted(os.listdir(staging))}
+        with open(os.path.join(staging, MANIFEST_FILE), "w", encoding="utf-8") as f:
+            json.dump(sums, f, indent=1)
+
+    save_checkpoint(model, folder, state, extra)
+
+
+def _refuse(folder: str, why: str):
+    return ConfigError(f"cannot resume from {folder}: {why}; pass an intact <checkpoint>-last folder "
+                       f"(saved after every epoch) or start a new run without --resume")
+
+
+def _verified_manifest(folder: str) -> dict:
+    """The manifest's checksums, each checked against its file: catches truncation and edits."""
+    path = os.path.join(folder, MANIFEST_FILE)
+    if not os.path.isdir(folder):
+        raise _refuse(folder, "no such folder")
+    if not os.path.isfile(path):
+        raise _refuse(folder, f"no {MANIFEST_FILE}, so it is not a resume checkpoint")
+    try:
+        with open(path, encoding="utf-8") as f:
+            sums = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise _refuse(folder, f"{MANIFEST_FILE} is damaged") from None
+    needed = {WEIGHTS_FILE, STATE_FILE, TRAINER_STATE_FILE, TRAINER_TENSORS_FILE}
+    if not isinstance(sums, dict) or not needed <= set(sums):
+        raise _refuse(folder, f"{MANIFEST_FILE} does not list {sorted(needed)}")
+    for name, expected in sums.items():
+        file = os.path.join(folder, os.path.basename(str(name)))
+        if not os.path.isfile(file):
+            raise _refuse(folder, f"{name} is missing")
+        if _sha256(file) != expected:
+            raise _refuse(folder, f"{name} does not match its checksum (truncated or modified)")
+    return sums
+
+
+def load_resume_checkpoint(folder: str) -> tuple[dict, dict]:
+    """(trainer state, tensors) of a verified resume checkpoint; tensors are read with safetensors (no pickle)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = os.path.abspath(folder)
+    _verified_manifest(folder)
+    try:
+        with open(os.path.join(folder, TRAINER_STATE_FILE), encoding="utf-8") as f:
+            trainer_state = json.load(f)
+        tensors = load_file(os.path.join(folder, TRAINER_TENSORS_FILE))
+    except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError, OSError) as err:
+        raise _refuse(folder, f"unreadable state ({first_line(err)})") from None
+    if not isinstance(trainer_state, dict) or trainer_state.get("format") != RESUME_FORMAT:
+        raise _refuse(folder, f"unknown {TRAINER_STATE_FILE} format")
+    return trainer_state, tensors

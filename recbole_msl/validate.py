@@ -1,0 +1,36 @@
+"""Checks of single option values, each failing with a one-line error that names the option."""
+
+from __future__ import annotations
+
+from .errors import ConfigError
+
+
+def is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def positive_int(value, key: str, allow_none: bool = False):
+    """``value`` if it is an integer > 0 (or None when ``allow_none``); else a ConfigError."""
+    if value is None and allow_none:
+        return None
+    if not is_int(value) or value <= 0:
+        raise ConfigError(f"{key} must be a positive integer{' or ~' if allow_none else ''}, not {value!r}")
+    return value
+
+
+def flag(value, key: str, default: bool) -> bool:
+    """True/False (None gives ``default``); strings such as "no" are refused rather than read as True."""
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be True or False, not {value!r}")
+    return value
+
+
+def number(value, key: str, low: float | None = None, high: float | None = None) -> float:
+    """``value`` as a float within [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key} must be a number, not {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ConfigError(f"{key} must lie in [{low}, {high}], not {value!r}")
+    return float(value)
