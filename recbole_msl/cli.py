@@ -95,6 +95,14 @@ def _compare(argv: list[str], prog: str) -> int:
         check_reference(spec)
     else:
         spec = spec_from_models(args.model, args.dataset, files, seeds, args.reference)
+    if spec.curve:
+        from .compare.curve import curve_markdown, run_curve
+
+        report = run_curve(spec, cmd_args=extra, results_dir=args.results_dir)
+        print(curve_markdown(report["curves"], report["lines"]))
+        for kind, path in report["files"].items():
+            print(f"{kind:>8}: {path}")
+        return 0
     report = run_comparison(spec, cmd_args=extra, results_dir=args.results_dir)
     print(to_markdown(report))
     for kind, path in report["files"].items():

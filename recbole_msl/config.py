@@ -9,6 +9,7 @@ from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
 from .compat import install_numpy_aliases
+from .data_checks import sequential_load_col
 from .errors import ConfigError, first_line
 from .registry import get_model
 from .validate import is_int
@@ -215,3 +216,7 @@ class Config(RecBoleConfig):
                               f"use top-k metrics (Recall, NDCG, Hit, MRR, Precision, ...)")
         check_recbole_options(final)
         super()._set_default_parameters()
+        if final.get("MODEL_TYPE") == ModelType.SEQUENTIAL and "load_col" not in self.external_config_dict:
+            needed = sequential_load_col(self)  # RecBole's default for an unknown data set drops the timestamp
+            if needed is not None:
+                final["load_col"] = needed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import tempfile
 
 import numpy as np
@@ -15,11 +16,13 @@ from recbole.data import create_dataset as recbole_create_dataset
 from recbole.data import data_preparation as recbole_data_preparation
 from recbole.utils import ModelType
 
+from .data_checks import check_atomic_files
 from .errors import ConfigError, first_line
 from .trainer.distributed import is_distributed, rank, shard_evaluation
 from .validate import positive_int
 
 logger = logging.getLogger(__name__)
+DOWNLOAD_TIMEOUT_S = 60  # per network operation
 
 
 def _has_atomic_files(path: str, name: str) -> bool:
@@ -62,6 +65,8 @@ def download_dataset(config) -> None:
         created = _missing_folders(parent)  # removed again if the download fails
         os.makedirs(parent, exist_ok=True)
         staging = tempfile.mkdtemp(dir=parent, prefix=f".download-{name}-")
+        previous_timeout = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a network that drops packets would otherwise hang for ever
         try:
             archive = download_url(url, staging)
             extract_zip(archive, staging)
@@ -79,14 +84,18 @@ def download_dataset(config) -> None:
                     break
             raise ConfigError(f"data set {name} is not on disk and could not be downloaded from {url} "
                               f"({first_line(err)}); {where}") from None
+        finally:
+            socket.setdefaulttimeout(previous_timeout)
     if is_distributed():
         dist.barrier()
 
 
 def create_dataset(config):
-    """RecBole's create_dataset, after making sure the atomic files are there."""
+    """RecBole's create_dataset, after making sure the atomic files are there and hold nothing RecBole would
+    misread (:mod:`recbole_msl.data_checks`)."""
     if not _has_atomic_files(config["data_path"], config["dataset"]):
         download_dataset(config)
+    check_atomic_files(config)
     try:
         return recbole_create_dataset(config)
     except ValueError as err:
@@ -137,27 +146,76 @@ def _first_users(split, n_users: int):
     return split.copy(split.inter_feat[rows])
 
 
+def _sample(split, n: int, unit: str, seed: int):
+    """A fixed random sample of ``n`` users (all their rows) or ``n`` rows of an evaluation split, kept in order.
+
+    Users are drawn from the split's sorted user ids with their own generator, so the valid and test
+    splits of a leave-one-out split get the same users, whatever the run's seed.
+    """
+    users = split.inter_feat[split.uid_field]
+    generator = torch.Generator().manual_seed(seed)
+    if unit == "row":
+        rows = torch.randperm(len(users), generator=generator)[:n].sort().values
+    else:
+        ids = torch.unique(users)  # sorted
+        chosen = ids[torch.randperm(len(ids), generator=generator)[:n]]
+        rows = torch.isin(users, chosen).nonzero().squeeze(1)
+    return split.copy(split.inter_feat[rows])
+
+
+def _evaluation_subsets(config) -> dict:
+    """``{"valid": (kind, n), "test": (kind, n)}`` from eval_max_users / eval_sample_users (kind: first or sample)."""
+    limit = positive_int(config["eval_max_users"], "eval_max_users", allow_none=True)
+    sample = config["eval_sample_users"]
+    if limit and sample:
+        raise ConfigError("give either eval_max_users (the first N users) or eval_sample_users (a random sample), "
+                          "not both")
+    if limit:
+        return {"valid": ("first", limit), "test": ("first", limit)}
+    if sample is None:
+        return {}
+    if isinstance(sample, dict):
+        unknown = set(sample) - {"valid", "test"}
+        if unknown:
+            raise ConfigError(f"eval_sample_users takes a number or {{valid: N, test: M}}, not keys {sorted(unknown)}")
+        sizes = {k: positive_int(v, f"eval_sample_users.{k}", allow_none=True) for k, v in sample.items()}
+    else:
+        sizes = {"valid": positive_int(sample, "eval_sample_users"), "test": sample}
+    if config["eval_sample_unit"] not in ("user", "row"):
+        raise ConfigError(f"eval_sample_unit must be user or row, not {config['eval_sample_unit']!r}")
+    return {k: ("sample", n) for k, n in sizes.items() if n}
+
+
 def data_preparation(config, dataset):
-    """RecBole's data_preparation; with ``eval_max_users`` the valid and test splits keep their first N users.
+    """RecBole's data_preparation, keeping only part of the valid and test splits when asked to:
+    ``eval_max_users`` (the first N users, for smoke runs) or ``eval_sample_users`` (a fixed random sample).
 
     Under torchrun the valid and test loaders are sharded without repeats (:func:`shard_evaluation`).
     """
-    limit = positive_int(config["eval_max_users"], "eval_max_users", allow_none=True)
+    subsets = _evaluation_subsets(config)
+    unit, seed = config["eval_sample_unit"] or "user", int(config["eval_sample_seed"] or 0)
     _check_catalogue(config, dataset)
     build = dataset.build
 
     def build_checked():
         splits = build()
         _check_splits(config, splits)
-        if not limit or len(splits) != 3:
+        if not subsets or len(splits) != 3:
             return splits
-        train, valid, test = splits
-        return train, _first_users(valid, limit), _first_users(test, limit)
+        kept = list(splits)
+        for index, name in ((1, "valid"), (2, "test")):
+            if name in subsets:
+                kind, n = subsets[name]
+                before = len(kept[index])
+                kept[index] = _first_users(kept[index], n) if kind == "first" else _sample(kept[index], n, unit, seed)
+                what = f"the first {n} users" if kind == "first" else f"a random sample of {n} {unit}s (seed {seed})"
+                logger.warning(f"{name} metrics cover {len(kept[index])} of {before} rows: {what}")
+        return tuple(kept)
 
     dataset.build = build_checked
-    if limit:
-        logger.warning(f"eval_max_users={limit}: valid and test metrics cover only the first {limit} users "
-                       f"of each split (smoke-run setting, not comparable with full evaluations)")
+    if any(kind == "first" for kind, _ in subsets.values()):
+        logger.warning("eval_max_users: the first users of RecBole's order are not a random sample (a smoke-run "
+                       "setting; use eval_sample_users for figures)")
     train, valid, test = recbole_data_preparation(config, dataset)
     shard_evaluation(valid, "valid")
     shard_evaluation(test, "test")

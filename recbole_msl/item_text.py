@@ -8,13 +8,14 @@ separator and encoding settings and map item tokens to RecBole's internal ids.
 
 from __future__ import annotations
 
-import csv
+import logging
 import os
 import re
 
-import pandas as pd
-
+from .data_checks import header, read_columns
 from .errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 # "American President, The" -> "The American President"; trailing parentheses stay at the end.
 _ARTICLE = re.compile(
@@ -45,19 +46,27 @@ def read_item_texts(config, field: str) -> dict[str, str]:
                           f"with an '{field}' column or set item_text_field")
     sep = config["field_separator"] or "\t"
     encoding = config["encoding"] or "utf-8"
-    with open(path, encoding=encoding) as f:
-        header = f.readline().rstrip("\r\n").split(sep)
-    names = {h.split(":")[0]: h for h in header}
+    names = header(path, sep, encoding)
     iid = config["ITEM_ID_FIELD"]
     if field not in names:
         raise ConfigError(f"item_text_field '{field}' is not a column of {path} (columns: "
                           f"{', '.join(names)}); set item_text_field to one of them")
     if iid not in names:
         raise ConfigError(f"{path} has no '{iid}' column; it must list ITEM_ID_FIELD")
-    frame = pd.read_csv(path, sep=sep, usecols=[names[iid], names[field]], dtype=str, encoding=encoding,
-                        engine="python", quoting=csv.QUOTE_NONE, keep_default_na=False)
-    frame.columns = [iid if c == names[iid] else field for c in frame.columns]
-    return dict(zip(frame[iid], frame[field].str.rstrip("\r")))
+    frame = read_columns(path, [iid, field], sep, encoding)
+    frame[field] = frame[field].str.rstrip("\r")
+    repeated = frame[frame[iid].duplicated(keep=False)]
+    if len(repeated):
+        titles = repeated.groupby(iid)[field].nunique()
+        conflicting = titles[titles > 1]
+        if len(conflicting):
+            item = conflicting.index[0]
+            lines = [int(i) + 2 for i in repeated.index[repeated[iid] == item][:2]]
+            raise ConfigError(f"{len(conflicting)} items have several rows with different {field}s in {path} (e.g. "
+                              f"item {item} on lines {lines[0]} and {lines[1]}); keep one row per item")
+        logger.warning(f"{repeated[iid].nunique()} items appear on more than one line of {path} with the same "
+                       f"{field}; each is read once")
+    return dict(zip(frame[iid], frame[field]))
 
 
 def item_titles(config, dataset) -> list[str | None]:

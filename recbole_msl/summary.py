@@ -35,7 +35,7 @@ def tau_lines(trace: list[dict]) -> list[str]:
     if not raw:
         return [line + " (fixed)"]
     bound = sum(abs(r - c) > 1e-12 for r, c in raw)
-    return [line + f"; ATS estimate before the clamp {min(r for r, _ in raw):.3g} to {max(r for r, _ in raw):.3g}, "
+    return [line + f"; ATS estimate before the clamp {min(r for r, _ in raw):.3f} to {max(r for r, _ in raw):.3f}, "
                    f"clamped on {bound} of {len(raw)} steps"]
 
 

@@ -29,13 +29,14 @@ def history(users=range(1, 9), length=8):
     return [(u, u + k + 1, 1000 * u + k) for u in users for k in range(length)]
 
 
-def write_atomic(root, name, inter=None, items=None, item_header="item_id:token\ttitle:token_seq"):
-    """RecBole atomic files ``<root>/<name>/<name>.inter`` and ``.item`` (``items=False``: no .item file)."""
+def write_atomic(root, name, inter=None, items=None, item_header="item_id:token\ttitle:token_seq", times=True):
+    """RecBole atomic files ``<root>/<name>/<name>.inter`` and ``.item`` (``items=False``: no .item file;
+    ``times=False``: no timestamp column)."""
     folder = os.path.join(root, name)
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, f"{name}.inter"), "w", encoding="utf-8") as f:
-        f.write("user_id:token\titem_id:token\ttimestamp:float\n")
-        f.writelines(f"{u}\t{i}\t{t}\n" for u, i, t in (history() if inter is None else inter))
+        f.write("user_id:token\titem_id:token" + ("\ttimestamp:float\n" if times else "\n"))
+        f.writelines(f"{u}\t{i}" + (f"\t{t}\n" if times else "\n") for u, i, t in (history() if inter is None else inter))
     if items is not False:
         rows = [(i, f"Movie number {i}") for i in range(1, N_ITEMS + 1)] if items is None else items
         with open(os.path.join(folder, f"{name}.item"), "w", encoding="utf-8") as f:
@@ -149,6 +150,19 @@ CASES = [
                                               "--download_url=http://127.0.0.1:9/ghost.zip"],
      ["data set ghost is not on disk and could not be downloaded from http://127.0.0.1:9/ghost.zip",
       "put ghost.inter (and ghost.item) in RecBole's atomic format into"]),
+    ("no timestamp column for the time-ordered split", {"set": {"times": False}},
+     ["--dataset=set", "--load_col=<unset>", "--eval_args={'split': {'LS': 'valid_and_test'}, 'order': 'TO'}"],
+     ["set.inter has no timestamp column, which the time-ordered split (eval_args order: TO) needs",
+      "add a timestamp:float column, or split at random with eval_args: {order: RO}"]),
+    ("title beginning with a double quote", {"set": {"items": titled('"Til There Was You')}}, ["--dataset=set"],
+     ["line 4 of", "set.item: title begins with a double quote", "remove title from load_col"]),
+    ("one item, two different titles", {"set": {"items": titled("x") + [(3, "Another title")]}},
+     ["--dataset=set", "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}"],
+     ["1 items have several rows with different titles", "item 3 on lines 4 and 22", "keep one row per item"]),
+    ("blank and nan timestamps", {"set": {"inter": history()[:-2] + [(8, 15, ""), (8, 16, "nan")]}},
+     ["--dataset=set"],
+     ["2 interactions in", "have a blank or non-numeric timestamp (e.g. line 64: '')",
+      "RecBole would fill in the mean", "fix or drop those lines"]),
     ("prompt longer than max_seq_length", {"set": {}}, ["--dataset=set", "--max_seq_length=40"],
      ["does not fit the context of 40 tokens", "raise max_seq_length to at least"]),
     ("max_seq_length above the backbone's context", {"set": {}}, ["--dataset=set", "--max_seq_length=100000"],
@@ -221,11 +235,11 @@ def test_config_error_is_the_python_api_error(tiny_llm_dir, tmp_path):
     assert titles[dataset.field2token_id[dataset.iid_field]["3"]] == "Item 3"
 
 
-def _prepared(tmp_path, name, **files):
+def _prepared(tmp_path, name, load_col=None, **files):
     write_atomic(str(tmp_path), name, **files)
     config = Config(model="LLMMSL", dataset=name, config_dict={
         "data_path": str(tmp_path), "item_text_field": "title", "num_beams": 10,
-        "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "title"]}})
+        "load_col": load_col or {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "title"]}})
     dataset = create_dataset(config)
     return config, dataset
 
@@ -262,3 +276,27 @@ def test_interactions_of_items_without_title_row_are_dropped_by_recbole(tmp_path
     assert kept and all(int(dataset.id2token(dataset.iid_field, i)) <= 14 for i in kept)
     titles = item_titles(config, dataset)
     assert all(t for t in titles[1:])
+
+
+@pytest.mark.parametrize("model", ["LLMMSL", "SASRec"])
+def test_own_data_set_with_only_item_text_field_runs(model, tiny_llm_dir, tmp_path):
+    """An .inter with a timestamp and an .item, and no load_col: the sequential split gets its timestamp."""
+    from recbole_msl import run
+
+    write_atomic(str(tmp_path), "own")
+    cfg = {"data_path": str(tmp_path), "item_text_field": "title", "llm_path": tiny_llm_dir, "epochs": 1,
+           "train_batch_size": 8, "num_beams": 10, "eval_max_users": 3, "checkpoint_dir": str(tmp_path / "saved"),
+           "show_progress": False, "show_examples": 0, "MAX_ITEM_LIST_LENGTH": 10}
+    if model == "SASRec":
+        cfg.update(hidden_size=16, inner_size=32, n_layers=1, n_heads=1)
+    result = run(model, "own", config_dict=cfg)
+    assert "ndcg@10" in result["test_result"]
+
+
+def test_identical_repeated_item_rows_are_read_once_with_a_warning(tmp_path, caplog):
+    config, dataset = _prepared(tmp_path, "twice", items=titled("x") + [(5, "Movie number 5")],
+                                load_col={"inter": ["user_id", "item_id", "timestamp"]})
+    with caplog.at_level(logging.WARNING):
+        titles = item_titles(config, dataset)
+    assert titles[dataset.field2token_id[dataset.iid_field]["5"]] == "Movie number 5"
+    assert any("1 items appear on more than one line" in r.getMessage() for r in caplog.records)

@@ -162,3 +162,21 @@ def test_recommender_refuses_a_string_history(trained_recommender):
         trained_recommender.recommend(["1"], topk=0)
     with pytest.raises(ConfigError, match="titles containing it: 1 \\(Toy Story"):
         trained_recommender.recommend(["Toy Story"])
+
+
+def test_evaluation_progress_bar_counts_users(tiny_checkpoint, capsys):
+    """The bar of a full-sort evaluation moves by users ranked (6 here), not by RecBole's batches of 64."""
+    from recbole_msl.config import Config
+    from recbole_msl.data import create_dataset, data_preparation
+    from recbole_msl.model.llmmsl import LLMMSL
+    from recbole_msl.trainer.llmmsl_trainer import LLMMSLTrainer
+
+    result, overrides = tiny_checkpoint
+    config = Config(model="LLMMSL", dataset="ml-100k", config_dict={**overrides, "show_progress": True})
+    train, valid, _ = data_preparation(config, create_dataset(config))
+    trainer = LLMMSLTrainer(config, LLMMSL(config, train._dataset))
+    trainer.eval_collector.data_collect(train)
+    capsys.readouterr()
+    trainer.evaluate(valid, model_file=result["saved_model_file"], show_progress=True)
+    err = capsys.readouterr().err
+    assert re.search(r"Evaluate.*6/6 \[.*user", err), err[-500:]

@@ -103,8 +103,8 @@ def test_report_table_csv_json_and_chart(tmp_path, monkeypatch):
         if line.startswith("| "):
             rows.setdefault(line.split(" | ")[0].strip("| "), line)
     assert "± " in rows["strong"] and "reference" in rows["ref"]
-    assert ", significant)" in rows["strong"]  # 0.6 vs 0.2 hit rate over 400 users
-    assert "not significant" in rows["same"]
+    assert ", significant; detectable at 80% power: ±" in rows["strong"]  # 0.6 vs 0.2 hit rate, 400 users
+    assert "not significant; detectable at 80% power: ±" in rows["same"]  # "not significant" comes with its power
     assert "failed (seeds 1, 2, 3): lora_r must be a positive integer, not -1" in rows["broken"]
     assert "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB" in rows["oom"]
     assert "more detail" not in markdown  # one-line errors
@@ -219,6 +219,9 @@ def test_shipped_comparisons_parse():
     assert {"ml-100k-cpu", "ml-1m-cpu", "amazon-books-cpu", "amazon-books-gpu"} <= set(names)
     for name in names:
         spec = load_spec(name)
+        if spec.curve:  # a learning curve or a settings search: validation only, no paired test
+            assert all(p % 256 == 0 for p in spec.curve) and "LLMMSL" in {r.model for r in spec.runs}
+            continue
         assert spec.reference in spec.run_names()
         assert {"LLMMSL", "SASRec"} <= {r.model for r in spec.runs} or name.endswith("-tau")
 
@@ -253,3 +256,60 @@ def test_real_small_comparison(tmp_path, tiny_run_config, capsys):
     assert os.path.getsize(folder / "small.png") > 10_000
     assert main([f"--comparison={path}", f"--results_dir={tmp_path / 'res'}"]) == 0  # resumes: nothing to train
     assert capsys.readouterr().out.count("finished earlier, read back") == 3
+
+
+def test_minimal_detectable_difference_has_80_percent_power():
+    """A true mean difference equal to the reported figure is found (p < 0.05) in about 80% of repeats."""
+    from scipy import stats as scipy_stats
+
+    from recbole_msl.compare.stats import minimal_detectable_difference
+
+    rng = np.random.default_rng(0)
+    n, sd = 300, 0.2
+    mde = minimal_detectable_difference(rng.normal(0.0, sd, n))
+    assert mde == pytest.approx(2.8 * sd / np.sqrt(n), rel=0.1)
+    found = [scipy_stats.ttest_1samp(rng.normal(mde, sd, n), 0.0).pvalue < 0.05 for _ in range(2000)]
+    assert 0.76 < np.mean(found) < 0.84
+    test = paired_test(np.full(n, 0.1) + rng.normal(0, sd, n), np.full(n, 0.1), "ndcg@10")
+    assert test.detectable_relative == pytest.approx(test.detectable / 0.1)
+
+
+def test_learning_curve_evaluates_at_each_point_and_resumes(tmp_path, tiny_run_config, capsys):
+    """A curve file: LLMMSL is validated after 8 and 16 sequences in one run; GRU4Rec gives a line; a rerun
+    reads everything back; the standard error is the per-user one."""
+    shared = {k: v for k, v in tiny_run_config.items() if k not in ("llm_path", "eval_max_users", "epochs")}
+    spec = {"name": "curve", "dataset": "ml-100k", "curve": [8, 16],
+            "config": {**shared, "MAX_ITEM_LIST_LENGTH": 10, "train_samples_per_epoch": 8,
+                       "eval_sample_users": {"valid": 6}},
+            "runs": [{"name": "msl", "model": "LLMMSL", "config": {"llm_path": tiny_run_config["llm_path"]}},
+                     {"name": "gru", "model": "GRU4Rec",
+                      "config": {"embedding_size": 16, "hidden_size": 16, "train_batch_size": 2048, "epochs": 1}}]}
+    path = tmp_path / "curve.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["compare", f"--comparison={path}", f"--results_dir={tmp_path / 'res'}"]) == 0
+    printed = capsys.readouterr().out
+    assert "| msl | 8 |" in printed and "| msl | 16 |" in printed and "| gru (best valid) |" in printed
+    folder = tmp_path / "res" / "curve"
+    data = _read_json(folder / "curve.json")
+    points = data["curves"][0]["points"]
+    assert [p["sequences"] for p in points] == [8, 16] and all(p["stats"]["users"] == 6 for p in points)
+    record = _read_json(folder / "runs" / "curve-msl--seed2020.json")
+    values = per_user_metrics(record["points"][1]["valid_hits"], ["ndcg"], [10])["ndcg@10"]
+    assert points[1]["stats"]["ndcg@10"]["se"] == pytest.approx(values.std(ddof=1) / np.sqrt(6))
+    assert points[1]["valid"]["ndcg@10"] == pytest.approx(values.mean(), abs=1e-4)  # RecBole's own figure
+    assert points[1]["cpu_s"] > points[0]["cpu_s"] > 0
+    assert os.path.getsize(folder / "curve.png") > 10_000
+    assert main(["compare", f"--comparison={path}", f"--results_dir={tmp_path / 'res'}"]) == 0
+    assert "curve msl seed 2020: finished earlier" in capsys.readouterr().out
+
+
+def test_a_run_may_take_only_some_of_the_seeds(tmp_path, monkeypatch):
+    """MSL at a fixed tau on one seed beside three-seed runs: run once, paired with the reference on that seed."""
+    fake = FakeRuns()
+    monkeypatch.setattr("recbole_msl.quick_start.run", fake)
+    once = {**_run("once", hit_rate=0.4), "seeds": [2]}
+    spec = load_spec(_spec_file(tmp_path, [_run("ref", hit_rate=0.2), once]))
+    report = runner.run_comparison(spec, results_dir=str(tmp_path / "res"), echo=lambda *_: None)
+    assert sorted(fake.calls) == [("once", 2), ("ref", 1), ("ref", 2), ("ref", 3)]
+    row = next(r for r in report["runs"] if r["name"] == "once")
+    assert row["seeds_ok"] == [2] and row["gains"]["ndcg@10"]["seeds"] == [2]

@@ -1,6 +1,7 @@
 """Property files for data sets other than ml-100k, and reproducibility of a run."""
 
 import contextlib
+import copy
 import json
 import os
 import shutil
@@ -78,6 +79,36 @@ def test_eval_max_users_keeps_the_first_users_of_valid_and_test():
         users = small._dataset.inter_feat[dataset.uid_field].tolist()
         expected = list(dict.fromkeys(full._dataset.inter_feat[dataset.uid_field].tolist()))[:7]
         assert list(dict.fromkeys(users)) == expected
+
+
+def _users(loader, field) -> list[int]:
+    return loader._dataset.inter_feat[field].tolist()
+
+
+def test_eval_sample_users_is_a_fixed_random_sample_shared_by_runs():
+    loaded = create_dataset(Config(model="SASRec", dataset="ml-100k"))
+
+    def splits(extra):
+        config = Config(model="SASRec", dataset="ml-100k", config_dict=extra)
+        dataset = copy.deepcopy(loaded)  # one load; building the split changes the object
+        return dataset.uid_field, data_preparation(config, dataset)
+
+    uid, (train, valid, test) = splits({"eval_sample_users": 50})
+    _, (full_train, full_valid, _) = splits({})
+    assert train._dataset.inter_num == full_train._dataset.inter_num  # training data untouched
+    sample = _users(valid, uid)
+    assert len(sample) == len(set(sample)) == 50 and _users(test, uid) == sample  # the same users in both
+    everyone = _users(full_valid, uid)
+    assert set(sample) < set(everyone) and sample != everyone[:50]  # not the first users
+    assert sample == sorted(sample, key=everyone.index)  # in RecBole's order
+    _, (_, other_seed, _) = splits({"eval_sample_users": 50, "seed": 7})  # the run's seed does not move it
+    assert _users(other_seed, uid) == sample
+    _, (_, _, only_valid) = splits({"eval_sample_users": {"valid": 50}})
+    assert len(_users(only_valid, uid)) == len(everyone)  # test: every user
+    _, (_, rows, _) = splits({"eval_sample_users": 30, "eval_sample_unit": "row", "eval_sample_seed": 3})
+    assert len(_users(rows, uid)) == 30 and _users(rows, uid) != sample[:30]
+    with pytest.raises(ConfigError, match="either eval_max_users"):
+        splits({"eval_sample_users": 50, "eval_max_users": 5})
 
 
 @contextlib.contextmanager

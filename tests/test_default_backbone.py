@@ -30,3 +30,27 @@ def test_default_backbone_trains_evaluates_and_reloads(tmp_path):
     assert len(top) == 3 and all(title in titles for _, title, _ in top)  # real ml-100k titles
     assert [s for _, _, s in top] == sorted((s for _, _, s in top), reverse=True)
     assert top == recommender.recommend(["1", "50", "181"], topk=3)  # deterministic
+
+
+def test_gguf_cache_gives_the_same_weights_and_token_ids(tmp_path):
+    """The dequantised copy written on first load equals what the GGUF loader produces, tensor for tensor."""
+    import torch
+
+    from recbole_msl.lm.backbone import load_backbone
+    from recbole_msl.lm.prompt import DEFAULT_TEMPLATE
+
+    config = {"llm_path": None, "llm_dtype": "float32", "llm_load_in_bits": None, "trust_remote_code": False,
+              "gguf_cache": True, "gguf_cache_dir": str(tmp_path / "cache")}
+    direct, direct_tokenizer = load_backbone(config, torch.device("cpu"))  # from the GGUF; writes the cache
+    (folder,) = list((tmp_path / "cache").iterdir())
+    assert (folder / "model.safetensors").stat().st_size > 400e6
+    cached, cached_tokenizer = load_backbone(config, torch.device("cpu"))  # reads the cache
+    assert not getattr(cached.config, "quantization_config", None)  # plain weights, not the GGUF loader
+    ours, theirs = cached.state_dict(), direct.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    text = DEFAULT_TEMPLATE.format(instruction="Recommend.", input='Seen: "Amélie", "東京物語", "\'Til There Was You"')
+    assert cached_tokenizer(text)["input_ids"] == direct_tokenizer(text)["input_ids"]
+    assert (cached_tokenizer.eos_token_id, cached_tokenizer.bos_token_id, cached_tokenizer.pad_token_id) == (
+        direct_tokenizer.eos_token_id, direct_tokenizer.bos_token_id, direct_tokenizer.pad_token_id)
+    assert cached.config.tie_word_embeddings and cached.get_output_embeddings().weight is \
+        cached.get_input_embeddings().weight

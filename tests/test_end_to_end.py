@@ -118,7 +118,6 @@ def test_cli_variants_run(tiny_run_config, flags, capsys):
 @pytest.mark.parametrize("model, sizes", [
     ("SASRec", ["--hidden_size=16", "--inner_size=32", "--n_layers=1", "--n_heads=1"]),
     ("GRU4Rec", ["--embedding_size=16", "--hidden_size=16"]),
-    ("BERT4Rec", ["--hidden_size=16", "--inner_size=32", "--n_layers=1", "--n_heads=1"]),
 ])
 def test_recbole_models_run_through_the_same_entry_point(model, sizes, tmp_path, capsys):
     args = [f"--model={model}", "--dataset=ml-100k", "--epochs=1", "--MAX_ITEM_LIST_LENGTH=10",

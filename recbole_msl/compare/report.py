@@ -171,7 +171,12 @@ def fmt_gain(gain: dict | None) -> str:
     head = "n/a" if math.isnan(rel) else f"{rel * 100:+.1f}%"
     verdict = "significant" if gain["significant"] else "not significant"
     p_value = "p<0.001" if gain["bootstrap_p"] < 0.001 else f"p={gain['bootstrap_p']:.3f}"
-    return f"{head} ({diff:+.4f}, {p_value}, {verdict})"
+    detectable = gain.get("detectable")
+    if detectable is None or math.isnan(detectable):
+        return f"{head} ({diff:+.4f}, {p_value}, {verdict})"
+    relative = gain.get("detectable_relative", float("nan"))
+    mde = f"±{detectable:.4f}" + ("" if math.isnan(relative) else f" = ±{relative * 100:.0f}%")
+    return f"{head} ({diff:+.4f}, {p_value}, {verdict}; detectable at 80% power: {mde})"
 
 
 def _status(summary) -> str:
@@ -213,7 +218,8 @@ def to_markdown(report: dict) -> str:
     if ref and any(run["gains"] for run in report["runs"]):
         intro = (f"Relative gain over **{ref}** with a paired test over the same users (two-sided bootstrap, "
                  f"{report['bootstrap_resamples']:,} resamples; significant when p < {report['alpha']}; "
-                 f"t-test p-values and 95% intervals are in the JSON):")
+                 f"'detectable' is the smallest difference the test finds with 80% power with these users, from "
+                 f"their paired per-user differences; t-test p-values and 95% intervals are in the JSON):")
         lines += ["", intro, ""]
         header = ["Run"] + [pretty_metric(m) for m in metrics]
         lines.append("| " + " | ".join(header) + " |")
@@ -233,7 +239,7 @@ def to_csv(report: dict) -> str:
         valid_keys += [k for k in (record.get("valid") or {}) if k not in valid_keys]
     columns = (["run", "model", "seed", "status", "error"] + [f"test_{m}" for m in metrics]
                + [f"valid_{m}" for m in valid_keys]
-               + ["train_s", "valid_s", "eval_s", "wall_s", "data_s", "model_load_s", "trainable_parameters", "peak_rss_mb",
+               + ["train_s", "valid_s", "eval_s", "wall_s", "cpu_s", "data_s", "model_load_s", "trainable_parameters", "peak_rss_mb",
                   "peak_cuda_mb", "config", "config_files", "cmd_args", "saved_model_file", "log_file"])
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")

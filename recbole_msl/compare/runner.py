@@ -69,7 +69,7 @@ def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], data
               "config_files": run.config_files, "config": run.config, "cmd_args": list(cmd_args),
               "started": datetime.datetime.now().isoformat(timespec="seconds"), "host": platform.node()}
     _reset_logging()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with PeakMemory() as peak:
         try:
             result = run_one(run.model, dataset, config_file_list=run.config_files,
@@ -83,6 +83,7 @@ def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], data
             record.update(status="failed", error=one_line_error(err))
             result = None
     record["wall_s"] = round(time.perf_counter() - start, 2)
+    record["cpu_s"] = round(time.process_time() - cpu, 2)  # this process's CPU time: unaffected by pauses
     record["peak_rss_mb"], record["peak_cuda_mb"] = peak.rss_mb, peak.cuda_mb
     record["log_file"] = _log_file()
     if result is not None:
@@ -120,10 +121,12 @@ def run_comparison(spec: ComparisonSpec, cmd_args=(), results_dir: str | None = 
     cmd_args = list(cmd_args)
     folder = store.comparison_folder(results_dir or spec.results_dir, spec.name)
     dataset_cache: dict = {}
-    total = len(spec.seeds) * len(spec.runs)
+    total = sum(run.runs_with(seed) for seed in spec.seeds for run in spec.runs)
     done = 0
     for seed in spec.seeds:
         for run in spec.runs:
+            if not run.runs_with(seed):
+                continue
             done += 1
             signature = run.signature(spec.dataset, seed, cmd_args)
             old = store.read_record(folder, run.name, seed)
@@ -138,8 +141,8 @@ def run_comparison(spec: ComparisonSpec, cmd_args=(), results_dir: str | None = 
             store.write_record(folder, record)
             state = record["status"] if record["status"] == "ok" else f"failed: {record['error']}"
             echo(f"[{done}/{total}] {run.name} seed {seed}: {state} ({record['wall_s']:.0f} s)")
-    records = [r for r in (store.read_record(folder, run.name, seed) for seed in spec.seeds for run in spec.runs)
-               if r is not None]
+    records = [r for r in (store.read_record(folder, run.name, seed) for seed in spec.seeds for run in spec.runs
+                           if run.runs_with(seed)) if r is not None]
     report = build_report(spec, records)
     paths = write_outputs(report, folder)
     report["files"] = paths

@@ -23,8 +23,8 @@ from ..errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _SPEC_KEYS = {"name", "dataset", "seeds", "reference", "report_metrics", "config", "config_files", "runs",
-              "results_dir", "description"}
-_RUN_KEYS = {"name", "model", "config", "config_files", "profiles"}
+              "results_dir", "description", "curve"}
+_RUN_KEYS = {"name", "model", "config", "config_files", "profiles", "seeds"}
 
 
 @dataclasses.dataclass
@@ -33,6 +33,10 @@ class RunSpec:
     model: str
     config_files: list[str]
     config: dict
+    seeds: list[int] | None = None  # a subset of the comparison's seeds; None: all of them
+
+    def runs_with(self, seed: int) -> bool:
+        return self.seeds is None or seed in self.seeds
 
     def signature(self, dataset: str, seed: int, cmd_args: list[str]) -> str:
         """Changes whenever anything that shapes this run's result changes (files by content)."""
@@ -55,6 +59,7 @@ class ComparisonSpec:
     report_metrics: list[str] | None = None
     results_dir: str = "results"
     source: str | None = None  # the YAML it came from, if any
+    curve: list[int] | None = None  # a learning curve: validate LLM runs after these numbers of sequences
 
     def run_names(self) -> list[str]:
         return [r.name for r in self.runs]
@@ -161,16 +166,27 @@ def load_spec(name_or_path: str) -> ComparisonSpec:
         files = shared_files + [profile_file(p) for p in _as_list(entry.get("profiles"), "profiles")]
         files += [resolve_config_file(p, base) for p in _as_list(entry.get("config_files"), "config_files")]
         runs.append(RunSpec(name=str(entry.get("name") or entry["model"]), model=str(entry["model"]),
-                            config_files=files, config={**shared, **_as_dict(entry.get("config"), "config")}))
+                            config_files=files, config={**shared, **_as_dict(entry.get("config"), "config")},
+                            seeds=None if entry.get("seeds") is None else parse_seeds(entry["seeds"])))
     _check_names(runs)
     spec = ComparisonSpec(
         name=str(raw.get("name") or os.path.splitext(os.path.basename(path))[0]),
         dataset=str(raw["dataset"]), runs=runs, seeds=parse_seeds(raw.get("seeds", [2020])),
         reference=None if raw.get("reference") is None else str(raw["reference"]),
         report_metrics=[str(m).lower() for m in _as_list(raw.get("report_metrics"), "report_metrics")] or None,
-        results_dir=str(raw.get("results_dir") or "results"), source=os.path.abspath(path))
+        results_dir=str(raw.get("results_dir") or "results"), source=os.path.abspath(path),
+        curve=_curve_points(raw.get("curve"), path))
     check_reference(spec)
     return spec
+
+
+def _curve_points(value, path) -> list[int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, int) and v > 0 for v in value):
+        raise ConfigError(f"comparison file {path}: curve must be a list of positive sequence counts, e.g. "
+                          f"[256, 1024, 2048], not {value!r}")
+    return sorted(set(value))
 
 
 def spec_from_models(models: str, dataset: str, config_files: list[str] | None = None,

@@ -21,9 +21,8 @@ def record_path(folder: str, run: str, seed: int) -> str:
     return os.path.join(folder, "runs", f"{run}--seed{seed}.json")
 
 
-def read_record(folder: str, run: str, seed: int) -> dict | None:
-    """The stored record, or None if absent or unreadable (then the run is simply done again)."""
-    path = record_path(folder, run, seed)
+def read_json(path: str) -> dict | None:
+    """A stored JSON object, or None if absent or unreadable (then the work is simply done again)."""
     if not os.path.isfile(path):
         return None
     try:
@@ -32,6 +31,10 @@ def read_record(folder: str, run: str, seed: int) -> dict | None:
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
     return record if isinstance(record, dict) else None
+
+
+def read_record(folder: str, run: str, seed: int) -> dict | None:
+    return read_json(record_path(folder, run, seed))
 
 
 def write_record(folder: str, record: dict) -> str:

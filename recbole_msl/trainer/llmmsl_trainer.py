@@ -27,7 +27,7 @@ from torch.nn.utils import clip_grad_norm_
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from ..errors import ConfigError, first_line
+from ..errors import ConfigError
 from ..files import unique_path
 from ..validate import positive_int
 from . import distributed, resume
@@ -61,10 +61,7 @@ class LLMMSLTrainer(EvaluationRecordMixin, Trainer):
             raise ConfigError(f"train_batch_size {config['train_batch_size']} is not a multiple of the "
                               f"{self.world_size} processes; pick a multiple so the effective batch stays exact")
         self.warmup_ratio = float(config["warmup_ratio"] or 0.0)
-        self.scheduler = None
-        self.global_step = 0
-        self.valid_step = 0
-        self.stopped = False
+        self.scheduler, self.global_step, self.valid_step, self.stopped = None, 0, 0, False
         self.tau_trace: list[dict] = []  # per optimizer step: the tau it used and, under ATS, the estimate
 
     def _trainable(self):
@@ -136,9 +133,8 @@ class LLMMSLTrainer(EvaluationRecordMixin, Trainer):
     def _tau_note(self) -> dict:
         return {"tau": f"{self.model.tau:.4f}"} if self.model.opts.loss == "msl" else {}
 
-    # ----------------------------------------------------------------- fit loop
-    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
-        """RecBole's epoch loop plus a resume checkpoint (``<saved>-last``) after every epoch."""
+    def start(self, train_data) -> None:
+        """Before the first epoch: the schedule over all optimizer steps, then the resume state if asked for."""
         per_step = train_data.step  # this rank's share of train_batch_size
         steps_per_epoch = math.ceil(self._epoch_budget(train_data) / per_step)
         total = max(steps_per_epoch * self.epochs, 1)
@@ -146,6 +142,10 @@ class LLMMSLTrainer(EvaluationRecordMixin, Trainer):
         if self.config["resume"]:
             self.resume_checkpoint(self.config["resume"], train_data)
         self.eval_collector.data_collect(train_data)
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        """RecBole's epoch loop plus a resume checkpoint (``<saved>-last``) after every epoch."""
+        self.start(train_data)
         for epoch_idx in range(self.start_epoch, self.epochs):
             if self.stopped:
                 break
@@ -193,7 +193,6 @@ class LLMMSLTrainer(EvaluationRecordMixin, Trainer):
             self.logger.info(f"Finished training, best eval result in epoch {epoch_idx - self.cur_step * self.eval_step}")
         return stop
 
-    # -------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         folder = kwargs.pop("saved_model_file", self.saved_model_file)
         if self.rank == 0:
@@ -204,16 +203,10 @@ class LLMMSLTrainer(EvaluationRecordMixin, Trainer):
             dist.barrier()  # no rank reads the folder before rank 0 has renamed it into place
 
     def _model_state(self, epoch) -> dict:
-        return {
-            "model": self.config["model"],
-            "dataset": self.config["dataset"],
-            "epoch": epoch,
-            "global_step": self.global_step,
-            "best_valid_score": self.best_valid_score,
-            "other_parameter": self.model.other_parameter(),
-            "tau_trace": self.tau_trace,
-            "overrides": {k: v for k, v in self.config.external_config_dict.items() if k != "resume"},
-        }
+        overrides = {k: v for k, v in self.config.external_config_dict.items() if k != "resume"}
+        return {"model": self.config["model"], "dataset": self.config["dataset"], "epoch": epoch,
+                "global_step": self.global_step, "best_valid_score": self.best_valid_score,
+                "other_parameter": self.model.other_parameter(), "tau_trace": self.tau_trace, "overrides": overrides}
 
     @property
     def resume_folder(self) -> str:
@@ -223,20 +216,10 @@ class LLMMSLTrainer(EvaluationRecordMixin, Trainer):
         """Everything needed to continue after ``epoch`` as if never stopped, in ``<saved>-last``."""
         rng = resume.rng_tensors(train_data.generator)
         rng = distributed.gather_tensors(rng, self.device) if self.distributed else {f"0.{k}": v for k, v in rng.items()}
-        tensors, scalars, groups = resume.optimizer_state(self.optimizer)
+        state, tensors = resume.trainer_state(self, epoch)
         tensors.update({f"rng.{k}": v for k, v in rng.items()})
-        trainer_state = {
-            "epoch": epoch, "global_step": self.global_step, "cur_step": self.cur_step, "valid_step": self.valid_step,
-            "stopped": self.stopped, "best_valid_score": self.best_valid_score,
-            "best_valid_result": dict(self.best_valid_result) if self.best_valid_result is not None else None,
-            "best_model": self.saved_model_file, "best_model_saved": os.path.isdir(self.saved_model_file),
-            "train_loss_dict": {str(k): v for k, v in self.train_loss_dict.items()}, "tau_trace": self.tau_trace,
-            "scheduler": self.scheduler.state_dict(), "optimizer_groups": groups, "optimizer_scalars": scalars,
-            "fingerprint": resume.fingerprint(self.config, self.world_size),
-        }
         if self.rank == 0:
-            resume.save_resume_checkpoint(self.model, self.resume_folder, self._model_state(epoch), trainer_state,
-                                          tensors)
+            resume.save_resume_checkpoint(self.model, self.resume_folder, self._model_state(epoch), state, tensors)
             self.logger.info(set_color("Saving resume state", "blue") + f": {self.resume_folder}")
         if self.distributed:
             dist.barrier()
@@ -244,34 +227,7 @@ class LLMMSLTrainer(EvaluationRecordMixin, Trainer):
     def resume_checkpoint(self, resume_file, train_data=None):
         """Continue a run from its ``-last`` folder: weights, tau, optimizer, scheduler, counters, RNG."""
         folder = os.path.abspath(str(resume_file))
-        state, tensors = resume.load_resume_checkpoint(folder)
-        try:
-            resume.check_fingerprint(folder, state["fingerprint"], resume.fingerprint(self.config, self.world_size))
-            if f"rng.{self.rank}.torch" not in tensors:
-                raise ConfigError(f"cannot resume from {folder}: it holds no state for rank {self.rank}; "
-                                  f"resume with the number of processes it was saved with")
-            load_checkpoint(self.model, folder)
-            resume.load_optimizer_state(self.optimizer, state, tensors)
-            self.scheduler.load_state_dict(state["scheduler"])
-            self.start_epoch = int(state["epoch"]) + 1
-            self.global_step, self.cur_step = int(state["global_step"]), int(state["cur_step"])
-            self.valid_step, self.stopped = int(state["valid_step"]), bool(state["stopped"])
-            self.best_valid_score = float(state["best_valid_score"])
-            self.best_valid_result = state["best_valid_result"]
-            self.train_loss_dict = {int(k): v for k, v in state["train_loss_dict"].items()}
-            self.tau_trace = [dict(record) for record in state["tau_trace"]]
-            self.saved_model_file = state["best_model"]
-            if state["best_model_saved"] and not os.path.isdir(self.saved_model_file):
-                raise ConfigError(f"the best-model folder {self.saved_model_file} named by {folder} is missing; "
-                                  f"put it back or start a new run without --resume")
-            if train_data is not None:
-                resume.restore_rng(tensors, self.rank, train_data.generator)
-        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
-            if isinstance(err, ConfigError):
-                raise
-            raise ConfigError(f"cannot resume from {folder}: its training state does not fit this run "
-                              f"({type(err).__name__}: {first_line(err)}); "
-                              f"resume with the settings it was saved with or start a new run") from None
+        resume.restore_trainer(self, folder, train_data)
         self.logger.info(f"Resuming from {folder}: epoch {self.start_epoch}, step {self.global_step}, "
                          f"tau {self.model.tau}")
 

@@ -104,6 +104,57 @@ def load_optimizer_state(optimizer, trainer_state: dict, tensors: dict) -> None:
     optimizer.load_state_dict({"state": slots, "param_groups": groups})
 
 
+# ------------------------------------------------------------------ the trainer's counters
+def trainer_state(trainer, epoch: int) -> tuple[dict, dict]:
+    """(plain-data state, optimizer tensors) of an LLMMSL trainer after ``epoch``."""
+    tensors, scalars, groups = optimizer_state(trainer.optimizer)
+    best = trainer.best_valid_result
+    state = {
+        "epoch": epoch, "global_step": trainer.global_step, "cur_step": trainer.cur_step,
+        "valid_step": trainer.valid_step, "stopped": trainer.stopped, "best_valid_score": trainer.best_valid_score,
+        "best_valid_result": dict(best) if best is not None else None,
+        "best_model": trainer.saved_model_file, "best_model_saved": os.path.isdir(trainer.saved_model_file),
+        "train_loss_dict": {str(k): v for k, v in trainer.train_loss_dict.items()}, "tau_trace": trainer.tau_trace,
+        "scheduler": trainer.scheduler.state_dict(), "optimizer_groups": groups, "optimizer_scalars": scalars,
+        "fingerprint": fingerprint(trainer.config, trainer.world_size),
+    }
+    return state, tensors
+
+
+def restore_trainer(trainer, folder: str, train_data=None) -> None:
+    """Load a verified ``-last`` folder into ``trainer`` (its schedule already built); one-line errors."""
+    from .checkpoint import load_checkpoint
+
+    state, tensors = load_resume_checkpoint(folder)
+    try:
+        check_fingerprint(folder, state["fingerprint"], fingerprint(trainer.config, trainer.world_size))
+        if f"rng.{trainer.rank}.torch" not in tensors:
+            raise ConfigError(f"cannot resume from {folder}: it holds no state for rank {trainer.rank}; "
+                              f"resume with the number of processes it was saved with")
+        load_checkpoint(trainer.model, folder)
+        load_optimizer_state(trainer.optimizer, state, tensors)
+        trainer.scheduler.load_state_dict(state["scheduler"])
+        trainer.start_epoch = int(state["epoch"]) + 1
+        trainer.global_step, trainer.cur_step = int(state["global_step"]), int(state["cur_step"])
+        trainer.valid_step, trainer.stopped = int(state["valid_step"]), bool(state["stopped"])
+        trainer.best_valid_score = float(state["best_valid_score"])
+        trainer.best_valid_result = state["best_valid_result"]
+        trainer.train_loss_dict = {int(k): v for k, v in state["train_loss_dict"].items()}
+        trainer.tau_trace = [dict(record) for record in state["tau_trace"]]
+        trainer.saved_model_file = state["best_model"]
+        if state["best_model_saved"] and not os.path.isdir(trainer.saved_model_file):
+            raise ConfigError(f"the best-model folder {trainer.saved_model_file} named by {folder} is missing; "
+                              f"put it back or start a new run without --resume")
+        if train_data is not None:
+            restore_rng(tensors, trainer.rank, train_data.generator)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"cannot resume from {folder}: its training state does not fit this run "
+                          f"({type(err).__name__}: {first_line(err)}); "
+                          f"resume with the settings it was saved with or start a new run") from None
+
+
 # ------------------------------------------------------------------ the folder
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
