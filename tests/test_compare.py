@@ -76,7 +76,7 @@ def _spec_file(tmp_path, runs, seeds=(1, 2, 3), reference="ref"):
 def _no_full_gc(monkeypatch):
     """Between real runs the runner collects garbage to free the LLM; a full collection inside
     pytest's large heap costs seconds per fake run and is not what these tests check."""
-    monkeypatch.setattr(runner, "_free_memory", lambda: None)
+    monkeypatch.setattr(runner, "free_memory", lambda: None)
 
 
 def _run(name, **config):

@@ -605,7 +605,7 @@ def test_cli_prints_the_report_and_the_training_command(tmp_path, capsys):
     text = capsys.readouterr().out
     folder = os.path.join(out, "amazon2018-books")
     assert f"converted amazon2018 -> {folder}" in text and "titles: 1 of 1 items read have one (100.0 %)" in text
-    assert (f"train: python run_recbole_msl.py --model=LLMMSL --dataset=amazon2018-books --data_path={out} "
+    assert (f"train: recbole-msl train --model=LLMMSL --dataset=amazon2018-books --data_path={out} "
             f"--config_files={folder}/amazon2018-books.yaml") in text
 
 

@@ -17,12 +17,12 @@ import os
 import time
 
 import numpy as np
-import torch
 
 from ..errors import ConfigError
 from ..files import write_atomic, write_json
 from ..trainer.capture import ranked_hits
 from . import store
+from .runner import execute_run, free_memory
 from .user_metrics import per_user_metrics
 
 CURVE_METRICS = ("ndcg@10", "hit@10")
@@ -108,13 +108,12 @@ def curve_run(run, dataset: str, seed: int, points: list[int], cmd_args: list[st
         write_json(record_path, record)
     trainer._save_checkpoint(max(epochs) - 1, verbose=False)
     del model, trainer
-    torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    free_memory()
     return record
 
 
 def line_run(run, dataset: str, seed: int, cmd_args: list[str], folder: str, dataset_cache: dict, echo) -> dict:
     """A model that gives a horizontal line: its best validation result after a normal run."""
-    from .runner import execute_run
 
     signature = run.signature(dataset, seed, cmd_args)
     old = store.read_record(folder, run.name, seed)

@@ -48,7 +48,7 @@ def _log_file() -> str | None:
     return next((h.baseFilename for h in logging.getLogger().handlers if hasattr(h, "baseFilename")), None)
 
 
-def _free_memory() -> None:
+def free_memory() -> None:
     """Release the finished run's model before the next one, and hand freed heap back to the OS
     (glibc keeps it otherwise, and the next run's peak RSS would include it)."""
     gc.collect()
@@ -100,7 +100,7 @@ def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], data
             test_hits=result.get("test_hits"))
     record["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
     del result
-    _free_memory()
+    free_memory()
     return record
 
 

@@ -64,5 +64,5 @@ def benchmark_yaml(name: str, origin: str, command: str, domain: Domain, keep_un
 
 def train_command(out_dir: str, name: str, yaml_path: str, model: str = "LLMMSL") -> str:
     """The command that trains ``model`` on the converted files."""
-    return (f"python run_recbole_msl.py --model={model} --dataset={name} --data_path={shlex.quote(out_dir)} "
+    return (f"recbole-msl train --model={model} --dataset={name} --data_path={shlex.quote(out_dir)} "
             f"--config_files={shlex.quote(yaml_path)}")

@@ -52,7 +52,6 @@ class LLMMSL(SequentialRecommender):
         self.ats_pending = torch.zeros(ATS_STATISTICS_SIZE, dtype=torch.float64)  # this step's ATS sums
 
         self.titles = item_titles(config, dataset)
-        titles = self.titles
         backbone, self.tokenizer = load_backbone(config, self.device)
         self.llm = wrap_with_lora(backbone, config)
         window = getattr(backbone.config, "max_position_embeddings", None)
@@ -60,7 +59,7 @@ class LLMMSL(SequentialRecommender):
             raise ConfigError(f"max_seq_length {self.opts.max_seq_length} exceeds the backbone's context of {window} "
                               f"tokens; set max_seq_length to at most {window} (or ~ for the backbone's context)")
         context = self.opts.max_seq_length or window or 2048
-        self.prompts = PromptBuilder(self.tokenizer, titles, config["prompt_template"] or DEFAULT_TEMPLATE,
+        self.prompts = PromptBuilder(self.tokenizer, self.titles, config["prompt_template"] or DEFAULT_TEMPLATE,
                                      config["prompt_instruction"], config["prompt_input"], int(context))
         sequences, items = self.prompts.sequences()
         self.trie = TokenTrie.build(sequences, items, self.n_items).to(self.device)
