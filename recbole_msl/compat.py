@@ -16,6 +16,10 @@ Measured breaks and how each is handled:
   reads them with ``weights_only=True``.
 * ``get_model`` only looks in ``recbole.model``: :mod:`recbole_msl.registry` looks
   in the plugin first.
+* Importing RecBole's sequential models turns autograd anomaly detection on for
+  the whole process (``sine.py`` calls ``set_detect_anomaly(True)``): every later
+  training records a stack trace per op. :mod:`recbole_msl.registry` restores the
+  caller's setting after the lookup.
 * ``run_recbole`` runs ``get_flops``, which deep-copies the model: skipped for
   plugin models (an LLM would sit twice in memory).
 * With ``loss_type: CE`` RecBole demands ``train_neg_sample_args: ~``: our Config

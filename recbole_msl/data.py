@@ -169,7 +169,7 @@ def _evaluation_subsets(config) -> dict:
     sample = config["eval_sample_users"]
     if limit and sample:
         raise ConfigError("give either eval_max_users (the first N users) or eval_sample_users (a random sample), "
-                          "not both")
+                          "not both: add --eval_sample_users=~ (or eval_max_users: ~) to drop the one a profile set")
     if limit:
         return {"valid": ("first", limit), "test": ("first", limit)}
     if sample is None:

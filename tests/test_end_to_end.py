@@ -208,3 +208,29 @@ def test_adapter_loads_with_peft_outside_recbole(trained, tiny_llm_dir):
     assert saved.keys() == loaded.keys()
     assert all(torch.equal(saved[k], loaded[k]) for k in saved)
     assert any(bool(v.abs().sum()) for k, v in saved.items() if "lora_B" in k)  # trained, not the zero init
+
+
+def test_looking_up_a_recbole_model_leaves_autograd_anomaly_mode_as_it_was():
+    """RecBole's SINE module switches anomaly detection on when its package is imported (4x slower GRU steps)."""
+    import subprocess
+    import sys
+
+    from recbole_msl.registry import get_model
+
+    code = ("import sys, torch; from recbole_msl.registry import get_model; get_model('SASRec'); "
+            "print('recbole.model.sequential_recommender.sine' in sys.modules, torch.is_anomaly_enabled())")
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert fresh.stdout.split()[-2:] == ["True", "False"]  # SINE was imported, and its switch undone
+    torch.autograd.set_detect_anomaly(True)
+    try:
+        get_model("GRU4Rec")
+        assert torch.is_anomaly_enabled()  # a user's own setting is kept
+    finally:
+        torch.autograd.set_detect_anomaly(False)
+
+
+def test_last_epoch_is_validated_when_eval_step_does_not_divide_epochs(tiny_run_config):
+    """A profile's eval_step with a shorter --epochs still validates once and tests the adapter it chose."""
+    result = run("LLMMSL", "ml-100k", config_dict={**tiny_run_config, "eval_step": 3})  # 1 epoch
+    assert METRICS <= set(result["best_valid_result"])
+    assert os.path.isfile(os.path.join(result["saved_model_file"], "adapter_model.safetensors"))

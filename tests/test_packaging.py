@@ -59,7 +59,7 @@ def test_installed_command_trains_and_recommends_outside_the_checkout(installed,
     command = installed / "bin" / "recbole-msl"
     train = subprocess.run([str(command), "train", "--model=LLMMSL", "--dataset=ml-100k", "--profile=cpu",
                             f"--llm_path={tiny_llm_dir}", "--epochs=1", "--train_samples_per_epoch=8",
-                            "--train_batch_size=8", "--eval_max_users=3", "--log_wandb=False"],
+                            "--train_batch_size=8", "--eval_sample_users=3", "--log_wandb=False"],
                            cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
     assert train.returncode == 0, train.stderr[-3000:]
     checkpoint = re.search(r"checkpoint: (\S+)", train.stdout).group(1)

@@ -169,8 +169,8 @@ class LLMMSLTrainer(EvaluationRecordMixin, Trainer):
             if saved:
                 self._save_checkpoint(epoch_idx, verbose=verbose)
             return False
-        if (epoch_idx + 1) % self.eval_step:
-            return False
+        if (epoch_idx + 1) % self.eval_step and epoch_idx + 1 < self.epochs:
+            return False  # the last epoch is always validated, so a run shortened by --epochs still picks a model
         start = time()
         score, result = self._valid_epoch(valid_data, show_progress=show_progress)
         self.best_valid_score, self.cur_step, stop, update = early_stopping(
