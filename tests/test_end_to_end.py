@@ -211,7 +211,7 @@ def test_adapter_loads_with_peft_outside_recbole(trained, tiny_llm_dir):
 
 
 def test_looking_up_a_recbole_model_leaves_autograd_anomaly_mode_as_it_was():
-    """RecBole's SINE module switches anomaly detection on when its package is imported (4x slower GRU steps)."""
+    """RecBole's SINE module switches anomaly detection on when its package is imported (3.7x slower GRU steps)."""
     import subprocess
     import sys
 
