@@ -7,10 +7,9 @@ Metadata titles may hold HTML entities or markup, and some products appear on se
 from __future__ import annotations
 
 from .interactions import SourceData
-from .meta import parse_json, read_titles
 from .options import Option
-from .reading import Lines, require_file, stem
-from .reviews import read_json_reviews
+from .reading import stem
+from .reviews import read_amazon_json
 from .titles import clean_title
 
 HELP = "Amazon Reviews 2018: <Category>(_5).json(.gz) + meta_<Category>.json(.gz)"
@@ -28,13 +27,7 @@ def category(opts: dict) -> str:
 
 def read(opts: dict, clean=clean_title, progress=None) -> SourceData:
     """The category's interactions, and cleaned titles for the items they mention."""
-    reviews = require_file(opts["reviews"], "review file", _GET)
-    meta = require_file(opts["meta"], "metadata file", _GET)
-    review_lines = Lines(reviews, progress)
-    builder = read_json_reviews(review_lines, ("reviewerID", "asin", "overall", "unixReviewTime"), 1,
-                              "each line must be a 2018 review such as {\"reviewerID\": ..., \"asin\": ..., "
-                              "\"overall\": 5.0, \"unixReviewTime\": 1252800000} (2023 files: use amazon2023)")
-    meta_lines = Lines(meta, progress)
-    titles = read_titles(meta_lines, builder.items.codes, "asin", parse_json, clean,
-                         "each line must be a JSON object with 'asin' and 'title'")
-    return SourceData(builder.build(), titles, review_lines.lineno + meta_lines.lineno)
+    return read_amazon_json(opts, ("reviewerID", "asin", "overall", "unixReviewTime"), 1,
+                            "each line must be a 2018 review such as {\"reviewerID\": ..., \"asin\": ..., "
+                            "\"overall\": 5.0, \"unixReviewTime\": 1252800000} (2023 files: use amazon2023)",
+                            _GET, clean, progress)

@@ -7,10 +7,9 @@ whole seconds; rows within one second keep their millisecond order); products ar
 from __future__ import annotations
 
 from .interactions import SourceData
-from .meta import parse_json, read_titles
 from .options import Option
-from .reading import Lines, require_file, stem
-from .reviews import read_json_reviews
+from .reading import stem
+from .reviews import read_amazon_json
 from .titles import clean_title
 
 HELP = "Amazon Reviews 2023: <Category>.jsonl(.gz) + meta_<Category>.jsonl(.gz)"
@@ -29,13 +28,7 @@ def category(opts: dict) -> str:
 
 def read(opts: dict, clean=clean_title, progress=None) -> SourceData:
     """The category's interactions, and cleaned titles for the items they mention."""
-    reviews = require_file(opts["reviews"], "review file", _GET)
-    meta = require_file(opts["meta"], "metadata file", _GET)
-    review_lines = Lines(reviews, progress)
-    builder = read_json_reviews(review_lines, ("user_id", "parent_asin", "rating", "timestamp"), 1000,
-                              "each line must be a 2023 review such as {\"user_id\": ..., \"parent_asin\": ..., "
-                              "\"rating\": 5.0, \"timestamp\": 1588687728923} (2018 files: use amazon2018)")
-    meta_lines = Lines(meta, progress)
-    titles = read_titles(meta_lines, builder.items.codes, "parent_asin", parse_json, clean,
-                         "each line must be a JSON object with 'parent_asin' and 'title'")
-    return SourceData(builder.build(), titles, review_lines.lineno + meta_lines.lineno)
+    return read_amazon_json(opts, ("user_id", "parent_asin", "rating", "timestamp"), 1000,
+                            "each line must be a 2023 review such as {\"user_id\": ..., \"parent_asin\": ..., "
+                            "\"rating\": 5.0, \"timestamp\": 1588687728923} (2018 files: use amazon2018)",
+                            _GET, clean, progress)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import json.scanner
 
-from .interactions import BadToken, InteractionBuilder
-from .reading import Lines
+from .interactions import BadToken, InteractionBuilder, SourceData
+from .meta import parse_json, read_titles
+from .reading import Lines, require_file
 
 _SCAN = json.scanner.make_scanner(json.JSONDecoder())  # the C scanner json.loads ends in, minus 3 Python calls
 
@@ -54,3 +55,18 @@ def _record_error(lines: Lines, line: str, keys: tuple[str, ...], fix: str):
         return lines.error("is not a JSON object", fix)
     missing = [k for k in keys if k not in record]
     return lines.error(f"has no '{missing[0]}' (it needs {', '.join(keys)})", fix)
+
+
+def read_amazon_json(opts: dict, review_keys: tuple[str, str, str, str], time_divisor: float, review_fix: str,
+                     get: str, clean, progress) -> SourceData:
+    """A JSON-lines review file plus a JSON-lines metadata file (Amazon 2018 and 2023 differ only in their keys);
+    the item key of the reviews is also the metadata's."""
+    reviews = require_file(opts["reviews"], "review file", get)
+    meta = require_file(opts["meta"], "metadata file", get)
+    review_lines = Lines(reviews, progress)
+    builder = read_json_reviews(review_lines, review_keys, time_divisor, review_fix)
+    meta_lines = Lines(meta, progress)
+    item_key = review_keys[1]
+    titles = read_titles(meta_lines, builder.items.codes, item_key, parse_json, clean,
+                         f"each line must be a JSON object with '{item_key}' and 'title'")
+    return SourceData(builder.build(), titles, review_lines.lineno + meta_lines.lineno)
