@@ -95,15 +95,22 @@ def _compare(argv: list[str], prog: str) -> int:
         check_reference(spec)
     else:
         spec = spec_from_models(args.model, args.dataset, files, seeds, args.reference)
-    if spec.curve:
-        from .compare.curve import curve_markdown, run_curve
+    from .quick_start import RunInterrupted
 
-        report = run_curve(spec, cmd_args=extra, results_dir=args.results_dir)
-        print(curve_markdown(report["curves"], report["lines"]))
-        for kind, path in report["files"].items():
-            print(f"{kind:>8}: {path}")
-        return 0
-    report = run_comparison(spec, cmd_args=extra, results_dir=args.results_dir)
+    try:
+        if spec.curve:
+            from .compare.curve import curve_markdown, run_curve
+
+            report = run_curve(spec, cmd_args=extra, results_dir=args.results_dir)
+            print(curve_markdown(report))
+            for kind, path in report["files"].items():
+                print(f"{kind:>8}: {path}")
+            return 0
+        report = run_comparison(spec, cmd_args=extra, results_dir=args.results_dir)
+    except (KeyboardInterrupt, RunInterrupted):
+        print("\ninterrupted; run the same command again to continue: finished runs are read back and an "
+              "LLM run continues after its last finished epoch", file=sys.stderr)
+        return 130
     print(to_markdown(report))
     for kind, path in report["files"].items():
         print(f"{kind:>8}: {path}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import os
 
@@ -200,6 +201,19 @@ def test_bad_comparison_files_give_one_line_errors(tmp_path, runs, reference, me
         load_spec(_spec_file(tmp_path, runs, reference=reference))
 
 
+@pytest.mark.parametrize("curve, expected", [
+    ([1024, 0, 256, 256], [0, 256, 1024]), ([0], None), ([-256, 256], None), ([True, 256], None), ("256", None),
+])
+def test_curve_points_are_sequence_counts_with_zero_for_the_untrained_model(tmp_path, curve, expected):
+    path = tmp_path / "curve.yaml"
+    path.write_text(yaml.safe_dump({"dataset": "ml-100k", "curve": curve, "runs": [_run("a")]}))
+    if expected is None:
+        with pytest.raises(ConfigError, match=r"curve must be a list of sequence counts .* e\.g\. \[0, 256"):
+            load_spec(str(path))
+    else:
+        assert load_spec(str(path)).curve == expected
+
+
 def test_bad_comparison_arguments(tmp_path, capsys):
     with pytest.raises(ConfigError, match="distinct integers"):
         parse_seeds("1,1")
@@ -274,9 +288,63 @@ def test_minimal_detectable_difference_has_80_percent_power():
     assert test.detectable_relative == pytest.approx(test.detectable / 0.1)
 
 
-def test_learning_curve_evaluates_at_each_point_and_resumes(tmp_path, tiny_run_config, capsys):
+def test_an_interrupted_llm_run_continues_after_its_last_epoch_with_the_same_result(
+        tmp_path, tiny_run_config, capsys, monkeypatch):
+    """Ctrl-C in the second epoch of a comparison's LLMMSL run: the command says to run it again, the rerun
+    continues from the first epoch's resume folder (not from scratch), adds up both attempts' time and
+    ends where an uninterrupted run ends."""
+    from recbole_msl.trainer.llmmsl_trainer import LLMMSLTrainer
+
+    train_epoch, epochs_trained = LLMMSLTrainer._train_epoch, []
+
+    def counted(self, train_data, epoch_idx, *args, **kwargs):
+        epochs_trained.append(epoch_idx)
+        return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
+
+    def interrupted_in_second_epoch(self, train_data, epoch_idx, *args, **kwargs):
+        if epoch_idx == 1:
+            raise KeyboardInterrupt
+        return counted(self, train_data, epoch_idx, *args, **kwargs)
+
+    config = {**{k: v for k, v in tiny_run_config.items() if k != "eval_max_users"}, "epochs": 2,
+              "train_samples_per_epoch": 8, "eval_sample_users": 5, "show_examples": 0}
+    path = tmp_path / "cmp.yaml"
+    path.write_text(yaml.safe_dump({"dataset": "ml-100k", "seeds": [2020],
+                                    "runs": [{"name": "msl", "model": "LLMMSL", "config": config}]}))
+    args = ["compare", f"--comparison={path}"]
+    monkeypatch.setattr(LLMMSLTrainer, "_train_epoch", interrupted_in_second_epoch)
+    assert main(args + [f"--results_dir={tmp_path / 'res'}"]) == 130
+    assert "interrupted; run the same command again to continue" in capsys.readouterr().err
+    (first,) = glob.glob(str(tmp_path / "saved" / "msl--seed2020--*" / "spent.json"))
+    first_attempt = _read_json(first)
+    assert first_attempt["attempts"] == 1 and first_attempt["cpu_s"] > 0
+    monkeypatch.setattr(LLMMSLTrainer, "_train_epoch", counted)
+    assert main(args + [f"--results_dir={tmp_path / 'res'}"]) == 0
+    assert epochs_trained == [0, 1]  # epoch 0 in the first attempt, only epoch 1 in the second
+    resumed = _read_json(tmp_path / "res" / "cmp" / "runs" / "msl--seed2020.json")
+    assert resumed["resumed_from"].endswith("-last") and resumed["attempts"] == 2
+    assert resumed["cpu_s"] > first_attempt["cpu_s"]  # both attempts counted
+    assert not os.path.exists(first) and not os.path.exists(resumed["resumed_from"])  # a finished run forgets them
+    assert main(args + [f"--results_dir={tmp_path / 'whole'}"]) == 0  # uninterrupted, same seed, afresh
+    whole = _read_json(tmp_path / "whole" / "cmp" / "runs" / "msl--seed2020.json")
+    assert "resumed_from" not in whole and whole["attempts"] == 1
+    assert resumed["test"] == whole["test"] and resumed["valid"] == whole["valid"]
+    assert resumed["test_hits"]["hits"] == whole["test_hits"]["hits"]
+
+
+def test_learning_curve_evaluates_at_each_point_and_resumes(tmp_path, tiny_run_config, capsys, monkeypatch):
     """A curve file: LLMMSL is validated after 8 and 16 sequences in one run; GRU4Rec gives a line; a rerun
-    reads everything back; the standard error is the per-user one."""
+    reads everything back; the standard error is the per-user one. Adding 0 (untrained) later measures
+    only that point, and a curve with 0 from the start trains exactly as one without it."""
+    from recbole_msl.trainer.llmmsl_trainer import LLMMSLTrainer
+
+    train_epoch, epochs_trained = LLMMSLTrainer._train_epoch, []
+
+    def counted(self, train_data, epoch_idx, *args, **kwargs):
+        epochs_trained.append(epoch_idx)
+        return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
+
+    monkeypatch.setattr(LLMMSLTrainer, "_train_epoch", counted)
     shared = {k: v for k, v in tiny_run_config.items() if k not in ("llm_path", "eval_max_users", "epochs")}
     spec = {"name": "curve", "dataset": "ml-100k", "curve": [8, 16],
             "config": {**shared, "MAX_ITEM_LIST_LENGTH": 10, "train_samples_per_epoch": 8,
@@ -289,6 +357,7 @@ def test_learning_curve_evaluates_at_each_point_and_resumes(tmp_path, tiny_run_c
     assert main(["compare", f"--comparison={path}", f"--results_dir={tmp_path / 'res'}"]) == 0
     printed = capsys.readouterr().out
     assert "| msl | 8 |" in printed and "| msl | 16 |" in printed and "| gru (best valid) |" in printed
+    assert "| msl: 16 vs 8 sequences | ndcg@10 |" in printed and "| msl | 16 | 6 |" in printed  # paired test, precision
     folder = tmp_path / "res" / "curve"
     data = _read_json(folder / "curve.json")
     points = data["curves"][0]["points"]
@@ -301,6 +370,57 @@ def test_learning_curve_evaluates_at_each_point_and_resumes(tmp_path, tiny_run_c
     assert os.path.getsize(folder / "curve.png") > 10_000
     assert main(["compare", f"--comparison={path}", f"--results_dir={tmp_path / 'res'}"]) == 0
     assert "curve msl seed 2020: finished earlier" in capsys.readouterr().out
+    assert epochs_trained == [0, 1]
+
+    path.write_text(yaml.safe_dump({**spec, "curve": [0, 8, 16]}))
+    assert main(["compare", f"--comparison={path}", f"--results_dir={tmp_path / 'res'}"]) == 0
+    assert "| msl | 0 (untrained) |" in capsys.readouterr().out and epochs_trained == [0, 1]  # no training
+    added = _read_json(folder / "runs" / "curve-msl--seed2020.json")
+    assert [p["sequences"] for p in added["points"]] == [0, 8, 16] and added["points"][1:] == record["points"]
+    assert main(["compare", f"--comparison={path}", f"--results_dir={tmp_path / 'fresh'}"]) == 0
+    fresh = _read_json(tmp_path / "fresh" / "curve" / "runs" / "curve-msl--seed2020.json")
+    assert fresh["points"][0]["valid_hits"] == added["points"][0]["valid_hits"]  # untrained, before or after
+    assert [p["valid_hits"] for p in fresh["points"][1:]] == [p["valid_hits"] for p in record["points"]]
+    assert [p["valid"] for p in fresh["points"][1:]] == [p["valid"] for p in record["points"]]
+
+
+def _curve_point(sequences: int, rows: list[tuple[str, str, int]]) -> dict:
+    """A learning-curve point whose rows are (user, target, rank of the target or 0 for a miss)."""
+    hits = {"users": [u for u, _, _ in rows], "targets": [t for _, t, _ in rows],
+            "hits": ["".join("1" if r == i + 1 else "0" for i in range(10)) for _, _, r in rows],
+            "pos_len": [1] * len(rows)}
+    return {"sequences": sequences, "valid_hits": hits}
+
+
+def test_curve_tests_pair_rows_by_user_and_target_not_by_position():
+    """MSL and LML list the same users in different orders: the paired difference is the per-user one;
+    different users are reported as unpaired, never paired by position."""
+    from recbole_msl.compare.curve import curve_tests
+
+    rows_msl = [("1", "a", 1), ("2", "b", 0), ("3", "c", 3), ("3", "d", 0)]
+    rows_lml = [("3", "d", 2), ("3", "c", 0), ("1", "a", 0), ("2", "b", 5)]
+    msl = {"run": "msl", "seed": 1, "points": [_curve_point(8, rows_msl), _curve_point(16, rows_msl[:1] + [("2", "b", 1)] + rows_msl[2:])]}
+    lml = {"run": "lml", "seed": 1, "points": [_curve_point(8, rows_lml), _curve_point(16, rows_lml[:3])]}
+    tests = curve_tests([msl, lml])
+    at8 = next(t for t in tests if t["run"] == "lml" and t["sequences"] == 8 and t["metric"] == "hit@10")
+    assert at8["against"] == "msl" and at8["users"] == 4 and at8["difference"] == pytest.approx(0.0)
+    ndcg8 = next(t for t in tests if t["run"] == "lml" and t["sequences"] == 8 and t["metric"] == "ndcg@10")
+    by_hand = [0 - 1, 1 / np.log2(6) - 0, 0 - 1 / np.log2(4), 1 / np.log2(3) - 0]  # users 1, 2, 3c, 3d
+    assert ndcg8["difference"] == pytest.approx(np.mean(by_hand))
+    assert next(t for t in tests if t["run"] == "lml" and t["sequences"] == 16)["error"] == "different validation users"
+    learned = next(t for t in tests if t["kind"] == "last vs first point" and t["run"] == "msl" and t["metric"] == "hit@10")
+    assert (learned["sequences"], learned["from_sequences"], learned["difference"]) == (16, 8, pytest.approx(0.25))
+    assert curve_tests([lml, msl], reference="msl")[0]["against"] == "msl"
+
+
+def test_users_for_a_hit_rate_standard_error_of_one_fifth():
+    """The smallest n whose binomial standard error is at most a fifth of the rate, checked at n and n - 1."""
+    from recbole_msl.compare.curve import users_for_relative_se
+
+    for rate in (0.026, 0.06, 0.3):
+        n = users_for_relative_se(rate)
+        assert np.sqrt(rate * (1 - rate) / n) <= 0.2 * rate < np.sqrt(rate * (1 - rate) / (n - 1))
+    assert users_for_relative_se(0.026) == 937 and users_for_relative_se(0.0) is None
 
 
 def test_a_run_may_take_only_some_of_the_seeds(tmp_path, monkeypatch):

@@ -6,7 +6,9 @@ epoch, one learning-rate schedule over the whole run) and is evaluated on the va
 whenever the sequences seen reach a point; the other runs (SASRec, ...) train as usual and give a
 horizontal line at their best validation score. A resume folder is written after every epoch and
 each point's record as soon as it is measured, so an interrupted curve continues where it stopped.
-Every point stores each evaluated user's ranked hits, so its standard error is computed per user.
+Every point stores each evaluated user's ranked hits, so its standard error is computed per user
+and runs are compared user by user: the report pairs each run with the reference run at every
+point, and each run's last point with its first, and states how precise its last point is.
 """
 
 from __future__ import annotations
@@ -14,15 +16,18 @@ from __future__ import annotations
 import io
 import math
 import os
+import random
 import time
 
 import numpy as np
+import torch
 
 from ..errors import ConfigError
 from ..files import write_atomic, write_json
 from ..trainer.capture import ranked_hits
 from . import store
 from .runner import execute_run, free_memory
+from .stats import paired_test
 from .user_metrics import per_user_metrics
 
 CURVE_METRICS = ("ndcg@10", "hit@10")
@@ -42,15 +47,47 @@ def _point_stats(hits: dict, metrics=CURVE_METRICS) -> dict:
 
 
 def _epochs_for(points: list[int], per_epoch: int) -> list[int]:
+    """The epochs after which each positive point is measured (0, the untrained model, needs none)."""
     for p in points:
         if p % per_epoch:
             raise ConfigError(f"curve point {p} is not a multiple of train_samples_per_epoch {per_epoch}; "
                               f"choose points that are")
-    return [p // per_epoch for p in points]
+    return [p // per_epoch for p in points if p > 0]
+
+
+def _measure(trainer, model, valid_data, sequences: int, epoch: int) -> dict:
+    """One point: validation metrics, each user's ranked hits and per-user statistics, tau."""
+    valid = {k: float(v) for k, v in trainer.evaluate(valid_data, load_best_model=False).items()}
+    hits = ranked_hits(valid_data, trainer.last_topk)
+    return {"sequences": sequences, "epoch": epoch, "valid": valid, "stats": _point_stats(hits),
+            "tau": float(model.tau), "valid_hits": hits}
+
+
+def _untrained_point(trainer, model, valid_data, train_data) -> dict:
+    """The point at 0 sequences: the backbone with its fresh LoRA adapter (B = 0, so exactly the
+    backbone), measured before training or resuming. The RNG states are restored afterwards so the
+    training that follows is the same with or without this point."""
+    states = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        trainer.eval_collector.data_collect(train_data)  # what trainer.start does before any evaluation
+        point = _measure(trainer, model, valid_data, 0, 0)
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+    return point
+
+
+def _echo_point(echo, run_name: str, seed: int, point: dict) -> None:
+    stats = point["stats"]
+    echo(f"curve {run_name} seed {seed}: {point['sequences']} sequences, valid NDCG@10 "
+         f"{stats['ndcg@10']['mean']:.4f} ± {stats['ndcg@10']['se']:.4f}, Hit@10 "
+         f"{stats['hit@10']['mean']:.4f} ± {stats['hit@10']['se']:.4f} ({stats['users']} users)")
 
 
 def curve_run(run, dataset: str, seed: int, points: list[int], cmd_args: list[str], folder: str, echo) -> dict:
-    """Train one LLMMSL run to the last point, evaluating on validation at each point; resumable."""
+    """Train one LLMMSL run to the last point, evaluating on validation at each point; resumable.
+
+    The signature covers the positive points only: adding 0 (the untrained model) to a finished
+    curve measures that point and keeps the trained ones."""
     from recbole.utils import init_logger, init_seed
 
     from ..config import Config
@@ -59,7 +96,7 @@ def curve_run(run, dataset: str, seed: int, points: list[int], cmd_args: list[st
 
     record_path = store.record_path(folder, f"curve-{run.name}", seed)
     record = store.read_json(record_path) or {}
-    signature = run.signature(dataset, seed, cmd_args + [f"curve={points}"])
+    signature = run.signature(dataset, seed, cmd_args + [f"curve={[p for p in points if p > 0]}"])
     if record.get("signature") != signature:
         record = {"run": run.name, "model": run.model, "seed": seed, "signature": signature, "points": []}
     done = {p["sequences"] for p in record["points"]}
@@ -73,7 +110,8 @@ def curve_run(run, dataset: str, seed: int, points: list[int], cmd_args: list[st
         raise ConfigError("a learning curve needs train_samples_per_epoch (sequences per epoch) in the run's config")
     epochs = _epochs_for(points, per_epoch)
     last = os.path.join(folder, "curves", f"{run.name}--seed{seed}")  # the run's checkpoints
-    resume = last + "-last" if record["points"] and os.path.isdir(last + "-last") else None
+    trained = [p for p in record["points"] if p["sequences"] > 0]
+    resume = last + "-last" if trained and os.path.isdir(last + "-last") else None
     config = Config(model=run.model, dataset=dataset, config_file_list=run.config_files, cmd_args=cmd_args,
                     config_dict={**run.config, "seed": seed, "epochs": max(epochs), "resume": resume,
                                  "checkpoint_dir": os.path.dirname(last)})
@@ -84,28 +122,29 @@ def curve_run(run, dataset: str, seed: int, points: list[int], cmd_args: list[st
     model = get_model(run.model)(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], run.model)(config, model)
     trainer.saved_model_file = last
-    trainer.start(train_data)
     if not resume:
-        record["points"] = []
+        record["points"] = [p for p in record["points"] if p["sequences"] == 0]
     cpu, wall = time.process_time(), time.perf_counter()
     spent_cpu, spent_wall = record.get("cpu_s", 0.0), record.get("wall_s", 0.0)
-    for epoch in range(trainer.start_epoch, max(epochs)):
-        trainer._train_epoch(train_data, epoch)
-        if epoch + 1 in epochs:
-            sequences = (epoch + 1) * per_epoch
-            valid = {k: float(v) for k, v in trainer.evaluate(valid_data, load_best_model=False).items()}
-            hits = ranked_hits(valid_data, trainer.last_topk)
-            record["points"].append({"sequences": sequences, "epoch": epoch + 1, "valid": valid,
-                                     "stats": _point_stats(hits), "tau": float(model.tau), "valid_hits": hits,
-                                     "cpu_s": spent_cpu + time.process_time() - cpu,
-                                     "wall_s": spent_wall + time.perf_counter() - wall})
-            stats = record["points"][-1]["stats"]
-            echo(f"curve {run.name} seed {seed}: {sequences} sequences, valid NDCG@10 "
-                 f"{stats['ndcg@10']['mean']:.4f} ± {stats['ndcg@10']['se']:.4f}, Hit@10 "
-                 f"{stats['hit@10']['mean']:.4f} ± {stats['hit@10']['se']:.4f} ({stats['users']} users)")
-        trainer._save_resume_checkpoint(epoch, train_data)
+
+    def save(point: dict | None = None) -> None:
+        """Write the record (with ``point`` and the time spent so far), so a stop keeps every point."""
+        if point is not None:  # the untrained point comes first even when added to a finished curve
+            before_cpu, before_wall = (0.0, 0.0) if point["sequences"] == 0 else (spent_cpu, spent_wall)
+            point.update(cpu_s=before_cpu + time.process_time() - cpu, wall_s=before_wall + time.perf_counter() - wall)
+            record["points"] = sorted([*record["points"], point], key=lambda p: p["sequences"])
+            _echo_point(echo, run.name, seed, point)
         record.update(cpu_s=spent_cpu + time.process_time() - cpu, wall_s=spent_wall + time.perf_counter() - wall)
         write_json(record_path, record)
+
+    if 0 in points and 0 not in {p["sequences"] for p in record["points"]}:
+        save(_untrained_point(trainer, model, valid_data, train_data))
+    trainer.start(train_data)
+    for epoch in range(trainer.start_epoch, max(epochs)):
+        trainer._train_epoch(train_data, epoch)
+        point = _measure(trainer, model, valid_data, (epoch + 1) * per_epoch, epoch + 1) if epoch + 1 in epochs else None
+        trainer._save_resume_checkpoint(epoch, train_data)
+        save(point)
     trainer._save_checkpoint(max(epochs) - 1, verbose=False)
     del model, trainer
     free_memory()
@@ -146,7 +185,11 @@ def curve_chart(curves: list[dict], lines: list[dict], path: str, title: str) ->
                 ax.axhline(value, linestyle="--", color="grey", linewidth=1)
                 ax.annotate(f"{line['run']} (best valid)", (0.01, value), xycoords=("axes fraction", "data"),
                             xytext=(0, 3), textcoords="offset points", fontsize=8, color="grey")
-        ax.set_xscale("log", base=2)
+        positive = [p["sequences"] for c in curves for p in c["points"] if p["sequences"] > 0]
+        if any(p["sequences"] == 0 for c in curves for p in c["points"]) and positive:
+            ax.set_xscale("symlog", base=2, linthresh=min(positive))  # linear from 0 (untrained) to the first point
+        else:
+            ax.set_xscale("log", base=2)
         ax.set_xlabel("training sequences")
         ax.set_ylabel(f"valid {metric.replace('ndcg', 'NDCG').replace('hit', 'Hit')}")
         ax.grid(alpha=0.3)
@@ -161,19 +204,132 @@ def curve_chart(curves: list[dict], lines: list[dict], path: str, title: str) ->
     write_atomic(path, buffer.getvalue())
 
 
-def curve_markdown(curves: list[dict], lines: list[dict]) -> str:
+def _values_by_row(point: dict, metric: str) -> tuple[list[str], np.ndarray]:
+    """A point's per-row values of ``metric``, ordered by (user, target) so two runs pair row by row
+    (a user can own several rows in sliding-window splits)."""
+    hits = point["valid_hits"]
+    name, k = metric.split("@")
+    values = per_user_metrics(hits, [name], [int(k)])[metric]
+    targets = hits.get("targets") or [""] * len(hits["users"])
+    keys = [f"{u}\t{t}" for u, t in zip(hits["users"], targets)]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    return [keys[i] for i in order], values[order]
+
+
+def _paired(point: dict, reference_point: dict, metric: str) -> dict | None:
+    """Paired test of ``point`` against ``reference_point`` over their common users (None without both)."""
+    if "valid_hits" not in point or "valid_hits" not in reference_point:
+        return None
+    users, values = _values_by_row(point, metric)
+    ref_users, ref_values = _values_by_row(reference_point, metric)
+    if users != ref_users:  # different samples cannot be paired; the report says so instead of guessing
+        return {"metric": metric, "error": "different validation users"}
+    test = paired_test(values, ref_values, metric)
+    return {"metric": metric, "users": test.n_users, "difference": test.mean_run - test.mean_reference,
+            "ci": [test.ci_low, test.ci_high], "p": test.bootstrap_p, "detectable": test.detectable,
+            "detectable_relative": None if math.isnan(test.detectable_relative) else test.detectable_relative}
+
+
+def curve_tests(curves: list[dict], reference: str | None = None) -> list[dict]:
+    """What a curve can claim, as paired tests over the same validation users: every run against the
+    reference run (the first curve unless named) at each point both reached, on the same seed, and each
+    run's last point against its first (did it learn beyond the first point?)."""
+    if not curves:
+        return []
+    reference = reference if reference in {c["run"] for c in curves} else curves[0]["run"]
+    tests = []
+    for curve in curves:
+        points = {p["sequences"]: p for p in curve["points"]}
+        ref = next((c for c in curves if c["run"] == reference and c["seed"] == curve["seed"]), None)
+        if ref is not None and curve is not ref:
+            ref_points = {p["sequences"]: p for p in ref["points"]}
+            for sequences in sorted(set(points) & set(ref_points)):
+                for metric in CURVE_METRICS:
+                    result = _paired(points[sequences], ref_points[sequences], metric)
+                    if result:
+                        tests.append({"kind": "run vs reference", "run": curve["run"], "against": reference,
+                                      "seed": curve["seed"], "sequences": sequences, **result})
+        ordered = [points[s] for s in sorted(points)]
+        if len(ordered) > 1:
+            for metric in CURVE_METRICS:
+                result = _paired(ordered[-1], ordered[0], metric)
+                if result:
+                    tests.append({"kind": "last vs first point", "run": curve["run"], "against": curve["run"],
+                                  "seed": curve["seed"], "sequences": ordered[-1]["sequences"],
+                                  "from_sequences": ordered[0]["sequences"], **result})
+    return tests
+
+
+def users_for_relative_se(rate: float, fraction: float = 0.2) -> int | None:
+    """Users needed for the binomial standard error of a hit rate to be at most ``fraction`` of the rate:
+    sqrt(p (1 - p) / n) <= fraction * p  <=>  n >= (1 - p) / (fraction^2 p)."""
+    if not 0 < rate < 1:
+        return None
+    return math.ceil((1 - rate) / (fraction ** 2 * rate))
+
+
+def curve_precision(curves: list[dict]) -> list[dict]:
+    """Each run's Hit@10 standard error relative to its value at the last point, and the users that a
+    ratio of one fifth needs (the precision a learning curve should have to show a trend)."""
+    out = []
+    for curve in curves:
+        if not curve["points"]:
+            continue
+        last = max(curve["points"], key=lambda p: p["sequences"])
+        hit = last["stats"]["hit@10"]
+        out.append({"run": curve["run"], "seed": curve["seed"], "sequences": last["sequences"],
+                    "users": last["stats"]["users"], "hit@10": hit["mean"], "se": hit["se"],
+                    "se_over_value": hit["se"] / hit["mean"] if hit["mean"] else None,
+                    "users_for_one_fifth": users_for_relative_se(hit["mean"])})
+    return out
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.4f}"
+
+
+def curve_markdown(report: dict) -> str:
+    """The curve's points, its baseline lines, its paired tests and its precision, as Markdown."""
+    curves, lines = report["curves"], report["lines"]
     rows = ["| run | sequences | valid NDCG@10 ± SE | valid Hit@10 ± SE | users | tau | CPU time so far |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
     for curve in curves:
         for p in curve["points"]:
             s = p["stats"]
-            rows.append(f"| {curve['run']} | {p['sequences']:,} | {s['ndcg@10']['mean']:.4f} ± {s['ndcg@10']['se']:.4f} "
+            label = f"{p['sequences']:,}" if p["sequences"] else "0 (untrained)"
+            rows.append(f"| {curve['run']} | {label} | {s['ndcg@10']['mean']:.4f} ± {s['ndcg@10']['se']:.4f} "
                         f"| {s['hit@10']['mean']:.4f} ± {s['hit@10']['se']:.4f} | {s['users']} | {p['tau']:.3f} "
                         f"| {p['cpu_s'] / 60:.0f} min |")
     for line in lines:
         valid = line.get("valid") or {}
         rows.append(f"| {line['run']} (best valid) | - | {valid.get('ndcg@10', float('nan')):.4f} "
                     f"| {valid.get('hit@10', float('nan')):.4f} | | | |")
+    tests = report.get("tests") or []
+    if tests:
+        rows += ["", ("Paired tests over the same validation users (two-sided bootstrap; detectable = the "
+                 "difference the test finds with 80% power at alpha 0.05):"), "",
+                 "| comparison | metric | difference (95% CI) | p | detectable (relative to the reference) |",
+                 "| --- | --- | --- | --- | --- |"]
+        for t in tests:
+            what = (f"{t['run']} vs {t['against']} at {t['sequences']:,}" if t["kind"] == "run vs reference"
+                    else f"{t['run']}: {t['sequences']:,} vs {t['from_sequences']:,} sequences")
+            if "error" in t:
+                rows.append(f"| {what} | {t['metric']} | not paired: {t['error']} | | |")
+                continue
+            relative = "" if t["detectable_relative"] is None else f" ({t['detectable_relative']:.0%})"
+            rows.append(f"| {what} | {t['metric']} | {_signed(t['difference'])} ({_signed(t['ci'][0])} to "
+                        f"{_signed(t['ci'][1])}) | {t['p']:.2f} | ±{t['detectable']:.4f}{relative} |")
+    precision = report.get("precision") or []
+    if precision:
+        rows += ["", ("Precision at the last point (Hit@10 standard error over its value; one fifth needs the "
+                 "users shown, from the binomial standard error):"), "",
+                 "| run | sequences | users | Hit@10 ± SE | SE / value | users for one fifth |",
+                 "| --- | --- | --- | --- | --- | --- |"]
+        for p in precision:
+            need = "-" if p["users_for_one_fifth"] is None else f"{p['users_for_one_fifth']:,}"
+            ratio = "-" if p["se_over_value"] is None else f"{p['se_over_value']:.2f}"
+            rows.append(f"| {p['run']} | {p['sequences']:,} | {p['users']} | {p['hit@10']:.4f} ± {p['se']:.4f} "
+                        f"| {ratio} | {need} |")
     return "\n".join(rows) + "\n"
 
 
@@ -197,9 +353,10 @@ def run_curve(spec, cmd_args=(), results_dir: str | None = None, echo=print) -> 
               "curves": [{k: v for k, v in c.items() if k != "points"} | {
                   "points": [{k: v for k, v in p.items() if k != "valid_hits"} for p in c["points"]]}
                   for c in curves],
-              "lines": [{"run": r["run"], "valid": r.get("valid"), "status": r.get("status")} for r in lines]}
+              "lines": [{"run": r["run"], "valid": r.get("valid"), "status": r.get("status")} for r in lines],
+              "tests": curve_tests(curves, spec.reference), "precision": curve_precision(curves)}
     write_json(base + ".json", report)
-    write_atomic(base + ".md", curve_markdown(curves, report["lines"]))
+    write_atomic(base + ".md", curve_markdown(report))
     curve_chart(curves, report["lines"], base + ".png", f"{spec.name}: {spec.dataset}")
     report["files"] = {"json": base + ".json", "markdown": base + ".md", "chart": base + ".png"}
     return report

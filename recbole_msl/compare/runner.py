@@ -4,18 +4,22 @@ Runs share loaded data sets (one object per distinct data configuration, copied 
 each run), so they see the same split; every record stores a fingerprint of its test
 rows to prove it. A run that raises (bad override, out of memory) becomes a failure
 record with its one-line error and the others go on. Finished records are read back
-instead of being trained again, so an interrupted comparison resumes where it stopped.
+instead of being trained again, so an interrupted comparison resumes where it stopped; an
+LLMMSL run keeps its checkpoints in a folder named by its signature, and continues from the
+resume folder of its last finished epoch (so a stop loses at most one epoch, not the run).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import datetime
 import gc
+import glob
 import logging
 import os
 import platform
-import time
+import shutil
 import traceback
 
 import torch
@@ -27,6 +31,7 @@ from .chart import write_chart
 from .memory import PeakMemory
 from .report import build_report, to_csv, to_markdown
 from .spec import ComparisonSpec, RunSpec
+from .spent import LEDGER_FILE, SpentTime
 
 
 def one_line_error(err: BaseException) -> str:
@@ -60,30 +65,61 @@ def free_memory() -> None:
         pass
 
 
+def llm_checkpoints(run: RunSpec, seed: int, signature: str, folder: str) -> tuple[str, str | None]:
+    """An LLMMSL run's checkpoint folder (one per signature, so changed settings never resume old
+    state) and the newest resume folder an interrupted attempt left there (None if none).
+    A ``checkpoint_dir`` in the run's config is the parent instead of ``<comparison>/checkpoints``."""
+    parent = run.config.get("checkpoint_dir") or os.path.join(folder, "checkpoints")
+    checkpoint_dir = os.path.join(parent, f"{run.name}--seed{seed}--{signature}")
+    attempts = sorted(glob.glob(os.path.join(checkpoint_dir, "*-last")), key=os.path.getmtime)
+    return checkpoint_dir, (attempts[-1] if attempts else None)
+
+
+def forget_attempts(checkpoint_dir: str) -> None:
+    """After a finished run: drop its resume folders and time ledger (the best adapter stays), so a
+    later run with the same settings, in another results folder, starts afresh."""
+    for folder in glob.glob(os.path.join(checkpoint_dir, "*-last")):
+        shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(checkpoint_dir, LEDGER_FILE))
+
+
 def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], dataset_cache: dict,
-                signature: str) -> dict:
-    """Train and test one run; always returns a record, never raises (except on Ctrl-C)."""
+                signature: str, folder: str | None = None) -> dict:
+    """Train and test one run; always returns a record, never raises (except on Ctrl-C).
+
+    With the comparison's ``folder``, an LLMMSL run continues from its last finished epoch of an
+    interrupted attempt (a ``--checkpoint_dir`` on the command line turns this off: it wins)."""
+    from ..quick_start import RunInterrupted
     from ..quick_start import run as run_one
+    from ..registry import is_plugin_model
 
     record = {"run": run.name, "model": run.model, "dataset": dataset, "seed": seed, "signature": signature,
               "config_files": run.config_files, "config": run.config, "cmd_args": list(cmd_args),
               "started": datetime.datetime.now().isoformat(timespec="seconds"), "host": platform.node()}
+    config = {**run.config, "seed": seed}
+    own_dir = any(a.split("=")[0] == "--checkpoint_dir" for a in cmd_args)
+    if folder is not None and is_plugin_model(run.model) and not own_dir:
+        config["checkpoint_dir"], config["resume"] = llm_checkpoints(run, seed, signature, folder)
+        if config["resume"]:
+            record["resumed_from"] = config["resume"]
     _reset_logging()
-    start, cpu = time.perf_counter(), time.process_time()
-    with PeakMemory() as peak:
+    with PeakMemory() as peak, SpentTime(config["checkpoint_dir"] if "resume" in config else None) as spent:
         try:
-            result = run_one(run.model, dataset, config_file_list=run.config_files,
-                             config_dict={**run.config, "seed": seed}, saved=True, cmd_args=cmd_args,
-                             dataset_cache=dataset_cache, keep_test_hits=True)
-        except KeyboardInterrupt:
+            result = run_one(run.model, dataset, config_file_list=run.config_files, config_dict=config, saved=True,
+                             cmd_args=cmd_args, dataset_cache=dataset_cache, keep_test_hits=True)
+        except (KeyboardInterrupt, RunInterrupted):
             raise
         except Exception as err:  # noqa: BLE001 - a failing run must not stop the others
             detail = "" if isinstance(err, ConfigError) else "\n" + traceback.format_exc()
             logging.getLogger().error("run %s (seed %s) failed: %s%s", run.name, seed, one_line_error(err), detail)
             record.update(status="failed", error=one_line_error(err))
             result = None
-    record["wall_s"] = round(time.perf_counter() - start, 2)
-    record["cpu_s"] = round(time.process_time() - cpu, 2)  # this process's CPU time: unaffected by pauses
+    # CPU time of this process (unaffected by pauses), summed over the attempts that continued the run
+    record["wall_s"], record["cpu_s"] = round(spent.final_wall_s, 2), round(spent.final_cpu_s, 2)
+    record["attempts"] = spent.attempts
+    if result is not None and "resume" in config:
+        forget_attempts(config["checkpoint_dir"])
     record["peak_rss_mb"], record["peak_cuda_mb"] = peak.rss_mb, peak.cuda_mb
     record["log_file"] = _log_file()
     if result is not None:
@@ -137,7 +173,7 @@ def run_comparison(spec: ComparisonSpec, cmd_args=(), results_dir: str | None = 
             why = "" if old is None else " (again: its settings changed)" if old.get("status") == "ok" \
                 else " (again: it failed last time)"
             echo(f"[{done}/{total}] {run.name} seed {seed}: {run.model} on {spec.dataset}{why}")
-            record = execute_run(run, spec.dataset, seed, cmd_args, dataset_cache, signature)
+            record = execute_run(run, spec.dataset, seed, cmd_args, dataset_cache, signature, folder)
             store.write_record(folder, record)
             state = record["status"] if record["status"] == "ok" else f"failed: {record['error']}"
             echo(f"[{done}/{total}] {run.name} seed {seed}: {state} ({record['wall_s']:.0f} s)")

@@ -59,7 +59,7 @@ class ComparisonSpec:
     report_metrics: list[str] | None = None
     results_dir: str = "results"
     source: str | None = None  # the YAML it came from, if any
-    curve: list[int] | None = None  # a learning curve: validate LLM runs after these numbers of sequences
+    curve: list[int] | None = None  # a learning curve: validate LLM runs after these numbers of sequences (0: untrained)
 
     def run_names(self) -> list[str]:
         return [r.name for r in self.runs]
@@ -183,9 +183,10 @@ def load_spec(name_or_path: str) -> ComparisonSpec:
 def _curve_points(value, path) -> list[int] | None:
     if value is None:
         return None
-    if not isinstance(value, list) or not value or not all(isinstance(v, int) and v > 0 for v in value):
-        raise ConfigError(f"comparison file {path}: curve must be a list of positive sequence counts, e.g. "
-                          f"[256, 1024, 2048], not {value!r}")
+    if (not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+            or not any(v > 0 for v in value)):
+        raise ConfigError(f"comparison file {path}: curve must be a list of sequence counts with at least one "
+                          f"positive (0 = the untrained model), e.g. [0, 256, 1024, 2048], not {value!r}")
     return sorted(set(value))
 
 
