@@ -288,11 +288,17 @@ def _signed(value: float) -> str:
     return f"{value:+.4f}"
 
 
+def _table_head(caption: str | None, columns: list[str]) -> list[str]:
+    """A Markdown table's header lines, after a blank line and a caption when there is one."""
+    head = [f"| {' | '.join(columns)} |", "|" + " --- |" * len(columns)]
+    return head if caption is None else ["", caption, "", *head]
+
+
 def curve_markdown(report: dict) -> str:
     """The curve's points, its baseline lines, its paired tests and its precision, as Markdown."""
     curves, lines = report["curves"], report["lines"]
-    rows = ["| run | sequences | valid NDCG@10 ± SE | valid Hit@10 ± SE | users | tau | CPU time so far |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = _table_head(None, ["run", "sequences", "valid NDCG@10 ± SE", "valid Hit@10 ± SE", "users", "tau",
+                              "CPU time so far"])
     for curve in curves:
         for p in curve["points"]:
             s = p["stats"]
@@ -306,10 +312,9 @@ def curve_markdown(report: dict) -> str:
                     f"| {valid.get('hit@10', float('nan')):.4f} | | | |")
     tests = report.get("tests") or []
     if tests:
-        rows += ["", ("Paired tests over the same validation users (two-sided bootstrap; detectable = the "
-                 "difference the test finds with 80% power at alpha 0.05):"), "",
-                 "| comparison | metric | difference (95% CI) | p | detectable (relative to the reference) |",
-                 "| --- | --- | --- | --- | --- |"]
+        rows += _table_head("Paired tests over the same validation users (two-sided bootstrap; detectable = the "
+                            "difference the test finds with 80% power at alpha 0.05):",
+                            ["comparison", "metric", "difference (95% CI)", "p", "detectable (relative to the reference)"])
         for t in tests:
             what = (f"{t['run']} vs {t['against']} at {t['sequences']:,}" if t["kind"] == "run vs reference"
                     else f"{t['run']}: {t['sequences']:,} vs {t['from_sequences']:,} sequences")
@@ -321,10 +326,9 @@ def curve_markdown(report: dict) -> str:
                         f"{_signed(t['ci'][1])}) | {t['p']:.2f} | ±{t['detectable']:.4f}{relative} |")
     precision = report.get("precision") or []
     if precision:
-        rows += ["", ("Precision at the last point (Hit@10 standard error over its value; one fifth needs the "
-                 "users shown, from the binomial standard error):"), "",
-                 "| run | sequences | users | Hit@10 ± SE | SE / value | users for one fifth |",
-                 "| --- | --- | --- | --- | --- | --- |"]
+        rows += _table_head("Precision at the last point (Hit@10 standard error over its value; one fifth needs the "
+                            "users shown, from the binomial standard error):",
+                            ["run", "sequences", "users", "Hit@10 ± SE", "SE / value", "users for one fifth"])
         for p in precision:
             need = "-" if p["users_for_one_fifth"] is None else f"{p['users_for_one_fifth']:,}"
             ratio = "-" if p["se_over_value"] is None else f"{p['se_over_value']:.2f}"

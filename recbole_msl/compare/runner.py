@@ -99,12 +99,13 @@ def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], data
               "started": datetime.datetime.now().isoformat(timespec="seconds"), "host": platform.node()}
     config = {**run.config, "seed": seed}
     own_dir = any(a.split("=")[0] == "--checkpoint_dir" for a in cmd_args)
-    if folder is not None and is_plugin_model(run.model) and not own_dir:
+    resumable = folder is not None and is_plugin_model(run.model) and not own_dir
+    if resumable:
         config["checkpoint_dir"], config["resume"] = llm_checkpoints(run, seed, signature, folder)
         if config["resume"]:
             record["resumed_from"] = config["resume"]
     _reset_logging()
-    with PeakMemory() as peak, SpentTime(config["checkpoint_dir"] if "resume" in config else None) as spent:
+    with PeakMemory() as peak, SpentTime(config["checkpoint_dir"] if resumable else None) as spent:
         try:
             result = run_one(run.model, dataset, config_file_list=run.config_files, config_dict=config, saved=True,
                              cmd_args=cmd_args, dataset_cache=dataset_cache, keep_test_hits=True)
@@ -118,7 +119,7 @@ def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], data
     # CPU time of this process (unaffected by pauses), summed over the attempts that continued the run
     record["wall_s"], record["cpu_s"] = round(spent.final_wall_s, 2), round(spent.final_cpu_s, 2)
     record["attempts"] = spent.attempts
-    if result is not None and "resume" in config:
+    if result is not None and resumable:
         forget_attempts(config["checkpoint_dir"])
     record["peak_rss_mb"], record["peak_cuda_mb"] = peak.rss_mb, peak.cuda_mb
     record["log_file"] = _log_file()
