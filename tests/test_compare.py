@@ -323,13 +323,36 @@ def test_an_interrupted_llm_run_continues_after_its_last_epoch_with_the_same_res
     assert epochs_trained == [0, 1]  # epoch 0 in the first attempt, only epoch 1 in the second
     resumed = _read_json(tmp_path / "res" / "cmp" / "runs" / "msl--seed2020.json")
     assert resumed["resumed_from"].endswith("-last") and resumed["attempts"] == 2
-    assert resumed["cpu_s"] > first_attempt["cpu_s"]  # both attempts counted
+    # both attempts counted, less what the first did after its resume folder (redone by the second)
+    assert 0 <= resumed["lost_cpu_s"] < first_attempt["cpu_s"] < resumed["cpu_s"] + resumed["lost_cpu_s"]
     assert not os.path.exists(first) and not os.path.exists(resumed["resumed_from"])  # a finished run forgets them
     assert main(args + [f"--results_dir={tmp_path / 'whole'}"]) == 0  # uninterrupted, same seed, afresh
     whole = _read_json(tmp_path / "whole" / "cmp" / "runs" / "msl--seed2020.json")
     assert "resumed_from" not in whole and whole["attempts"] == 1
     assert resumed["test"] == whole["test"] and resumed["valid"] == whole["valid"]
     assert resumed["test_hits"]["hits"] == whole["test_hits"]["hits"]
+
+
+def test_time_a_cut_attempt_spent_after_its_resume_folder_is_counted_as_lost(tmp_path):
+    """The ledger says 100 CPU-s / 50 wall-s; the resume folder was written 10 s before the ledger's last
+    write: 10 wall-s and 20 CPU-s were redone, the rest is the run's. Starting afresh loses all of it."""
+    from recbole_msl.compare.spent import LEDGER_FILE, SpentTime
+
+    ledger, resume = tmp_path / LEDGER_FILE, tmp_path / "x-last"
+    ledger.write_text(json.dumps({"cpu_s": 100.0, "wall_s": 50.0, "attempts": 1, "lost_cpu_s": 3.0, "lost_wall_s": 1.5}))
+    resume.mkdir()
+    os.utime(resume, (1_000_000, 1_000_000))
+    os.utime(ledger, (1_000_010, 1_000_010))
+    spent = SpentTime(str(tmp_path), str(resume))
+    assert (spent.prior_cpu, spent.prior_wall) == pytest.approx((80.0, 40.0))
+    assert (spent.lost_cpu_s, spent.lost_wall_s) == pytest.approx((23.0, 11.5)) and spent.attempts == 2
+    afresh = SpentTime(str(tmp_path), None)
+    assert (afresh.prior_cpu, afresh.prior_wall, afresh.lost_cpu_s, afresh.lost_wall_s) == pytest.approx((0, 0, 103, 51.5))
+    assert SpentTime(str(tmp_path / "none"), None).lost_cpu_s == 0.0  # no ledger: nothing lost
+    with SpentTime(str(tmp_path), str(resume), period=3600) as spent:
+        pass
+    written = json.loads(ledger.read_text())
+    assert written["attempts"] == 2 and written["lost_cpu_s"] == pytest.approx(23.0) and written["cpu_s"] >= 80.0
 
 
 def test_learning_curve_evaluates_at_each_point_and_resumes(tmp_path, tiny_run_config, capsys, monkeypatch):

@@ -103,7 +103,7 @@ def _summarise_run(run, records, metrics) -> dict:
         summary["test"] = {m: stat([r["test"].get(m, float("nan")) for r in ok]) for m in metrics}
         valid_keys = list(ok[0].get("valid") or {})
         summary["valid"] = {m: stat([(r.get("valid") or {}).get(m, float("nan")) for r in ok]) for m in valid_keys}
-        for key in ("train_s", "valid_s", "eval_s", "wall_s"):
+        for key in ("train_s", "valid_s", "eval_s", "wall_s", "cpu_s", "lost_cpu_s"):
             known = [r[key] for r in ok if r.get(key) is not None]
             summary[key] = float(np.mean(known)) if known else None
         summary["trainable_parameters"] = ok[0].get("trainable_parameters")
@@ -197,12 +197,14 @@ def to_markdown(report: dict) -> str:
     lines.append(f"Test metrics, {'mean ± std over seeds ' + ', '.join(map(str, seeds)) if len(seeds) > 1 else 'seed ' + str(seeds[0])}"
                  f"{f', on {rows} test users' if rows else ''}"
                  f"{', the same rows for every run' if report['same_test_rows'] else ''}. "
-                 f"Each run's model is selected on the validation split.")
+                 f"Each run's model is selected on the validation split. Train, Valid eval and Test eval are wall "
+                 f"time, CPU time the process's CPU time over all threads, each the mean over seeds (a resumed run "
+                 f"sums its attempts, less the work a cut attempt did that was redone: lost_cpu_s in the CSV).")
     lines.append("")
     header = ["Run", "Model"] + [pretty_metric(m) for m in metrics]
     if ref and head_metric:
         header.append(f"{pretty_metric(head_metric)} vs {ref}")
-    header += ["Train", "Valid eval", "Test eval", "Trainable params", "Peak memory", "Status"]
+    header += ["Train", "Valid eval", "Test eval", "CPU time", "Trainable params", "Peak memory", "Status"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join(["---"] * len(header)) + "|")
     for run in report["runs"]:
@@ -212,7 +214,7 @@ def to_markdown(report: dict) -> str:
             cells.append("reference" if run["name"] == ref else fmt_gain(run["gains"].get(head_metric)))
         peak = run.get("peak_cuda_mb") or run.get("peak_rss_mb")
         cells += [_fmt_seconds(run.get("train_s")), _fmt_seconds(run.get("valid_s")), _fmt_seconds(run.get("eval_s")),
-                  _fmt_count(run.get("trainable_parameters")),
+                  _fmt_seconds(run.get("cpu_s")), _fmt_count(run.get("trainable_parameters")),
                   f"{peak:,.0f} MB {'CUDA' if run.get('peak_cuda_mb') else 'RSS'}" if peak else "—", _status(run)]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     if ref and any(run["gains"] for run in report["runs"]):
@@ -239,7 +241,7 @@ def to_csv(report: dict) -> str:
         valid_keys += [k for k in (record.get("valid") or {}) if k not in valid_keys]
     columns = (["run", "model", "seed", "status", "error"] + [f"test_{m}" for m in metrics]
                + [f"valid_{m}" for m in valid_keys]
-               + ["train_s", "valid_s", "eval_s", "wall_s", "cpu_s", "data_s", "model_load_s", "trainable_parameters", "peak_rss_mb",
+               + ["train_s", "valid_s", "eval_s", "wall_s", "cpu_s", "attempts", "lost_cpu_s", "data_s", "model_load_s", "trainable_parameters", "peak_rss_mb",
                   "peak_cuda_mb", "config", "config_files", "cmd_args", "saved_model_file", "log_file"])
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")

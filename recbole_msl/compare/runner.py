@@ -105,7 +105,8 @@ def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], data
         if config["resume"]:
             record["resumed_from"] = config["resume"]
     _reset_logging()
-    with PeakMemory() as peak, SpentTime(config["checkpoint_dir"] if resumable else None) as spent:
+    with PeakMemory() as peak, SpentTime(config["checkpoint_dir"] if resumable else None,
+                                          config.get("resume")) as spent:
         try:
             result = run_one(run.model, dataset, config_file_list=run.config_files, config_dict=config, saved=True,
                              cmd_args=cmd_args, dataset_cache=dataset_cache, keep_test_hits=True)
@@ -116,9 +117,12 @@ def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], data
             logging.getLogger().error("run %s (seed %s) failed: %s%s", run.name, seed, one_line_error(err), detail)
             record.update(status="failed", error=one_line_error(err))
             result = None
-    # CPU time of this process (unaffected by pauses), summed over the attempts that continued the run
+    # CPU time of this process (unaffected by pauses), summed over the attempts that continued the run;
+    # work a cut attempt did after its last resume folder was redone, so it is counted apart as lost
     record["wall_s"], record["cpu_s"] = round(spent.final_wall_s, 2), round(spent.final_cpu_s, 2)
     record["attempts"] = spent.attempts
+    if spent.attempts > 1:
+        record["lost_wall_s"], record["lost_cpu_s"] = round(spent.lost_wall_s, 2), round(spent.lost_cpu_s, 2)
     if result is not None and resumable:
         forget_attempts(config["checkpoint_dir"])
     record["peak_rss_mb"], record["peak_cuda_mb"] = peak.rss_mb, peak.cuda_mb
