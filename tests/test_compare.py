@@ -153,6 +153,34 @@ def test_resume_reads_finished_runs_back_and_redoes_failed_or_changed_ones(tmp_p
     assert retry.calls == [("broken", 1), ("broken", 2)]  # a failed run is tried again; finished ones are not
 
 
+def test_report_only_shows_the_finished_runs_and_names_the_rest(tmp_path, monkeypatch):
+    """While a comparison is under way, --report_only runs nothing, reports the finished runs (one seed:
+    no ± shown) and lists every other (run, seed), including one whose settings changed since."""
+    results = str(tmp_path / "res")
+    path = _spec_file(tmp_path, RUNS[:3], seeds=(1, 2))
+    monkeypatch.setattr("recbole_msl.quick_start.run", FakeRuns(interrupt_after=3))
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_comparison(load_spec(path), results_dir=results, echo=lambda *_: None)
+    nothing = FakeRuns(interrupt_after=0)  # any call would raise
+    monkeypatch.setattr("recbole_msl.quick_start.run", nothing)
+    (tmp_path / "changed").mkdir()  # the same comparison name, "cmp", with ref's settings changed
+    changed = _spec_file(tmp_path / "changed", [RUNS[0], _run("ref", hit_rate=0.25), RUNS[2]], seeds=(1, 2))
+    report = runner.run_comparison(load_spec(changed), results_dir=results, echo=lambda *_: None, report_only=True)
+    assert not nothing.calls
+    assert report["pending"] == [{"run": "ref", "seed": 1}, {"run": "strong", "seed": 2}, {"run": "ref", "seed": 2},
+                                 {"run": "same", "seed": 2}]
+    with open(report["files"]["markdown"]) as f:
+        markdown = f.read()
+    assert "**Partial report: 2 of 6 runs have finished**" in markdown
+    rows = {line.split(" | ")[0].strip("| "): line for line in markdown.splitlines() if line.startswith("| ")}
+    assert rows["strong"].endswith("| not run yet (seed 2) |") and rows["ref"].endswith("| not run yet (seeds 1, 2) |")
+    assert "±" not in rows["strong"].split(" | ")[2]  # one seed finished: a value, no spread
+    assert not any(run["gains"] for run in report["runs"])  # the reference has not run: nothing to pair with
+    full = runner.run_comparison(load_spec(path), results_dir=results, echo=lambda *_: None, report_only=True)
+    assert [p["run"] for p in full["pending"]] == ["strong", "ref", "same"]  # the unchanged ref seed 1 counts
+    assert full["runs"][0]["gains"]["hit@10"]["seeds"] == [1]
+
+
 def test_paired_test_against_scipy_and_edge_cases():
     from scipy import stats
 
@@ -223,6 +251,10 @@ def test_bad_comparison_arguments(tmp_path, capsys):
         spec_from_models("SASRec", "ml-100k")
     assert main(["--comparison=no-such-comparison"]) == 2
     assert "shipped comparison; use a YAML path or one of: " in capsys.readouterr().err
+    assert main(["compare", "--comparison=ml-100k-curve", "--report_only"]) == 2
+    assert "--report_only is for comparisons; a learning curve's report needs every point" in capsys.readouterr().err
+    assert main(["train", "--report_only"]) == 2
+    assert "--report_only is for comparisons; use `recbole-msl compare`" in capsys.readouterr().err
 
 
 def test_shipped_comparisons_parse():

@@ -89,7 +89,7 @@ def _gains(spec, by_run, metrics) -> tuple[dict, list[str]]:
     return gains, notes
 
 
-def _summarise_run(run, records, metrics) -> dict:
+def _summarise_run(run, records, metrics, pending=()) -> dict:
     ok = [r for r in records if r.get("status") == "ok"]
     failed = [{"seed": r["seed"], "error": r.get("error")} for r in records if r.get("status") != "ok"]
 
@@ -98,7 +98,8 @@ def _summarise_run(run, records, metrics) -> dict:
         return {"mean": mean, "std": std, "values": list(values)}
 
     summary = {"name": run.name, "model": run.model, "config": run.config,
-               "config_files": run.config_files, "seeds_ok": [r["seed"] for r in ok], "failures": failed}
+               "config_files": run.config_files, "seeds_ok": [r["seed"] for r in ok], "failures": failed,
+               "seeds_pending": [seed for name, seed in pending if name == run.name]}
     if ok:
         summary["test"] = {m: stat([r["test"].get(m, float("nan")) for r in ok]) for m in metrics}
         valid_keys = list(ok[0].get("valid") or {})
@@ -114,15 +115,16 @@ def _summarise_run(run, records, metrics) -> dict:
     return summary
 
 
-def build_report(spec, records: list[dict]) -> dict:
-    """Everything the outputs show, as plain data."""
+def build_report(spec, records: list[dict], pending=()) -> dict:
+    """Everything the outputs show, as plain data. ``pending``: (run, seed) pairs not finished yet,
+    for a report written while the comparison is still under way."""
     by_run = {run.name: [r for r in records if r.get("run") == run.name] for run in spec.runs}
     metrics = _metric_order(records)
     report_metrics = [m for m in (spec.report_metrics or metrics) if m in metrics] or metrics
     gains, notes = _gains(spec, by_run, report_metrics)
     runs = []
     for run in spec.runs:
-        summary = _summarise_run(run, by_run[run.name], metrics)
+        summary = _summarise_run(run, by_run[run.name], metrics, pending)
         summary["gains"] = gains.get(run.name, {})
         runs.append(summary)
     fingerprints = {(r.get("test_hits") or {}).get("fingerprint") for r in records if r.get("status") == "ok"}
@@ -138,14 +140,16 @@ def build_report(spec, records: list[dict]) -> dict:
         "source": spec.source, "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "metrics": metrics, "report_metrics": report_metrics, "alpha": ALPHA, "bootstrap_resamples": RESAMPLES,
         "same_test_rows": len(fingerprints) <= 1, "notes": notes, "runs": runs,
+        "pending": [{"run": name, "seed": seed} for name, seed in pending],
         "records": [{k: v for k, v in r.items() if k != "test_hits"} for r in records],
     }
 
 
-def _fmt_value(stat, seeds) -> str:
+def _fmt_value(stat) -> str:
+    """Mean ± std over the seeds the run finished; a single seed has no spread to show."""
     if stat is None or stat["mean"] != stat["mean"]:
         return "—"
-    return f"{stat['mean']:.4f} ± {stat['std']:.4f}" if len(seeds) > 1 else f"{stat['mean']:.4f}"
+    return f"{stat['mean']:.4f} ± {stat['std']:.4f}" if len(stat["values"]) > 1 else f"{stat['mean']:.4f}"
 
 
 def _fmt_seconds(seconds) -> str:
@@ -179,22 +183,34 @@ def fmt_gain(gain: dict | None) -> str:
     return f"{head} ({diff:+.4f}, {p_value}, {verdict}; detectable at 80% power: {mde})"
 
 
+def _seeds(seeds) -> str:
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+
 def _status(summary) -> str:
-    if not summary["failures"]:
-        return "ok"
     by_error: dict[str, list] = {}
     for failure in summary["failures"]:
-        by_error.setdefault(failure["error"], []).append(str(failure["seed"]))
-    return "; ".join(f"failed (seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}): {error}"
-                     for error, seeds in by_error.items())
+        by_error.setdefault(failure["error"], []).append(failure["seed"])
+    parts = [f"failed ({_seeds(seeds)}): {error}" for error, seeds in by_error.items()]
+    if summary.get("seeds_pending"):
+        parts.append(f"not run yet ({_seeds(summary['seeds_pending'])})")
+    return "; ".join(parts) or "ok"
 
 
 def to_markdown(report: dict) -> str:
     metrics, seeds, ref = report["report_metrics"], report["seeds"], report["reference"]
     head_metric = report.get("primary_metric")
     lines = [f"# {report['comparison']} ({report['dataset']})", ""]
+    pending = report.get("pending") or []
+    if pending:
+        finished = sum(len(run["seeds_ok"]) + len(run["failures"]) for run in report["runs"])
+        lines.append(f"**Partial report: {finished} of {finished + len(pending)} runs have finished** (the Status "
+                     f"column names the rest); the comparison's own command runs them and rewrites this report.")
+        lines.append("")
     rows = next((r.get("test_rows") for r in report["runs"] if r.get("test_rows")), None)
-    lines.append(f"Test metrics, {'mean ± std over seeds ' + ', '.join(map(str, seeds)) if len(seeds) > 1 else 'seed ' + str(seeds[0])}"
+    over = (f"mean ± std over the seeds each run finished, of {', '.join(map(str, seeds))} (one seed: no ±)"
+            if len(seeds) > 1 else f"seed {seeds[0]}")
+    lines.append(f"Test metrics, {over}"
                  f"{f', on {rows} test users' if rows else ''}"
                  f"{', the same rows for every run' if report['same_test_rows'] else ''}. "
                  f"Each run's model is selected on the validation split. Train, Valid eval and Test eval are wall "
@@ -209,7 +225,7 @@ def to_markdown(report: dict) -> str:
     lines.append("|" + "|".join(["---"] * len(header)) + "|")
     for run in report["runs"]:
         cells = [run["name"], run["model"]]
-        cells += [_fmt_value((run.get("test") or {}).get(m), seeds) for m in metrics]
+        cells += [_fmt_value((run.get("test") or {}).get(m)) for m in metrics]
         if ref and head_metric:
             cells.append("reference" if run["name"] == ref else fmt_gain(run["gains"].get(head_metric)))
         peak = run.get("peak_cuda_mb") or run.get("peak_rss_mb")

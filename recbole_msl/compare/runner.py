@@ -157,13 +157,17 @@ def write_outputs(report: dict, folder: str) -> dict:
     return paths
 
 
-def run_comparison(spec: ComparisonSpec, cmd_args=(), results_dir: str | None = None, echo=print):
-    """Run (or resume) ``spec``; write records and the report; return the report."""
+def run_comparison(spec: ComparisonSpec, cmd_args=(), results_dir: str | None = None, echo=print,
+                   report_only: bool = False):
+    """Run (or resume) ``spec``; write records and the report; return the report.
+
+    ``report_only``: run nothing and report the runs finished so far with the current settings, the
+    others as pending (safe while the comparison itself runs in another shell)."""
     cmd_args = list(cmd_args)
     folder = store.comparison_folder(results_dir or spec.results_dir, spec.name)
     dataset_cache: dict = {}
     total = sum(run.runs_with(seed) for seed in spec.seeds for run in spec.runs)
-    done = 0
+    done, pending, current = 0, [], []
     for seed in spec.seeds:
         for run in spec.runs:
             if not run.runs_with(seed):
@@ -174,17 +178,21 @@ def run_comparison(spec: ComparisonSpec, cmd_args=(), results_dir: str | None = 
             if old and old.get("status") == "ok" and old.get("signature") == signature:
                 echo(f"[{done}/{total}] {run.name} seed {seed}: finished earlier, read back from "
                      f"{store.record_path(folder, run.name, seed)}")
+                current.append(old)
+                continue
+            if report_only:
+                echo(f"[{done}/{total}] {run.name} seed {seed}: not run yet")
+                pending.append((run.name, seed))
                 continue
             why = "" if old is None else " (again: its settings changed)" if old.get("status") == "ok" \
                 else " (again: it failed last time)"
             echo(f"[{done}/{total}] {run.name} seed {seed}: {run.model} on {spec.dataset}{why}")
             record = execute_run(run, spec.dataset, seed, cmd_args, dataset_cache, signature, folder)
             store.write_record(folder, record)
+            current.append(store.read_record(folder, run.name, seed))
             state = record["status"] if record["status"] == "ok" else f"failed: {record['error']}"
             echo(f"[{done}/{total}] {run.name} seed {seed}: {state} ({record['wall_s']:.0f} s)")
-    records = [r for r in (store.read_record(folder, run.name, seed) for seed in spec.seeds for run in spec.runs
-                           if run.runs_with(seed)) if r is not None]
-    report = build_report(spec, records)
+    report = build_report(spec, current, pending)
     paths = write_outputs(report, folder)
     report["files"] = paths
     return report
