@@ -173,7 +173,7 @@ def test_report_only_shows_the_finished_runs_and_names_the_rest(tmp_path, monkey
         markdown = f.read()
     assert "**Partial report: 2 of 6 runs have finished**" in markdown
     rows = {line.split(" | ")[0].strip("| "): line for line in markdown.splitlines() if line.startswith("| ")}
-    assert rows["strong"].endswith("| not run yet (seed 2) |") and rows["ref"].endswith("| not run yet (seeds 1, 2) |")
+    assert rows["strong"].endswith("| not finished yet (seed 2) |") and rows["ref"].endswith("| not finished yet (seeds 1, 2) |")
     assert "±" not in rows["strong"].split(" | ")[2]  # one seed finished: a value, no spread
     assert not any(run["gains"] for run in report["runs"])  # the reference has not run: nothing to pair with
     full = runner.run_comparison(load_spec(path), results_dir=results, echo=lambda *_: None, report_only=True)

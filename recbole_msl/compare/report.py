@@ -193,7 +193,7 @@ def _status(summary) -> str:
         by_error.setdefault(failure["error"], []).append(failure["seed"])
     parts = [f"failed ({_seeds(seeds)}): {error}" for error, seeds in by_error.items()]
     if summary.get("seeds_pending"):
-        parts.append(f"not run yet ({_seeds(summary['seeds_pending'])})")
+        parts.append(f"not finished yet ({_seeds(summary['seeds_pending'])})")
     return "; ".join(parts) or "ok"
 
 

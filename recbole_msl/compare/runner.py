@@ -181,7 +181,7 @@ def run_comparison(spec: ComparisonSpec, cmd_args=(), results_dir: str | None = 
                 current.append(old)
                 continue
             if report_only:
-                echo(f"[{done}/{total}] {run.name} seed {seed}: not run yet")
+                echo(f"[{done}/{total}] {run.name} seed {seed}: not finished yet")
                 pending.append((run.name, seed))
                 continue
             why = "" if old is None else " (again: its settings changed)" if old.get("status") == "ok" \
