@@ -17,6 +17,7 @@ import os
 import sys
 
 from .errors import ConfigError
+from .stopping import exit_code, stop_on_sigterm
 
 COMPARISON_FLAGS = ("--seeds", "--reference", "--results_dir", "--report_only")
 
@@ -116,7 +117,7 @@ def _compare(argv: list[str], prog: str) -> int:
     except (KeyboardInterrupt, RunInterrupted):
         print("\ninterrupted; run the same command again to continue: finished runs are read back and an "
               "LLM run continues after its last finished epoch", file=sys.stderr)
-        return 130
+        return exit_code()
     print(to_markdown(report))
     for kind, path in report["files"].items():
         print(f"{kind:>8}: {path}")
@@ -182,25 +183,30 @@ def _recbole_style(argv: list[str], prog: str) -> int:
 
 
 def main(argv=None, prog: str = "recbole-msl") -> int:
-    """Run the command; return the exit code (0 ok, 2 a one-line error, 130 interrupted)."""
+    """Run the command; return the exit code (0 ok, 2 a one-line error, 130 Ctrl-C, 143 SIGTERM)."""
     from .quick_start import RunInterrupted
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv and argv[0] in SUBCOMMANDS:
-            return SUBCOMMANDS[argv[0]](argv[1:], f"{prog} {argv[0]}")
-        if prog == "recbole-msl" and (not argv or argv[0] in ("-h", "--help")):
-            print(__doc__.strip())
-            return 0 if argv else 2
-        return _recbole_style(argv, prog)
+        with stop_on_sigterm():
+            if argv and argv[0] in SUBCOMMANDS:
+                return SUBCOMMANDS[argv[0]](argv[1:], f"{prog} {argv[0]}")
+            if prog == "recbole-msl" and (not argv or argv[0] in ("-h", "--help")):
+                print(__doc__.strip())
+                return 0 if argv else 2
+            return _recbole_style(argv, prog)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except RunInterrupted as stop:
         again = " ".join([prog, *argv, f"--resume={stop.resume_folder}"]) if stop.resume_folder else None
         print(f"\ninterrupted; continue with: {again}" if again else
-              "\ninterrupted before the first epoch ended; nothing to resume, start again", file=sys.stderr)
-        return 130
+              "\ninterrupted; nothing to resume (an LLMMSL run resumes once an epoch has finished), start again",
+              file=sys.stderr)
+        return exit_code()
+    except KeyboardInterrupt:  # outside training (data loading, a RecBole model's FLOPs count, testing)
+        print("\ninterrupted outside training (loading, setup or writing results); nothing to resume, start again", file=sys.stderr)
+        return exit_code()
 
 
 if __name__ == "__main__":

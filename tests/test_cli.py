@@ -1,10 +1,13 @@
 """The command line does what it says: sub-commands, RecBole keys, one-line errors, interrupts, the summary."""
 
+import glob
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -119,6 +122,53 @@ def test_interrupted_run_prints_the_command_that_resumes_it(tiny_llm_dir, tmp_pa
     assert resume.endswith("-last") and os.path.isdir(resume)
     monkeypatch.setattr(LLMMSLTrainer, "_train_epoch", train_epoch)
     assert main(args + [f"--resume={resume}"]) == 0  # the printed command finishes the run
+
+
+def test_sigterm_stops_a_background_run_that_ignores_ctrl_c(tmp_path):
+    """A job started with ``nohup cmd &`` from a script inherits SIGINT ignored; ``kill`` (SIGTERM) must stop it
+    cleanly: exit code 143 and the interrupted message, not a silent death or a run that goes on."""
+    log = tmp_path / "out.txt"
+    args = ["--model=SASRec", "--dataset=ml-100k", "--epochs=500", "--stopping_step=500", "--show_progress=False",
+            "--MAX_ITEM_LIST_LENGTH=3", "--hidden_size=8", "--inner_size=16", "--n_layers=1", "--n_heads=1",
+            f"--checkpoint_dir={tmp_path / 'saved'}"]  # a small SASRec: seconds per epoch
+    with open(log, "w") as out:
+        child = subprocess.Popen(["sh", "-c", 'trap "" INT; exec "$0" "$@"',  # SIGINT ignored, as in the background
+                                  sys.executable, os.path.join(ROOT, "run_recbole_msl.py"), *args], cwd=tmp_path,
+                                 stdout=out, stderr=subprocess.STDOUT)
+    try:  # training has begun once the first epoch's best model is saved
+        deadline = time.monotonic() + 600
+        while not glob.glob(str(tmp_path / "saved" / "SASRec-*.pth")):
+            assert child.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "SASRec saved no model within 600 s"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        time.sleep(1)
+        assert child.poll() is None  # ignored, as in a background job: the reason SIGTERM must work
+        child.send_signal(signal.SIGTERM)
+        child.wait(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    text = log.read_text()
+    assert child.returncode == 143, text[-3000:]
+    assert "Traceback" not in text and text.strip().splitlines()[-1].startswith("interrupted")
+
+
+def test_sigterm_outside_training_exits_cleanly_and_restores_the_handler(tmp_path, capsys, monkeypatch):
+    from recbole_msl import quick_start
+
+    def terminated_while_loading(config, cache):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises at the next Python instruction
+        raise AssertionError("SIGTERM did not interrupt the run")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(quick_start, "_load_dataset", terminated_while_loading)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["train", "--model=SASRec", "--dataset=ml-100k", f"--checkpoint_dir={tmp_path / 'saved'}"]) == 143
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted outside training")
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_save_folders_are_unique_within_a_second(tmp_path):
