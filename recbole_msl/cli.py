@@ -204,8 +204,9 @@ def main(argv=None, prog: str = "recbole-msl") -> int:
               "\ninterrupted; nothing to resume (an LLMMSL run resumes once an epoch has finished), start again",
               file=sys.stderr)
         return exit_code()
-    except KeyboardInterrupt:  # outside training (data loading, a RecBole model's FLOPs count, testing)
-        print("\ninterrupted outside training (loading, setup or writing results); nothing to resume, start again", file=sys.stderr)
+    except KeyboardInterrupt:  # outside fit and test: loading data, building the model, writing results
+        print("\ninterrupted outside training (loading, setup or writing results); nothing to resume, start again",
+              file=sys.stderr)
         return exit_code()
 
 
