@@ -125,6 +125,16 @@ def test_report_table_csv_json_and_chart(tmp_path, monkeypatch):
     assert image[..., :3].std() > 0.05  # not a blank canvas
 
 
+
+def test_chart_title_counts_the_seeds_each_run_finished():
+    from recbole_msl.compare.chart import seed_note
+
+    assert seed_note([2020, 2021, 2022], [3, 3]) == "mean ± std over 3 seeds"
+    # a partial report (LLM runs at 2 of 3 seeds) or a one-seed variant is not labelled "over 3 seeds"
+    assert seed_note([2020, 2021, 2022], [2, 3, 1]) == "mean ± std over each run's seeds (1 to 3; one seed: no error bar)"
+    assert seed_note([2020], [1]) == "seed 2020"
+    assert seed_note([1, 2], [1, 1]) == "one seed per run"
+
 def test_resume_reads_finished_runs_back_and_redoes_failed_or_changed_ones(tmp_path, monkeypatch):
     results = str(tmp_path / "res")
     path = _spec_file(tmp_path, RUNS[:3], seeds=(1, 2))

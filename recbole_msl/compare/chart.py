@@ -39,10 +39,9 @@ def write_chart(report: dict, path: str) -> bool:
     ax.set_xticks(x, [pretty_metric(m) for m in metrics])
     ax.set_ylim(0, top * 1.18 if top > 0 else 1)
     ax.set_ylabel("test score")
-    seeds = report["seeds"]
-    seed_note = f"mean ± std over {len(seeds)} seeds" if len(seeds) > 1 else f"seed {seeds[0]}"
+    note = seed_note(report["seeds"], [len(run["test"][metrics[0]]["values"]) for run in runs])
     rows = next((r.get("test_rows") for r in runs if r.get("test_rows")), None)
-    ax.set_title(f"{report['comparison']}: {report['dataset']}, {seed_note}" + (f", {rows} test users" if rows else ""),
+    ax.set_title(f"{report['comparison']}: {report['dataset']}, {note}" + (f", {rows} test users" if rows else ""),
                  fontsize=10)
     ax.legend(fontsize=8, frameon=False, ncols=min(len(runs), 4))
     ax.spines[["top", "right"]].set_visible(False)
@@ -53,3 +52,14 @@ def write_chart(report: dict, path: str) -> bool:
     plt.close(fig)
     write_atomic(path, buffer.getvalue())
     return True
+
+
+def seed_note(seeds: list, finished: list[int]) -> str:
+    """What the bars average, from the seeds each run actually finished (a partial report or a
+    one-seed run must not be labelled with the comparison's full seed list)."""
+    counts = sorted(set(finished))
+    if counts == [1]:
+        return f"seed {seeds[0]}" if len(seeds) == 1 else "one seed per run"
+    if len(counts) == 1:
+        return f"mean ± std over {counts[0]} seeds"
+    return f"mean ± std over each run's seeds ({counts[0]} to {counts[-1]}; one seed: no error bar)"
