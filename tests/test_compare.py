@@ -132,6 +132,7 @@ def test_chart_title_counts_the_seeds_each_run_finished():
     assert seed_note([2020, 2021, 2022], [3, 3]) == "mean ± std over 3 seeds"
     # a partial report (LLM runs at 2 of 3 seeds) or a one-seed variant is not labelled "over 3 seeds"
     assert seed_note([2020, 2021, 2022], [2, 3, 1]) == "mean ± std over each run's seeds (1 to 3; one seed: no error bar)"
+    assert seed_note([2020, 2021, 2022], [2, 3]) == "mean ± std over each run's seeds (2 to 3)"
     assert seed_note([2020], [1]) == "seed 2020"
     assert seed_note([1, 2], [1, 1]) == "one seed per run"
 

@@ -62,4 +62,4 @@ def seed_note(seeds: list, finished: list[int]) -> str:
         return f"seed {seeds[0]}" if len(seeds) == 1 else "one seed per run"
     if len(counts) == 1:
         return f"mean ± std over {counts[0]} seeds"
-    return f"mean ± std over each run's seeds ({counts[0]} to {counts[-1]}; one seed: no error bar)"
+    return f"mean ± std over each run's seeds ({counts[0]} to {counts[-1]}" + ("; one seed: no error bar)" if counts[0] == 1 else ")")
