@@ -136,6 +136,19 @@ def test_chart_title_counts_the_seeds_each_run_finished():
     assert seed_note([2020], [1]) == "seed 2020"
     assert seed_note([1, 2], [1, 1]) == "one seed per run"
 
+
+def test_a_split_that_tests_a_user_twice_is_reported_in_rows_not_users():
+    from recbole_msl.compare.report import build_report, tested_rows, to_markdown
+
+    spec = spec_from_models("SASRec,GRU4Rec", "ml-100k", [], [1], None)
+    record = {"run": "SASRec", "seed": 1, "status": "ok", "test": {"ndcg@10": 0.1}, "valid": {},
+              "test_hits": {"users": ["7", "7", "8", "9"], **encode_hits(np.tile([0] * 10 + [1], (4, 1)))}}
+    report = build_report(spec, [record])
+    assert tested_rows(report) == ("4 test rows (3 users)", "rows")
+    assert "on 4 test rows (3 users)" in to_markdown(report)
+    record["test_hits"] = {"users": ["7", "8", "9"], **encode_hits(np.tile([0] * 10 + [1], (3, 1)))}
+    assert tested_rows(build_report(spec, [record])) == ("3 test users", "users")
+
 def test_resume_reads_finished_runs_back_and_redoes_failed_or_changed_ones(tmp_path, monkeypatch):
     results = str(tmp_path / "res")
     path = _spec_file(tmp_path, RUNS[:3], seeds=(1, 2))

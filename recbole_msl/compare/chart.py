@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from ..files import write_atomic
-from .report import pretty_metric
+from .report import pretty_metric, tested_rows
 
 
 def write_chart(report: dict, path: str) -> bool:
@@ -40,8 +40,8 @@ def write_chart(report: dict, path: str) -> bool:
     ax.set_ylim(0, top * 1.18 if top > 0 else 1)
     ax.set_ylabel("test score")
     note = seed_note(report["seeds"], [len(run["test"][metrics[0]]["values"]) for run in runs])
-    rows = next((r.get("test_rows") for r in runs if r.get("test_rows")), None)
-    ax.set_title(f"{report['comparison']}: {report['dataset']}, {note}" + (f", {rows} test users" if rows else ""),
+    rows, _ = tested_rows(report)
+    ax.set_title(f"{report['comparison']}: {report['dataset']}, {note}" + (f", {rows}" if rows else ""),
                  fontsize=10)
     ax.legend(fontsize=8, frameon=False, ncols=min(len(runs), 4))
     ax.spines[["top", "right"]].set_visible(False)

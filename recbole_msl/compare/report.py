@@ -111,7 +111,8 @@ def _summarise_run(run, records, metrics, pending=()) -> dict:
         summary["peak_rss_mb"] = max(r.get("peak_rss_mb") or 0.0 for r in ok)
         cuda = [r.get("peak_cuda_mb") for r in ok if r.get("peak_cuda_mb") is not None]
         summary["peak_cuda_mb"] = max(cuda) if cuda else None
-        summary["test_rows"] = len((ok[0].get("test_hits") or {}).get("users") or [])
+        tested = (ok[0].get("test_hits") or {}).get("users") or []
+        summary["test_rows"], summary["test_users"] = len(tested), len(set(tested))
     return summary
 
 
@@ -197,6 +198,18 @@ def _status(summary) -> str:
     return "; ".join(parts) or "ok"
 
 
+def tested_rows(report: dict) -> tuple[str | None, str]:
+    """How many test rows the metrics cover, labelled honestly: a benchmark split with sliding windows can
+    test one user several times, so its unit is the row, not the user. Returns (label, plural unit)."""
+    run = next((r for r in report["runs"] if r.get("test_rows")), None)
+    if run is None:
+        return None, "users"
+    rows, users = run["test_rows"], run.get("test_users", run["test_rows"])
+    if users == rows:
+        return f"{rows} test users", "users"
+    return f"{rows} test rows ({users} users)", "rows"
+
+
 def to_markdown(report: dict) -> str:
     metrics, seeds, ref = report["report_metrics"], report["seeds"], report["reference"]
     head_metric = report.get("primary_metric")
@@ -207,11 +220,11 @@ def to_markdown(report: dict) -> str:
         lines.append(f"**Partial report: {finished} of {finished + len(pending)} runs have finished** (the Status "
                      f"column names the rest); the comparison's own command runs them and rewrites this report.")
         lines.append("")
-    rows = next((r.get("test_rows") for r in report["runs"] if r.get("test_rows")), None)
+    rows, unit = tested_rows(report)
     over = (f"mean ± std over the seeds each run finished, of {', '.join(map(str, seeds))} (one seed: no ±)"
             if len(seeds) > 1 else f"seed {seeds[0]}")
     lines.append(f"Test metrics, {over}"
-                 f"{f', on {rows} test users' if rows else ''}"
+                 f"{f', on {rows}' if rows else ''}"
                  f"{', the same rows for every run' if report['same_test_rows'] else ''}. "
                  f"Each run's model is selected on the validation split. Train, Valid eval and Test eval are wall "
                  f"time, CPU time the process's CPU time over all threads, each the mean over seeds (a resumed run "
@@ -234,10 +247,10 @@ def to_markdown(report: dict) -> str:
                   f"{peak:,.0f} MB {'CUDA' if run.get('peak_cuda_mb') else 'RSS'}" if peak else "—", _status(run)]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     if ref and any(run["gains"] for run in report["runs"]):
-        intro = (f"Relative gain over **{ref}** with a paired test over the same users (two-sided bootstrap, "
+        intro = (f"Relative gain over **{ref}** with a paired test over the same {unit} (two-sided bootstrap, "
                  f"{report['bootstrap_resamples']:,} resamples; significant when p < {report['alpha']}; "
-                 f"'detectable' is the smallest difference the test finds with 80% power with these users, from "
-                 f"their paired per-user differences; t-test p-values and 95% intervals are in the JSON):")
+                 f"'detectable' is the smallest difference the test finds with 80% power with these {unit}, from "
+                 f"their paired differences; t-test p-values and 95% intervals are in the JSON):")
         lines += ["", intro, ""]
         header = ["Run"] + [pretty_metric(m) for m in metrics]
         lines.append("| " + " | ".join(header) + " |")
