@@ -39,7 +39,7 @@ def write_chart(report: dict, path: str) -> bool:
     ax.set_xticks(x, [pretty_metric(m) for m in metrics])
     ax.set_ylim(0, top * 1.18 if top > 0 else 1)
     ax.set_ylabel("test score")
-    note = seed_note(report["seeds"], [len(run["test"][metrics[0]]["values"]) for run in runs])
+    note = seed_note(report["seeds"], [len(run["seeds_ok"]) for run in runs])
     rows, _ = tested_rows(report)
     ax.set_title(f"{report['comparison']}: {report['dataset']}, {note}" + (f", {rows}" if rows else ""),
                  fontsize=10)
