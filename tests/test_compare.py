@@ -463,6 +463,32 @@ def test_learning_curve_evaluates_at_each_point_and_resumes(tmp_path, tiny_run_c
     assert [p["valid"] for p in fresh["points"][1:]] == [p["valid"] for p in record["points"]]
 
 
+def test_curve_runs_that_differ_only_in_training_keys_share_the_untrained_point(tmp_path, tiny_run_config, capsys):
+    """Point 0 is the backbone: LML takes MSL's measurement, which equals LML's own (measured in a
+    comparison without MSL); a run whose evaluation differs (a shorter history) measures its own."""
+    shared = {k: v for k, v in tiny_run_config.items() if k not in ("eval_max_users", "epochs")}
+    spec = {"name": "zero", "dataset": "ml-100k", "curve": [0, 8],
+            "config": {**shared, "MAX_ITEM_LIST_LENGTH": 10, "train_samples_per_epoch": 8,
+                       "eval_sample_users": {"valid": 6}},
+            "runs": [{"name": "msl", "model": "LLMMSL", "config": {"llm_loss": "msl", "tau": "ats"}},
+                     {"name": "lml", "model": "LLMMSL", "config": {"llm_loss": "lml", "learning_rate": 0.01}},
+                     {"name": "short", "model": "LLMMSL", "config": {"llm_loss": "lml", "MAX_ITEM_LIST_LENGTH": 5}}]}
+    path = tmp_path / "zero.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["compare", f"--comparison={path}", f"--results_dir={tmp_path / 'res'}"]) == 0
+    printed = capsys.readouterr().out
+    assert "curve lml seed 2020: the untrained point is msl's" in printed and "| lml | 0 (untrained), msl's |" in printed
+    assert "curve short seed 2020: the untrained point is" not in printed
+    runs = tmp_path / "res" / "zero" / "runs"
+    msl, lml, short = (_read_json(runs / f"curve-{n}--seed2020.json")["points"][0] for n in ("msl", "lml", "short"))
+    assert lml["measured_in"] == "msl" and lml["valid_hits"] == msl["valid_hits"]
+    assert "measured_in" not in short and "measured_in" not in msl
+    path.write_text(yaml.safe_dump({**spec, "runs": spec["runs"][1:2]}))
+    assert main(["compare", f"--comparison={path}", f"--results_dir={tmp_path / 'alone'}"]) == 0
+    own = _read_json(tmp_path / "alone" / "zero" / "runs" / "curve-lml--seed2020.json")["points"][0]
+    assert "measured_in" not in own and own["valid_hits"] == msl["valid_hits"] and own["valid"] == msl["valid"]
+
+
 def _curve_point(sequences: int, rows: list[tuple[str, str, int]]) -> dict:
     """A learning-curve point whose rows are (user, target, rank of the target or 0 for a miss)."""
     hits = {"users": [u for u, _, _ in rows], "targets": [t for _, t, _ in rows],

@@ -13,6 +13,7 @@ point, and each run's last point with its first, and states how precise its last
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import os
@@ -31,6 +32,18 @@ from .stats import paired_test
 from .user_metrics import per_user_metrics
 
 CURVE_METRICS = ("ndcg@10", "hit@10")
+
+# Keys that shape training only. The untrained model is the backbone itself (LoRA's B starts at zero),
+# and evaluation uses neither the loss nor tau nor the optimizer, so runs whose configurations differ
+# only in these keys share one measurement of point 0 (a whole validation pass saved per run).
+TRAINING_ONLY_KEYS = frozenset({"llm_loss", "tau", "ats_tau_init", "ats_eta", "ats_alpha", "ats_range",
+                                "learning_rate", "weight_decay", "warmup_ratio"})
+
+
+def untrained_signature(run, dataset: str, seed: int, cmd_args: list[str]) -> str:
+    """What point 0 of a run depends on: its signature without its name and training-only keys."""
+    kept = {k: v for k, v in run.config.items() if k not in TRAINING_ONLY_KEYS}
+    return dataclasses.replace(run, name="", config=kept).signature(dataset, seed, list(cmd_args))
 
 
 def _point_stats(hits: dict, metrics=CURVE_METRICS) -> dict:
@@ -83,11 +96,14 @@ def _echo_point(echo, run_name: str, seed: int, point: dict) -> None:
          f"{stats['hit@10']['mean']:.4f} ± {stats['hit@10']['se']:.4f} ({stats['users']} users)")
 
 
-def curve_run(run, dataset: str, seed: int, points: list[int], cmd_args: list[str], folder: str, echo) -> dict:
+def curve_run(run, dataset: str, seed: int, points: list[int], cmd_args: list[str], folder: str, echo,
+              untrained: dict | None = None) -> dict:
     """Train one LLMMSL run to the last point, evaluating on validation at each point; resumable.
 
     The signature covers the positive points only: adding 0 (the untrained model) to a finished
-    curve measures that point and keeps the trained ones."""
+    curve measures that point and keeps the trained ones. ``untrained`` maps
+    :func:`untrained_signature` to a point 0 already measured by another run of the comparison,
+    which this run then takes instead of measuring it again (the copy names the run it came from)."""
     from recbole.utils import init_logger, init_seed
 
     from ..config import Config
@@ -138,7 +154,13 @@ def curve_run(run, dataset: str, seed: int, points: list[int], cmd_args: list[st
         write_json(record_path, record)
 
     if 0 in points and 0 not in {p["sequences"] for p in record["points"]}:
-        save(_untrained_point(trainer, model, valid_data, train_data))
+        shared = (untrained or {}).get(untrained_signature(run, dataset, seed, cmd_args))
+        if shared is not None:
+            echo(f"curve {run.name} seed {seed}: the untrained point is {shared['run']}'s (same backbone and "
+                 f"evaluation; the runs differ only in training keys)")
+            save({**shared["point"], "measured_in": shared["run"]})
+        else:
+            save(_untrained_point(trainer, model, valid_data, train_data))
     trainer.start(train_data)
     for epoch in range(trainer.start_epoch, max(epochs)):
         trainer._train_epoch(train_data, epoch)
@@ -303,6 +325,8 @@ def curve_markdown(report: dict) -> str:
         for p in curve["points"]:
             s = p["stats"]
             label = f"{p['sequences']:,}" if p["sequences"] else "0 (untrained)"
+            if "measured_in" in p:
+                label += f", {p['measured_in']}'s"
             rows.append(f"| {curve['run']} | {label} | {s['ndcg@10']['mean']:.4f} ± {s['ndcg@10']['se']:.4f} "
                         f"| {s['hit@10']['mean']:.4f} ± {s['hit@10']['se']:.4f} | {s['users']} | {p['tau']:.3f} "
                         f"| {p['cpu_s'] / 60:.0f} min |")
@@ -343,13 +367,18 @@ def run_curve(spec, cmd_args=(), results_dir: str | None = None, echo=print) -> 
 
     cmd_args = list(cmd_args)
     folder = store.comparison_folder(results_dir or spec.results_dir, spec.name)
-    curves, lines, cache = [], [], {}
+    curves, lines, cache, untrained = [], [], {}, {}
     for seed in spec.seeds:
         for run in spec.runs:
             if not run.runs_with(seed):
                 continue
             if is_plugin_model(run.model):
-                curves.append(curve_run(run, spec.dataset, seed, list(spec.curve), cmd_args, folder, echo))
+                curve = curve_run(run, spec.dataset, seed, list(spec.curve), cmd_args, folder, echo, untrained)
+                curves.append(curve)
+                zero = next((p for p in curve["points"] if p["sequences"] == 0 and "measured_in" not in p), None)
+                if zero is not None:
+                    untrained.setdefault(untrained_signature(run, spec.dataset, seed, cmd_args),
+                                         {"run": run.name, "point": zero})
             else:
                 lines.append({**line_run(run, spec.dataset, seed, cmd_args, folder, cache, echo), "run": run.name})
     base = os.path.join(folder, spec.name)
