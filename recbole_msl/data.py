@@ -209,7 +209,10 @@ def data_preparation(config, dataset):
                 before = len(kept[index])
                 kept[index] = _first_users(kept[index], n) if kind == "first" else _sample(kept[index], n, unit, seed)
                 what = f"the first {n} users" if kind == "first" else f"a random sample of {n} {unit}s (seed {seed})"
-                logger.warning(f"{name} metrics cover {len(kept[index])} of {before} rows: {what}")
+                if len(kept[index]) < before:
+                    logger.warning(f"{name} metrics cover {len(kept[index])} of {before} rows: {what}")
+                else:  # a subset as large as the split keeps every row
+                    logger.info(f"{name} metrics cover all {before} rows ({what} takes every one)")
         return tuple(kept)
 
     dataset.build = build_checked
