@@ -1,9 +1,12 @@
 """Benchmarks 1 and 2: one LLMMSL optimisation step against the reference-style step.
 
 Same backbone, batch, LoRA weights and optimiser for both; the two losses (and tau after ATS) are
-asserted equal first. Steps are interleaved (ours, reference, ours, ...) so that load from other
-processes on a shared machine hits both alike; the median of the timed steps is reported. Peak memory
-is measured in one more step of each, after the timed rounds.
+asserted equal first. Steps are interleaved in pairs (ours, ours, reference, reference, ...) so that
+load from other processes on a shared machine hits both alike, and only the second step of each pair
+is timed: in training a step follows a step of its own kind, whereas a step that follows the
+reference's (which frees a [B, T, V] logits tensor and lets the heap shrink) faults its memory back in,
+about 12 % of our step on a 2-core EPYC (2026-12-05). The median of the timed steps is reported. Peak
+memory is measured in one more step of each, after the timed rounds.
 Run twice: with the default backbone's head (vocabulary 49k) and with a randomly initialised
 128,256-token head on the same body (Llama-3's vocabulary, the case the authors ran).
 """
@@ -54,6 +57,8 @@ class NoDropout:
 def check_equal(model, batch, reference: ReferenceStep) -> dict:
     """Both losses and ATS updates on the same batch, weights and tau, in training mode without dropout;
     raises if they differ."""
+    if bool(model.ats_pending.any()):  # statistics of earlier passes would enter this step's ATS update
+        raise AssertionError("the model holds ATS statistics of an unfinished step; close it with end_ats_step() first")
     tau0 = model.tau
     with NoDropout(model):
         ours = float(our_loss(model, batch).detach())
@@ -72,11 +77,13 @@ def check_equal(model, batch, reference: ReferenceStep) -> dict:
             "tau_hat_raw_ours": ours_raw, "tau_hat_raw_reference": ref_raw}
 
 
-def _step(optimizer, loss_fn):
+def _step(optimizer, loss_fn, end_step):
+    """One optimisation step as the trainer runs it: loss, backward, AdamW, then the step's ATS update."""
     optimizer.zero_grad(set_to_none=True)
     loss = loss_fn()
     loss.backward()
     optimizer.step()
+    end_step()
 
 
 def compare(model, batch, repeats: int, peak_gflops: float, label: str) -> dict:
@@ -90,6 +97,7 @@ def compare(model, batch, repeats: int, peak_gflops: float, label: str) -> dict:
     masks = build_masks(model, batch, dict_trie, vocab)
     mask_build_s = time.perf_counter() - start
     reference = ReferenceStep(model, masks)
+    tau_start = model.tau
     model.train()
     equal = check_equal(model, batch, reference)
     log(f"{label}: losses equal (ours {equal['loss_ours']:.6f}, reference {equal['loss_reference']:.6f})")
@@ -97,12 +105,13 @@ def compare(model, batch, repeats: int, peak_gflops: float, label: str) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     saved = [p.detach().clone() for p in params]
     optimizer = torch.optim.AdamW(params, lr=1e-4)
-    steps = {"ours": lambda: _step(optimizer, lambda: our_loss(model, batch)),
-             "reference": lambda: _step(optimizer, lambda: reference.loss(batch))}
+    steps = {"ours": lambda: _step(optimizer, lambda: our_loss(model, batch), model.end_ats_step),
+             "reference": lambda: _step(optimizer, lambda: reference.loss(batch), reference.end_step)}
     times = {k: [] for k in steps}
     memory = {k: [] for k in steps}
     for r in range(repeats + 1):  # the first round warms up both
         for name, fn in steps.items():
+            fn()  # untimed: a step that follows the other kind's step pays for its memory (see below)
             sync()
             t0 = time.perf_counter()
             fn()
@@ -118,6 +127,7 @@ def compare(model, batch, repeats: int, peak_gflops: float, label: str) -> dict:
             sync()
         memory[name].append((mem.peak, mem.delta))
     model.eval()
+    model.tau = tau_start
     with torch.no_grad():  # leave the shared model as we found it
         for p, s in zip(params, saved):
             p.copy_(s)
@@ -188,14 +198,14 @@ def summary(figures: dict) -> list[tuple]:
     mb = 1 / 2 ** 20
     return [
         ("train step tok/s, 49k head", d["ours"]["tokens_per_s"], d["reference"]["tokens_per_s"],
-         d["speedup_tokens_per_s"], ">= 1.4x", d["speedup_tokens_per_s"] >= 1.4),
+         d["speedup_tokens_per_s"], ">= 2.5x", d["speedup_tokens_per_s"] >= 2.5),
         ("train step % of matmul peak, 49k (model FLOPs)", 100 * d["ours"]["fraction_of_peak"],
-         100 * d["reference"]["fraction_of_peak"], None, ">= 65%", d["ours"]["fraction_of_peak"] >= 0.65),
+         100 * d["reference"]["fraction_of_peak"], None, "report", None),
         ("train step % of matmul peak, 49k (executed FLOPs)", 100 * d["ours"]["executed_fraction_of_peak"],
-         100 * d["reference"]["executed_fraction_of_peak"], None, ">= 65%",
-         d["ours"]["executed_fraction_of_peak"] >= 0.65),
+         100 * d["reference"]["executed_fraction_of_peak"], None, ">= 75%",
+         d["ours"]["executed_fraction_of_peak"] >= 0.75),
         ("train step tok/s, 128k head", l3["ours"]["tokens_per_s"], l3["reference"]["tokens_per_s"],
-         l3["speedup_tokens_per_s"], ">= 2x", l3["speedup_tokens_per_s"] >= 2.0),
+         l3["speedup_tokens_per_s"], ">= 3x", l3["speedup_tokens_per_s"] >= 3.0),
         ("train step peak mem above start MiB, 49k", d["ours"]["peak_memory_above_start_bytes"] * mb,
          d["reference"]["peak_memory_above_start_bytes"] * mb,
          d["reference"]["peak_memory_above_start_bytes"] / max(d["ours"]["peak_memory_above_start_bytes"], 1),

@@ -1,9 +1,9 @@
 """recbole-msl: tune an LLM as a sequential recommender with the Masked Softmax Loss, inside RecBole."""
 
-from .compat import install_numpy_aliases, quiet_recbole_pandas_warnings
+from .compat import install_numpy_aliases, quiet_recbole_warnings
 
 install_numpy_aliases()
-quiet_recbole_pandas_warnings()  # before any RecBole module runs numpy-1 code
+quiet_recbole_warnings()  # before any RecBole module runs numpy-1 code
 
 from .config import Config
 from .errors import ConfigError

@@ -17,7 +17,7 @@ import os
 import sys
 
 from .errors import ConfigError
-from .stopping import exit_code, stop_on_sigterm
+from .stopping import exit_code, quiet_on_broken_pipe, stop_on_sigterm
 
 COMPARISON_FLAGS = ("--seeds", "--reference", "--results_dir", "--report_only")
 
@@ -26,7 +26,9 @@ def _parser(prog: str, description: str, comparison: bool, single: bool) -> argp
     parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Any other RecBole or plugin option is given as --key=value "
-                                            "(e.g. --epochs=3 --seed=7 --learning_rate=1e-4).")
+                                            "(e.g. --epochs=3 --seed=7 --learning_rate=1e-4); a key no "
+                                            "configuration layer knows is refused (--allow_unknown_keys=True "
+                                            "keeps custom keys).")
     parser.add_argument("--model", "-m", default="LLMMSL",
                         help="LLMMSL or any RecBole model (SASRec, GRU4Rec, ...)" + ("; A,B,C for several" if comparison
                                                                                    else ""))
@@ -80,11 +82,12 @@ def _compare(argv: list[str], prog: str) -> int:
 
     args, extra = _parser(prog, "Several models or variants, one report with paired tests.", True, False) \
         .parse_known_args(argv)
-    overrides = parse_overrides(extra)
+    overrides = parse_overrides(extra)  # their keys are checked with each run's own (_check_spec_keys)
     seed_override = [a for a in extra if a.startswith("--seed=")]
-    if seed_override and args.seeds:
+    if seed_override and args.seeds is not None:
         raise ConfigError("give either --seeds (comparisons) or --seed, not both")
-    seeds = parse_seeds(args.seeds or overrides["seed"]) if (args.seeds or seed_override) else None
+    given = args.seeds if args.seeds is not None else (overrides["seed"] if seed_override else None)
+    seeds = parse_seeds(given) if given is not None else None  # --seeds= (empty) is refused, not ignored
     extra = [a for a in extra if not a.startswith("--seed=")]
     files = _config_files(args) or []
     if args.comparison:
@@ -99,16 +102,23 @@ def _compare(argv: list[str], prog: str) -> int:
         check_reference(spec)
     else:
         spec = spec_from_models(args.model, args.dataset, files, seeds, args.reference)
+    _check_spec_keys(spec, overrides)
     from .quick_start import RunInterrupted
 
-    if args.report_only and spec.curve:
-        raise ConfigError("--report_only is for comparisons; a learning curve's report needs every point: "
-                          "run the curve's command")
     try:
         if spec.curve:
-            from .compare.curve import curve_markdown, run_curve
+            from .compare.curve import curve_markdown, curve_report_only, run_curve
 
-            report = run_curve(spec, cmd_args=extra, results_dir=args.results_dir)
+            if args.report_only:  # records only: nothing trains
+                report = curve_report_only(spec, cmd_args=extra, results_dir=args.results_dir)
+            else:
+                from .compare.lock import comparison_lock
+                from .compare.runner import check_runs
+                from .compare.store import comparison_folder
+
+                check_runs(spec, extra)  # every run before the first trains
+                with comparison_lock(comparison_folder(args.results_dir or spec.results_dir, spec.name), spec.name):
+                    report = run_curve(spec, cmd_args=extra, results_dir=args.results_dir)
             print(curve_markdown(report))
             for kind, path in report["files"].items():
                 print(f"{kind:>8}: {path}")
@@ -126,6 +136,23 @@ def _compare(argv: list[str], prog: str) -> int:
     return 0
 
 
+def _check_spec_keys(spec, overrides: dict) -> None:
+    """The command line's overrides and every run's config files and config hold only keys some configuration
+    layer knows (or one of them sets allow_unknown_keys): checked before the first run starts, since otherwise
+    each run would fail on its own, or (before this check) ignore the key."""
+    from .config import ALLOW_UNKNOWN, allows_unknown, check_option_keys, read_config_file
+
+    for run in spec.runs:
+        files = {path: read_config_file(path) for path in run.config_files}
+        if any(allows_unknown(layer.get(ALLOW_UNKNOWN, False)) for layer in [overrides, *files.values(), run.config]):
+            continue
+        check_option_keys(overrides)
+        for path, loaded in files.items():
+            check_option_keys(loaded, f" in config file {path}", "yaml")
+        origin = f" of {spec.source}" if spec.source else ""
+        check_option_keys(run.config, f" in the config of run {run.name}{origin}", "yaml")
+
+
 def _positive_topk(text: str) -> int:
     try:
         value = int(text)
@@ -137,7 +164,7 @@ def _positive_topk(text: str) -> int:
 
 
 def _recommend(argv: list[str], prog: str) -> int:
-    from .config import parse_overrides
+    from .config import check_override_args
     from .quick_start import Recommender
 
     parser = argparse.ArgumentParser(prog=prog, allow_abbrev=False,
@@ -149,8 +176,12 @@ def _recommend(argv: list[str], prog: str) -> int:
     parser.add_argument("--include_history", action="store_true",
                         help="also recommend items of the history (excluded by default)")
     args, extra = _parse_or_error(parser, argv)
+    # a typo (--top_k=2) would otherwise be a config override nothing reads; this sub-command's flags count as known
+    own = [a.dest for a in parser._actions if a.option_strings and a.dest != "help"]
+    overrides = check_override_args(extra, extra_known=own)
     history = [h.strip() for h in args.history.split(",") if h.strip()]
-    recommender = Recommender(args.checkpoint, parse_overrides(extra))
+    recommender = Recommender(args.checkpoint, overrides)
+    recommender.check_topk(args.topk, history, not args.include_history, cli=True)  # the fix names these flags
     for rank, (item, title, score) in enumerate(
             recommender.recommend(history, args.topk, exclude_history=not args.include_history), 1):
         print(f"{rank:>3}  {item:>8}  {score:9.4f}  {title}")
@@ -183,7 +214,12 @@ def _recbole_style(argv: list[str], prog: str) -> int:
 
 
 def main(argv=None, prog: str = "recbole-msl") -> int:
-    """Run the command; return the exit code (0 ok, 2 a one-line error, 130 Ctrl-C, 143 SIGTERM)."""
+    """Run the command; return the exit code (0 ok, 2 a one-line error, 130 Ctrl-C, 143 SIGTERM, 141 quietly when
+    the reader of the output went away, as in ``recbole-msl --help | head -1``)."""
+    return quiet_on_broken_pipe(lambda: _main(argv, prog))
+
+
+def _main(argv, prog: str) -> int:
     from .quick_start import RunInterrupted
 
     argv = list(sys.argv[1:] if argv is None else argv)

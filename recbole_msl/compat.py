@@ -24,17 +24,29 @@ Measured breaks and how each is handled:
   plugin models (an LLM would sit twice in memory).
 * With ``loss_type: CE`` RecBole demands ``train_neg_sample_args: ~``: our Config
   sets it unless the user gave one explicitly.
+* RecBole's own code warns on every run of a current stack (``torch.cuda.amp.GradScaler`` in its
+  trainer, ``Series.agg(len)`` in its data sets): :func:`quiet_recbole_warnings` ignores exactly
+  those FutureWarnings, and only where RecBole's modules raise them.
+* ``init_logger`` names the log by a hash of the config (two identical runs in one second share a
+  file) and, through ``logging.basicConfig``, keeps the first run's file for every later run of a
+  process: :func:`init_logger` gives each run its own file, named by the run's ``<date>-<tag>``,
+  which its checkpoint and tensorboard folder share.
+* RecBole's ``_check_nan`` raises a bare ValueError: :class:`SafeCheckpointMixin` raises a one-line
+  :class:`~recbole_msl.errors.TrainingDivergedError` that names the cause.
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import os
 import warnings
 
 import numpy as np
 import torch
 
-from .files import unique_path, write_atomic
+from .errors import TrainingDivergedError
+from .files import run_path, write_atomic
 
 _NUMPY_ALIASES = {"bool": np.bool_, "int": np.int_, "float": np.float64, "complex": np.complex128,
                   "object": np.object_, "str": np.str_, "long": np.int_, "unicode": np.str_}
@@ -47,10 +59,64 @@ def install_numpy_aliases() -> None:
             setattr(np, name, value)
 
 
-def quiet_recbole_pandas_warnings() -> None:
-    """pandas 2 warns on every load about RecBole's chained fillna; it still works there (hence the pin)."""
+def quiet_recbole_warnings() -> None:
+    """FutureWarnings that RecBole 1.2.1's own code raises on every run of a current stack, about calls that still
+    work here (the versions are pinned): each ignored by its message, and the new ones only where a RecBole module
+    raises them, so the same call in other code still warns."""
+    # pandas 2: RecBole's chained fillna on every load (works below pandas 3, hence the pin)
     warnings.filterwarnings("ignore", message="A value is trying to be set on a copy", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    # torch >= 2.4: RecBole's trainer builds torch.cuda.amp.GradScaler (disabled on CPU) in every epoch
+    warnings.filterwarnings("ignore", message=r"`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is deprecated",
+                            category=FutureWarning, module=r"recbole\.")
+    # pandas >= 2.1: Series.agg(len) in RecBole's token_seq split (dataset.py) and benchmark-file sequences
+    # (sequential_dataset.py); agg still applies len to each element in pandas 2
+    warnings.filterwarnings("ignore", message=r"using <built-in function len> in Series\.agg cannot aggregate",
+                            category=FutureWarning, module=r"recbole\.")
+
+
+quiet_recbole_pandas_warnings = quiet_recbole_warnings  # the former name
+
+
+_LOG_HANDLER = "_recbole_msl_run_log"  # marks the handlers init_logger adds, so the next run replaces them
+
+
+def init_logger(config, stem: str) -> str:
+    """RecBole's ``init_logger`` (same format, level and colours) writing to
+    ``log/<model>/<model>-<dataset>-<stem>.log``, where ``stem`` is the run's ``<date>-<tag>``; returns the path.
+    The handlers of an earlier run of this process are replaced; as with RecBole's ``logging.basicConfig``, the
+    console handler is added only when nobody else (a notebook's or pytest's logging) has put one on the root."""
+    import colorlog
+    from colorama import init
+    from recbole.utils.logger import RemoveColorFilter, log_colors_config
+
+    init(autoreset=True)
+    folder = os.path.join("log", str(config["model"]))
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{config['model']}-{config['dataset']}-{stem}.log")
+    levels = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR,
+              "critical": logging.CRITICAL}
+    level = levels.get(str(config["state"]).lower(), logging.INFO)
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, _LOG_HANDLER, False)]:
+        root.removeHandler(handler)
+        handler.close()
+    file_handler = logging.FileHandler(path)
+    file_handler.setFormatter(logging.Formatter("%(asctime)-15s %(levelname)s  %(message)s", "%a %d %b %Y %H:%M:%S"))
+    file_handler.addFilter(RemoveColorFilter())
+    handlers = [file_handler]
+    if not root.handlers:
+        console = logging.StreamHandler()
+        console.setFormatter(colorlog.ColoredFormatter("%(log_color)s%(asctime)-15s %(levelname)s  %(message)s",
+                                                       "%d %b %H:%M", log_colors=log_colors_config))
+        handlers.insert(0, console)
+    for handler in handlers:
+        handler.setLevel(level)
+        setattr(handler, _LOG_HANDLER, True)
+    # first: RecBole names the tensorboard folder after the first file handler (pytest adds one on /dev/null)
+    root.handlers = handlers + [h for h in root.handlers if h not in handlers]
+    root.setLevel(level)
+    return path
 
 
 def atomic_torch_save(obj, path: str) -> None:
@@ -66,7 +132,14 @@ class SafeCheckpointMixin:
 
     def __init__(self, config, model):
         super().__init__(config, model)
-        self.saved_model_file = unique_path(self.saved_model_file)
+        self.saved_model_file = run_path(config, self.saved_model_file)
+
+    def _check_nan(self, loss):
+        if not torch.isfinite(loss).all():
+            raise TrainingDivergedError(
+                f"the training loss of {self.config['model']} became {float(loss)}; the likely cause is a learning "
+                f"rate too high (learning_rate={self.config['learning_rate']}): lower learning_rate, e.g. "
+                f"learning_rate={self.config['learning_rate'] / 10:g}, or enable clip_grad_norm")
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not self.config["single_spec"] and self.config["local_rank"] != 0:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
+import functools
+import glob
 import os
+import re
 
 import yaml
 from recbole.config import Config as RecBoleConfig
@@ -10,7 +14,7 @@ from recbole.utils import ModelType
 
 from .compat import install_numpy_aliases
 from .data_checks import sequential_load_col
-from .errors import ConfigError, first_line
+from .errors import ConfigError, UnknownOptionError, first_line
 from .registry import get_model
 from .validate import is_int
 
@@ -64,6 +68,116 @@ def parse_overrides(args: list[str]) -> dict[str, str]:
         key, value = arg[2:].split("=", 1)
         overrides[key] = "None" if value.strip() == "~" else value  # YAML's null, as in the property files
     return overrides
+
+
+ALLOW_UNKNOWN = "allow_unknown_keys"  # the escape hatch: keys nothing here knows are kept (custom code reads them)
+# Keys RecBole or the plugin read in code: config["key"] / config.get("key") (and the plugin's final[...] dict)
+_READ_IN_CODE = re.compile(r"""\b(?:config|final_config_dict|final)\s*(?:\[\s*|\.get\(\s*)["']([A-Za-z_]\w*)["']""")
+# RecBole's download tables map data set names to URLs; their keys are no options
+_NOT_OPTION_FILES = {"url.yaml", "kg_url.yaml"}
+
+
+def _yaml_keys(path: str) -> set[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            loaded = yaml.load(f.read(), Loader=yaml.FullLoader)
+    except (OSError, yaml.YAMLError):
+        return set()
+    return {str(k) for k in loaded} if isinstance(loaded, dict) else set()
+
+
+@functools.lru_cache(maxsize=1)
+def known_option_keys() -> frozenset[str]:
+    """Every key some configuration layer knows, for every model and data set (a comparison mixes models):
+    RecBole's argument lists and all its property YAMLs (overall, every model, every data set, the quick-start
+    files), the plugin's YAMLs (overall, models, data sets, profiles) and the keys RecBole's and the plugin's
+    code read (``config["..."]``). About 40 ms once per process."""
+    import recbole
+    from recbole.utils import argument_list
+
+    keys = {ALLOW_UNKNOWN, "model", "dataset"}
+    keys.update(argument_list.general_arguments + argument_list.training_arguments
+                + argument_list.evaluation_arguments + argument_list.dataset_arguments)
+    recbole_dir = os.path.dirname(recbole.__file__)
+    for folder in (os.path.join(recbole_dir, "properties"), PROPERTIES_DIR):
+        for path in glob.glob(os.path.join(folder, "**", "*.yaml"), recursive=True):
+            inside = os.path.relpath(path, folder).split(os.sep)
+            if inside[0] != "comparisons" and inside[-1] not in _NOT_OPTION_FILES:  # comparison specs: own schema
+                keys |= _yaml_keys(path)
+    for folder in (recbole_dir, _HERE):
+        for path in glob.glob(os.path.join(folder, "**", "*.py"), recursive=True):
+            with open(path, encoding="utf-8") as f:
+                keys.update(_READ_IN_CODE.findall(f.read()))
+    return frozenset(keys)
+
+
+def allows_unknown(value) -> bool:
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
+def _closest(key: str, known) -> list[str]:
+    """Up to two known keys closest to ``key`` (case-insensitive), best first."""
+    lowered = {k.lower(): k for k in sorted(known)}
+    wanted = key.lower().replace("-", "_")
+    near = difflib.get_close_matches(wanted, list(lowered), n=2, cutoff=0.6)
+    if len(near) == 2 and difflib.SequenceMatcher(None, wanted, near[1]).ratio() < \
+            difflib.SequenceMatcher(None, wanted, near[0]).ratio() - 0.05:
+        near = near[:1]  # a clear best match alone
+    return [lowered[k] for k in near]
+
+
+def check_option_keys(keys, where: str = "", style: str = "flag", extra_known=()) -> None:
+    """Refuse keys that no configuration layer knows with one line naming the closest known ones.
+
+    ``where``: where the keys were given (`` in config file X``; empty for the command line); ``style``: how keys
+    are written there: ``flag`` (``--key``), ``yaml`` (``key``) or ``dict`` (``'key'``); ``extra_known``: keys a
+    caller also accepts (a sub-command's own flags).
+    """
+    known = known_option_keys() | set(extra_known)
+    unknown = [str(k) for k in keys if str(k) not in known]
+    if not unknown:
+        return
+    show, hatch = {"flag": (lambda k: f"--{k}", f"--{ALLOW_UNKNOWN}=True"),
+                   "yaml": (str, f"{ALLOW_UNKNOWN}: True"),
+                   "dict": (repr, f"{{'{ALLOW_UNKNOWN}': True}}")}[style]
+
+    def hint(key):
+        near = _closest(key, known)
+        return f"did you mean {' or '.join(show(k) for k in near)}?" if near else \
+            "no known option is close (README.md lists them under Options)"
+
+    if len(unknown) == 1:
+        raise UnknownOptionError(f"unknown option {show(unknown[0])}{where}; {hint(unknown[0])} "
+                                 f"(a custom key on purpose: add {hatch})")
+    listed = ", ".join(f"{show(k)} ({hint(k)})" for k in unknown)
+    raise UnknownOptionError(f"unknown options{where}: {listed}; fix them (custom keys on purpose: add {hatch})")
+
+
+def check_override_args(args: list[str], extra_known=()) -> dict[str, str]:
+    """``--key=value`` strings to a dict (:func:`parse_overrides`), refusing unknown keys unless
+    ``--allow_unknown_keys=True`` is among them."""
+    overrides = parse_overrides(args)
+    if not allows_unknown(overrides.get(ALLOW_UNKNOWN, False)):
+        check_option_keys(overrides, extra_known=extra_known)
+    return overrides
+
+
+def read_config_file(path: str, loader=yaml.FullLoader) -> dict:
+    """A config file's mapping (empty when the file is blank), with one-line errors."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path} does not exist; check --config_files")
+    try:
+        with open(path, encoding="utf-8") as f:
+            loaded = yaml.load(f.read(), Loader=loader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}; fix its syntax") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must be a mapping of key: value lines")
+    return loaded
 
 
 def _env_int(name: str, default: int) -> int:
@@ -126,8 +240,12 @@ class Config(RecBoleConfig):
     (``cmd_args``), so the Python API is never affected by the caller's argv (pytest, notebooks).
     """
 
-    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None):
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None,
+                 check_keys: bool = True):
+        """``check_keys=False`` skips the unknown-key check (a checkpoint's stored overrides, checked when saved)."""
         self._cmd_args = list(cmd_args or [])
+        self._check_keys = check_keys
+        self._file_keys: list[tuple[str, list[str]]] = []
         super().__init__(model=model, dataset=dataset, config_file_list=resolve_config_files(config_file_list),
                          config_dict=config_dict)
 
@@ -166,21 +284,21 @@ class Config(RecBoleConfig):
     def _load_config_files(self, file_list):
         merged = {}
         for path in file_list or []:
-            if not os.path.isfile(path):
-                raise ConfigError(f"config file {path} does not exist; check --config_files")
-            try:
-                with open(path, encoding="utf-8") as f:
-                    loaded = yaml.load(f.read(), Loader=self.yaml_loader)
-            except yaml.YAMLError as err:
-                mark = getattr(err, "problem_mark", None)
-                where = f" at line {mark.line + 1}" if mark else ""
-                raise ConfigError(f"config file {path} is not valid YAML{where}; fix its syntax") from None
-            if loaded is None:
-                continue
-            if not isinstance(loaded, dict):
-                raise ConfigError(f"config file {path} must be a mapping of key: value lines")
+            loaded = read_config_file(path, self.yaml_loader)
+            self._file_keys.append((path, list(loaded)))
             merged.update(loaded)
         return merged
+
+    def _merge_external_config_dict(self):
+        """RecBole's merge, then: every key of the command line, the config files and config_dict must be known
+        to some layer (a typo would otherwise be ignored silently), unless allow_unknown_keys is True in any."""
+        super()._merge_external_config_dict()
+        if not self._check_keys or allows_unknown(self.external_config_dict.get(ALLOW_UNKNOWN, False)):
+            return
+        check_option_keys(self.cmd_config_dict)
+        for path, keys in self._file_keys:
+            check_option_keys(keys, f" in config file {path}", "yaml")
+        check_option_keys(self.variable_config_dict, " in config_dict", "dict")
 
     def _load_cmd_line(self):
         return self._convert_config_dict(parse_overrides(self._cmd_args))

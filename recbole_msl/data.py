@@ -19,7 +19,8 @@ from recbole.utils import ModelType
 from .data_checks import check_atomic_files
 from .errors import ConfigError, first_line
 from .trainer.distributed import is_distributed, rank, shard_evaluation
-from .validate import positive_int
+from .trainer.protocol import UserHistories
+from .validate import flag, positive_int
 
 logger = logging.getLogger(__name__)
 DOWNLOAD_TIMEOUT_S = 60  # per network operation
@@ -191,8 +192,13 @@ def data_preparation(config, dataset):
     ``eval_max_users`` (the first N users, for smoke runs) or ``eval_sample_users`` (a fixed random sample).
 
     Under torchrun the valid and test loaders are sharded without repeats (:func:`shard_evaluation`).
+    With ``eval_exclude_seen`` every split carries each user's whole sequence (``user_histories``), read
+    from the augmented data set right after RecBole's build; RecBole's benchmark files hold no more than
+    their rows' windows, so there the window is the history.
     """
     subsets = _evaluation_subsets(config)
+    whole_histories = (flag(config["eval_exclude_seen"], "eval_exclude_seen", False)
+                       and not config["benchmark_filename"] and config["MODEL_TYPE"] == ModelType.SEQUENTIAL)
     unit, seed = config["eval_sample_unit"] or "user", int(config["eval_sample_seed"] or 0)
     _check_catalogue(config, dataset)
     build = dataset.build
@@ -200,6 +206,10 @@ def data_preparation(config, dataset):
     def build_checked():
         splits = build()
         _check_splits(config, splits)
+        if whole_histories:  # build() has augmented the data set: every row of every user, in RecBole's order
+            histories = UserHistories(dataset)
+            for split in splits:
+                split.user_histories = histories
         if not subsets or len(splits) != 3:
             return splits
         kept = list(splits)

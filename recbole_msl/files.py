@@ -7,9 +7,22 @@ import os
 import secrets
 import tempfile
 
+from .errors import disk_write_error
+
 
 def write_atomic(path: str, data: str | bytes) -> None:
-    """Write ``data`` (text or bytes) to ``path`` so that readers see the old file or the new one, never half."""
+    """Write ``data`` (text or bytes) to ``path`` so that readers see the old file or the new one, never half;
+    a full or unwritable disk is a one-line :class:`~recbole_msl.errors.DiskWriteError` naming ``path``."""
+    try:
+        _write_atomic(path, data)
+    except OSError as err:
+        error = disk_write_error(err, os.path.abspath(path), "write it to another folder", show_file=False)
+        if error is None:
+            raise
+        raise error from None
+
+
+def _write_atomic(path: str, data: str | bytes) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
@@ -42,3 +55,16 @@ def unique_path(path: str) -> str:
         candidate = f"{base}-{secrets.token_hex(3)}{ext}"
         if not os.path.exists(candidate) and not os.path.exists(candidate + "-last"):
             return candidate
+
+
+def run_path(config, path: str) -> str:
+    """RecBole's checkpoint path (``<dir>/<model>-<date><ext>``) named by the run's ``<date>-<tag>`` stem, which
+    :func:`recbole_msl.quick_start.run` chooses unused and shares with the run's log and tensorboard folder
+    (``config.run_stem``); without one (a trainer built elsewhere), made unique by a tag of its own."""
+    stem = getattr(config, "run_stem", None)
+    if stem:
+        folder, name = os.path.split(path)
+        candidate = os.path.join(folder, f"{config['model']}-{stem}{os.path.splitext(name)[1]}")
+        if not os.path.exists(candidate) and not os.path.exists(candidate + "-last"):
+            return candidate
+    return unique_path(path)

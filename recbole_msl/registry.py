@@ -11,6 +11,7 @@ from recbole.utils import get_trainer as recbole_get_trainer
 from .compat import SafeCheckpointMixin
 from .errors import ConfigError
 from .trainer.capture import EvaluationRecordMixin
+from .trainer.protocol import EvaluationProtocolMixin
 
 PLUGIN_MODELS = {"llmmsl": "LLMMSL"}
 
@@ -47,10 +48,12 @@ def _without_recbole_anomaly_mode(lookup, model_name: str):
 
 
 def get_trainer(model_type, model_name: str):
-    """Trainer class: ours for plugin models; RecBole's otherwise, with safe checkpoints and evaluation records."""
+    """Trainer class: ours for plugin models; RecBole's otherwise, with safe checkpoints, evaluation records and
+    the plugin's evaluation protocol (:mod:`recbole_msl.trainer.protocol`), so every model is ranked by one rule."""
     if is_plugin_model(model_name):
         from .trainer import LLMMSLTrainer
 
         return LLMMSLTrainer
     base = recbole_get_trainer(model_type, model_name)
-    return type(f"Recorded{base.__name__}", (EvaluationRecordMixin, SafeCheckpointMixin, base), {})
+    return type(f"Recorded{base.__name__}", (EvaluationRecordMixin, EvaluationProtocolMixin, SafeCheckpointMixin, base),
+                {})

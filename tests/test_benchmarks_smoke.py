@@ -50,6 +50,58 @@ def test_reference_step_computes_our_loss(setting, llama3_head):
     assert result["tau_after_ats"] == pytest.approx(expected, rel=1e-9)
 
 
+def _first_response_and_first_branch(model, batch):
+    """Per sample: (first response position, first branching position, ATS position), counted in response tokens."""
+    out = []
+    for target in batch[model.POS_ITEM_ID].tolist():
+        response = model.prompts.response(target)
+        nodes = model.trie.path(torch.tensor([response]), torch.tensor([len(response)]))[0]
+        counts = model.trie.num_children(nodes).tolist()
+        branching = [k for k, c in enumerate(counts) if c > 1]
+        largest = max(branching, key=lambda k: (counts[k], -k)) if branching else None
+        out.append((0, branching[0] if branching else None, largest))
+    return out
+
+
+def test_suite_batch_has_a_title_choice_after_the_first_response_token(setting):
+    """The equality check below is only a check of ATS's position if the rules differ on its batch."""
+    _, train, _, model = setting
+    positions = _first_response_and_first_branch(model, fixture.training_batch(train, 4))
+    assert any(ats not in (first, branch) for first, branch, ats in positions), positions
+
+
+def test_timed_steps_leave_both_heads_equal(setting):
+    """The suite's own sequence: check, timed steps (with their ATS updates), then the 128k head's check.
+
+    Timed steps used to leave their ATS statistics pending, so the second head's check pooled them
+    with its own and the estimates differed; this runs the benchmark's code path, not a copy of it.
+    """
+    _, train, _, model = setting
+    batch = fixture.training_batch(train, 4)
+    tau, lora = model.tau, [p.detach().clone() for p in model.parameters() if p.requires_grad]
+    default = train_step.compare(model, batch, repeats=1, peak_gflops=1.0, label="default")
+    with train_step.Llama3Head(model):
+        llama3 = train_step.compare(model, batch, repeats=1, peak_gflops=1.0, label="128k")
+    for figures in (default, llama3):
+        assert figures["tau_hat_raw_ours"] == pytest.approx(figures["tau_hat_raw_reference"], rel=1e-6)
+        assert figures["loss_ours"] == pytest.approx(figures["loss_reference"], rel=1e-6)
+    assert model.tau == tau and not model.training  # the shared model is handed back unchanged
+    assert all(torch.equal(a, b) for a, b in zip(lora, (p for p in model.parameters() if p.requires_grad)))
+
+
+def test_stale_ats_statistics_are_refused(setting):
+    _, train, _, model = setting
+    batch = fixture.training_batch(train, 4)
+    model.train()
+    try:
+        model.loss_terms(batch)  # a pass whose step is never closed
+        with pytest.raises(AssertionError, match="unfinished step"):
+            train_step.check_equal(model, batch, _reference(model, batch))
+    finally:
+        model.end_ats_step()
+        model.eval()
+
+
 def test_hugging_face_generate_returns_our_top_k(setting):
     _, _, valid, model = setting
     users = fixture.valid_users(valid, 2)

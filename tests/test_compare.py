@@ -104,8 +104,10 @@ def test_report_table_csv_json_and_chart(tmp_path, monkeypatch):
         if line.startswith("| "):
             rows.setdefault(line.split(" | ")[0].strip("| "), line)
     assert "± " in rows["strong"] and "reference" in rows["ref"]
-    assert ", significant; detectable at 80% power: ±" in rows["strong"]  # 0.6 vs 0.2 hit rate, 400 users
-    assert "not significant; detectable at 80% power: ±" in rows["same"]  # "not significant" comes with its power
+    assert ", significant; detectable at 80% power: 0." in rows["strong"]  # 0.6 vs 0.2 hit rate, 400 users
+    assert "not significant; detectable at 80% power: 0." in rows["same"]  # "not significant" comes with its power
+    assert "p<0.001, Holm p<0.001, significant" in rows["strong"] and "±" not in rows["strong"].split(" | ")[4]  # "±" is only the seeds' spread
+    assert "Holm p: p adjusted over all 4 paired tests in this report" in markdown  # 2 runs x 2 metrics
     assert "failed (seeds 1, 2, 3): lora_r must be a positive integer, not -1" in rows["broken"]
     assert "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB" in rows["oom"]
     assert "more detail" not in markdown  # one-line errors
@@ -118,6 +120,7 @@ def test_report_table_csv_json_and_chart(tmp_path, monkeypatch):
     assert strong["seeds_ok"] == [1, 2, 3] and len(strong["test"]["ndcg@10"]["values"]) == 3
     gain = strong["gains"]["hit@10"]
     assert gain["significant"] and gain["t_test_p"] < 1e-6 and gain["n_users"] == N_USERS
+    assert gain["p"] < 0.001 and gain["p"] <= gain["p_holm"] <= 4 * gain["p"] and data["multiple_testing"]["family_size"] == 4
     assert abs(gain["relative_gain"] - (gain["mean_run"] / gain["mean_reference"] - 1)) < 1e-12
     assert data["same_test_rows"]
     image = matplotlib.image.imread(files["chart"])
@@ -129,10 +132,10 @@ def test_report_table_csv_json_and_chart(tmp_path, monkeypatch):
 def test_chart_title_counts_the_seeds_each_run_finished():
     from recbole_msl.compare.chart import seed_note
 
-    assert seed_note([2020, 2021, 2022], [3, 3]) == "mean ± std over 3 seeds"
+    assert seed_note([2020, 2021, 2022], [3, 3]) == "mean ± sample std over 3 seeds"
     # a partial report (LLM runs at 2 of 3 seeds) or a one-seed variant is not labelled "over 3 seeds"
-    assert seed_note([2020, 2021, 2022], [2, 3, 1]) == "mean ± std over each run's seeds (1 to 3; one seed: no error bar)"
-    assert seed_note([2020, 2021, 2022], [2, 3]) == "mean ± std over each run's seeds (2 to 3)"
+    assert seed_note([2020, 2021, 2022], [2, 3, 1]) == "mean ± sample std over each run's seeds (1 to 3; one seed: no error bar)"
+    assert seed_note([2020, 2021, 2022], [2, 3]) == "mean ± sample std over each run's seeds (2 to 3)"
     assert seed_note([2020], [1]) == "seed 2020"
     assert seed_note([1, 2], [1, 1]) == "one seed per run"
 
@@ -211,14 +214,14 @@ def test_paired_test_against_scipy_and_edge_cases():
     rng = np.random.default_rng(0)
     reference = rng.random(300)
     same = paired_test(reference, reference.copy(), "ndcg@10")
-    assert same.bootstrap_p == 1.0 and same.relative_gain == 0.0 and not same.significant
+    assert same.p == 1.0 and same.relative_gain == 0.0 and not same.significant
     shifted = reference + 0.05 + 0.01 * rng.standard_normal(300)
     better = paired_test(shifted, reference, "ndcg@10")
     assert better.significant and better.ci_low > 0 and better.t_test_p < 1e-10
     noisy = reference + 0.3 * rng.standard_normal(300)
     result = paired_test(noisy, reference, "ndcg@10")
     assert abs(result.t_test_p - stats.ttest_rel(noisy, reference).pvalue) < 1e-12
-    assert abs(result.bootstrap_p - result.t_test_p) < 0.1  # both tests agree on well-behaved data
+    assert abs(result.p - result.t_test_p) < 0.1  # both tests agree on well-behaved data
     zero = paired_test(np.array([0.0, 1.0]), np.zeros(2), "hit@10")
     assert zero.relative_gain != zero.relative_gain  # nan: no relative gain over a zero reference
 
@@ -275,8 +278,6 @@ def test_bad_comparison_arguments(tmp_path, capsys):
         spec_from_models("SASRec", "ml-100k")
     assert main(["--comparison=no-such-comparison"]) == 2
     assert "shipped comparison; use a YAML path or one of: " in capsys.readouterr().err
-    assert main(["compare", "--comparison=ml-100k-curve", "--report_only"]) == 2
-    assert "--report_only is for comparisons; a learning curve's report needs every point" in capsys.readouterr().err
     assert main(["train", "--report_only"]) == 2
     assert "--report_only is for comparisons; use `recbole-msl compare`" in capsys.readouterr().err
 
@@ -516,6 +517,72 @@ def test_curve_tests_pair_rows_by_user_and_target_not_by_position():
     learned = next(t for t in tests if t["kind"] == "last vs first point" and t["run"] == "msl" and t["metric"] == "hit@10")
     assert (learned["sequences"], learned["from_sequences"], learned["difference"]) == (16, 8, pytest.approx(0.25))
     assert curve_tests([lml, msl], reference="msl")[0]["against"] == "msl"
+
+
+def test_curve_tests_are_one_holm_family_and_a_shared_point_0_is_no_test():
+    """LML's point 0 is MSL's measurement: listed as one measurement, outside the family; the other tests
+    (two points against the reference, two last-against-first) get Holm p over those 6 and a verdict from it."""
+    from recbole_msl.compare.curve import curve_markdown, curve_tests
+
+    rng = np.random.default_rng(0)
+
+    def rows(rate):
+        return [(str(u), "t", int(rng.integers(1, 11)) if rng.random() < rate else 0) for u in range(300)]
+
+    zero = _curve_point(0, rows(0.05))
+    msl = {"run": "msl", "seed": 2020, "points": [zero, _curve_point(8, rows(0.3))]}
+    lml = {"run": "lml", "seed": 2020, "points": [{**zero, "measured_in": "msl"}, _curve_point(8, rows(0.05))]}
+    tests = curve_tests([msl, lml], reference="lml")
+    shared = [t for t in tests if t.get("same_measurement")]
+    family = [t for t in tests if "p" in t]
+    assert [(t["sequences"], t["metric"]) for t in shared] == [(0, "ndcg@10"), (0, "hit@10")]
+    assert len(family) == 6 and all("p_holm" not in t for t in shared)
+    ps = sorted(t["p"] for t in family)
+    assert min(t["p_holm"] for t in family) == pytest.approx(min(1.0, 6 * ps[0]))
+    assert all(t["p_holm"] >= t["p"] and t["significant"] == (t["p_holm"] < 0.05) for t in family)
+    gain = next(t for t in family if t["run"] == "msl" and t["sequences"] == 8 and t["metric"] == "hit@10")
+    assert gain["significant"] and gain["t_test_p"] < 0.001 and gain["difference"] > 0.1
+    for curve in (msl, lml):
+        for point in curve["points"]:
+            point.update(stats={"ndcg@10": {"mean": 0.1, "se": 0.01}, "hit@10": {"mean": 0.2, "se": 0.02},
+                                "users": 300}, tau=1.0, cpu_s=60.0)
+    markdown = curve_markdown({"curves": [msl, lml], "lines": [], "tests": tests})
+    assert "Holm p: p adjusted over all 6 tests in this report" in markdown
+    assert "ignores the training variance between seeds" in markdown and "± is one standard error" in markdown
+    assert "| msl vs lml at 0 | ndcg@10 | 0: one measurement (msl's evaluation), not a test |" in markdown
+
+
+def test_a_curve_report_is_rebuilt_from_its_records_without_training(tmp_path, monkeypatch):
+    """curve_report_only reads the records whose signature matches (a published curve re-tested after
+    the statistics change), names a run without one as pending, and trains nothing."""
+    from recbole_msl.compare import curve, store
+    from recbole_msl.files import write_json
+
+    monkeypatch.setattr(curve, "curve_run", lambda *a, **k: pytest.fail("nothing may train"))
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"dataset": "ml-100k", "seeds": [2020], "curve": [0, 8], "reference": "lml",
+                                    "runs": [_run("msl"), _run("lml"), {"name": "sas", "model": "SASRec"}]}))
+    spec = load_spec(str(path))
+    folder = store.comparison_folder(str(tmp_path / "res"), spec.name)
+    rng = np.random.default_rng(0)
+    for run in spec.runs[:2]:
+        points = []
+        for sequences in (0, 8):
+            point = _curve_point(sequences, [(str(u), "t", int(rng.integers(0, 11))) for u in range(50)])
+            point.update(stats=curve._point_stats(point["valid_hits"]), tau=1.0, cpu_s=1.0)
+            points.append(point)
+        write_json(store.record_path(folder, f"curve-{run.name}", 2020),
+                   {"run": run.name, "model": run.model, "seed": 2020, "points": points,
+                    "signature": run.signature(spec.dataset, 2020, ["curve=[8]"])})
+    report = curve.curve_report_only(spec, results_dir=str(tmp_path / "res"), echo=lambda *_: None)
+    assert report["pending"] == [{"run": "sas", "seed": 2020}]
+    assert report["multiple_testing"]["family_size"] == 2 * 2 + 2 * 2  # msl vs lml at 0 and 8, last vs first
+    with open(report["files"]["markdown"]) as f:
+        assert f.read().startswith("**Partial report: no finished record yet for sas (seed 2020).**")
+    os.remove(report["files"]["markdown"])
+    assert main(["compare", f"--comparison={path}", "--report_only", f"--results_dir={tmp_path / 'res'}",
+                 "--allow_unknown_keys=True"]) == 0  # the test runs carry a key of their own
+    assert os.path.exists(report["files"]["markdown"])  # the command line takes the same path
 
 
 def test_users_for_a_hit_rate_standard_error_of_one_fifth():

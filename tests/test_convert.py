@@ -550,11 +550,11 @@ def test_existing_output_is_refused_then_replaced_with_overwrite(tmp_path):
     first = convert("amazon2018", str(tmp_path / "out"), "b", **files)
     with pytest.raises(ConfigError, match="already exists; pass --overwrite"):
         convert("amazon2018", str(tmp_path / "out"), "b", **files)
-    (tmp_path / "out" / "b" / "stale.txt").write_text("old")
+    (tmp_path / "out" / "b" / "notes.txt").write_text("mine")
     second = convert("amazon2018", str(tmp_path / "out"), "b", overwrite=True, **files)
-    assert second.folder == first.folder and not (tmp_path / "out" / "b" / "stale.txt").exists()
+    assert second.folder == first.folder  # only the converter's files are replaced: a user's notes stay
     assert snapshot(tmp_path / "out") == ["b"] + [os.path.join("b", f"b.{k}") for k in
-                                                  ("convert.json", "inter", "item", "yaml")]
+                                                  ("convert.json", "inter", "item", "yaml")] + ["b/notes.txt"]
 
 
 @pytest.mark.parametrize("overwrite", [False, True])
@@ -575,7 +575,7 @@ def test_a_failure_while_writing_leaves_nothing_behind(tmp_path, monkeypatch, ov
             raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(pipeline, "write_lines", failing)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match="no space left on the device while writing the converted files"):
         convert("amazon2018", str(out), "b", overwrite=overwrite, **files)
     if overwrite:
         assert {p: (out / p).read_bytes() for p in snapshot(out) if (out / p).is_file()} == before

@@ -1,4 +1,5 @@
-"""A grouped bar chart of a comparison: one group per metric, one bar per run, std error bars."""
+"""A grouped bar chart of a comparison: one group per metric, one bar per run, error bars of ± one sample std
+over seeds (the spread the report's "±" means), none for a single seed."""
 
 from __future__ import annotations
 
@@ -61,5 +62,5 @@ def seed_note(seeds: list, finished: list[int]) -> str:
     if counts == [1]:
         return f"seed {seeds[0]}" if len(seeds) == 1 else "one seed per run"
     if len(counts) == 1:
-        return f"mean ± std over {counts[0]} seeds"
-    return f"mean ± std over each run's seeds ({counts[0]} to {counts[-1]}" + ("; one seed: no error bar)" if counts[0] == 1 else ")")
+        return f"mean ± sample std over {counts[0]} seeds"
+    return f"mean ± sample std over each run's seeds ({counts[0]} to {counts[-1]}" + ("; one seed: no error bar)" if counts[0] == 1 else ")")

@@ -8,7 +8,10 @@ horizontal line at their best validation score. A resume folder is written after
 each point's record as soon as it is measured, so an interrupted curve continues where it stopped.
 Every point stores each evaluated user's ranked hits, so its standard error is computed per user
 and runs are compared user by user: the report pairs each run with the reference run at every
-point, and each run's last point with its first, and states how precise its last point is.
+point, and each run's last point with its first, and states how precise its last point is. Its
+paired tests are one family: each p (a sign-flip permutation test) gets a Holm-adjusted p over all
+of them, and "significant" follows the adjusted one. In a curve report "±" is always one standard
+error over the validation users; each test is on one seed and so ignores training variance between seeds.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from ..files import write_atomic, write_json
 from ..trainer.capture import ranked_hits
 from . import store
 from .runner import execute_run, free_memory
-from .stats import paired_test
+from .stats import ALPHA, EXACT_MAX, FLIPS, holm, paired_test, stored_adjusted_p, stored_p
 from .user_metrics import per_user_metrics
 
 CURVE_METRICS = ("ndcg@10", "hit@10")
@@ -217,7 +220,8 @@ def curve_chart(curves: list[dict], lines: list[dict], path: str, title: str) ->
         ax.grid(alpha=0.3)
         ax.spines[["top", "right"]].set_visible(False)
     users = next((p["stats"]["users"] for c in curves for p in c["points"]), None)
-    fig.suptitle(f"{title}" + (f" ({users} validation users, bands: ±1 standard error)" if users else ""), fontsize=10)
+    fig.suptitle(f"{title}" + (f" ({users} validation users, bands: ±1 standard error over users)" if users else ""),
+                 fontsize=10)
     axes[0].legend(fontsize=8, frameon=False)
     fig.tight_layout()
     buffer = io.BytesIO()
@@ -247,15 +251,29 @@ def _paired(point: dict, reference_point: dict, metric: str) -> dict | None:
     if users != ref_users:  # different samples cannot be paired; the report says so instead of guessing
         return {"metric": metric, "error": "different validation users"}
     test = paired_test(values, ref_values, metric)
-    return {"metric": metric, "users": test.n_users, "difference": test.mean_run - test.mean_reference,
-            "ci": [test.ci_low, test.ci_high], "p": test.bootstrap_p, "detectable": test.detectable,
+    return {"metric": metric, "users": test.n_users, "difference": test.difference,
+            "ci": [test.ci_low, test.ci_high], "p": test.p, "t_test_p": test.t_test_p, "flips": test.flips,
+            "detectable": test.detectable,
             "detectable_relative": None if math.isnan(test.detectable_relative) else test.detectable_relative}
+
+
+def _same_measurement(point: dict, run: str, other: dict, other_run: str) -> bool:
+    """Whether two points are one measurement: a run's point 0 copied from the other run (``measured_in``)
+    pairs with the original user for user, so comparing them tests nothing."""
+    return _source(point, run) == _source(other, other_run)
+
+
+def _source(point: dict, run: str) -> str:
+    """The run whose evaluation produced ``point``."""
+    return point.get("measured_in", run)
 
 
 def curve_tests(curves: list[dict], reference: str | None = None) -> list[dict]:
     """What a curve can claim, as paired tests over the same validation users: every run against the
     reference run (the first curve unless named) at each point both reached, on the same seed, and each
-    run's last point against its first (did it learn beyond the first point?)."""
+    run's last point against its first (did it learn beyond the first point?). All of them are one family:
+    each gets ``p_holm``, Holm's adjustment over the family, and ``significant`` from it. A pair that is one
+    measurement (a shared point 0) is listed as such, with no test, outside the family."""
     if not curves:
         return []
     reference = reference if reference in {c["run"] for c in curves} else curves[0]["run"]
@@ -266,6 +284,13 @@ def curve_tests(curves: list[dict], reference: str | None = None) -> list[dict]:
         if ref is not None and curve is not ref:
             ref_points = {p["sequences"]: p for p in ref["points"]}
             for sequences in sorted(set(points) & set(ref_points)):
+                if _same_measurement(points[sequences], curve["run"], ref_points[sequences], reference):
+                    for metric in CURVE_METRICS:
+                        tests.append({"kind": "run vs reference", "run": curve["run"], "against": reference,
+                                      "seed": curve["seed"], "sequences": sequences, "metric": metric,
+                                      "same_measurement": True,
+                                      "measured_in": _source(points[sequences], curve["run"])})
+                    continue
                 for metric in CURVE_METRICS:
                     result = _paired(points[sequences], ref_points[sequences], metric)
                     if result:
@@ -279,6 +304,9 @@ def curve_tests(curves: list[dict], reference: str | None = None) -> list[dict]:
                     tests.append({"kind": "last vs first point", "run": curve["run"], "against": curve["run"],
                                   "seed": curve["seed"], "sequences": ordered[-1]["sequences"],
                                   "from_sequences": ordered[0]["sequences"], **result})
+    family = [t for t in tests if "p" in t]
+    for test, adjusted in zip(family, holm([t["p"] for t in family])):
+        test["p_holm"], test["significant"] = adjusted, adjusted < ALPHA
     return tests
 
 
@@ -316,11 +344,45 @@ def _table_head(caption: str | None, columns: list[str]) -> list[str]:
     return head if caption is None else ["", caption, "", *head]
 
 
+def _fmt_p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _tests_caption(tests: list[dict], seeds: list) -> str:
+    """How the curve's paired tests are made, the family their Holm p covers, and what they leave out."""
+    family = sum(1 for t in tests if "p" in t)
+    shared = any(t.get("same_measurement") for t in tests)
+    kinds = ["every run against the reference at every point both reached"]
+    if any(t["kind"] == "last vs first point" for t in tests):
+        kinds.append("each run's last point against its first")
+    seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"one seed each, of {', '.join(map(str, seeds))}"
+    if not any("p_holm" in t for t in tests):  # a report written before the permutation test and Holm
+        return ("Paired tests over the same validation users (two-sided bootstrap; detectable = the difference the "
+                "test finds with 80% power at alpha 0.05):")
+    return (f"Paired tests over the same validation users, each on one training per run ({seed_text}), so each "
+            f"ignores the training variance between seeds. p: two-sided paired sign-flip permutation test of the "
+            f"mean difference (exact when at most {EXACT_MAX} users differ, else {FLIPS:,} seeded random sign "
+            f"flips, so no p is below 1/{FLIPS + 1:,}); Holm p: p adjusted over all {family} tests in this report "
+            f"({', '.join(kinds)}; both metrics); significant when Holm p < {ALPHA}"
+            f"{' (a shared point 0 is one measurement, not a test, and is outside the family)' if shared else ''}. "
+            f"Difference: the mean of the unrounded per-user differences, with its bootstrap 95% interval (10,000 "
+            f"resamples of users); paired t-test p-values are in the JSON; detectable: the difference the test finds "
+            f"with 80% power at alpha {ALPHA}. No ± in this table.")
+
+
 def curve_markdown(report: dict) -> str:
-    """The curve's points, its baseline lines, its paired tests and its precision, as Markdown."""
+    """The curve's points, its baseline lines, its paired tests and its precision, as Markdown; each table's
+    caption says what its figures are, and "±" is one standard error over users throughout."""
     curves, lines = report["curves"], report["lines"]
-    rows = _table_head(None, ["run", "sequences", "valid NDCG@10 ± SE", "valid Hit@10 ± SE", "users", "tau",
-                              "CPU time so far"])
+    seeds = sorted({c["seed"] for c in curves})
+    users = sorted({p["stats"]["users"] for c in curves for p in c["points"]})
+    rows = _table_head(f"Validation metrics after each number of training sequences ("
+                       f"{'seed ' if len(seeds) == 1 else 'seeds '}{', '.join(map(str, seeds))}"
+                       f"{', ' + ' or '.join(map(str, users)) + ' validation users' if users else ''}); ± is one "
+                       f"standard error of the mean over the validation users (not a spread over seeds). The "
+                       f"baselines' lines are their best validation scores, without ±.",
+                       ["run", "sequences", "valid NDCG@10 ± SE", "valid Hit@10 ± SE", "users", "tau",
+                        "CPU time so far"])[1:]
     for curve in curves:
         for p in curve["points"]:
             s = p["stats"]
@@ -336,22 +398,29 @@ def curve_markdown(report: dict) -> str:
                     f"| {valid.get('hit@10', float('nan')):.4f} | | | |")
     tests = report.get("tests") or []
     if tests:
-        rows += _table_head("Paired tests over the same validation users (two-sided bootstrap; detectable = the "
-                            "difference the test finds with 80% power at alpha 0.05):",
-                            ["comparison", "metric", "difference (95% CI)", "p", "detectable (relative to the reference)"])
+        rows += _table_head(_tests_caption(tests, seeds),
+                            ["comparison", "metric", "difference (95% CI)", "p", "Holm p", "verdict",
+                             "detectable (relative to the reference)"])
         for t in tests:
             what = (f"{t['run']} vs {t['against']} at {t['sequences']:,}" if t["kind"] == "run vs reference"
                     else f"{t['run']}: {t['sequences']:,} vs {t['from_sequences']:,} sequences")
+            if t.get("same_measurement"):
+                rows.append(f"| {what} | {t['metric']} | 0: one measurement ({t.get('measured_in', t['against'])}'s "
+                            f"evaluation), not a test | - | - | - | - |")
+                continue
             if "error" in t:
-                rows.append(f"| {what} | {t['metric']} | not paired: {t['error']} | | |")
+                rows.append(f"| {what} | {t['metric']} | not paired: {t['error']} | | | | |")
                 continue
             relative = "" if t["detectable_relative"] is None else f" ({t['detectable_relative']:.0%})"
+            holm_p = "-" if t.get("p_holm") is None else _fmt_p(t["p_holm"])
+            verdict = "significant" if stored_adjusted_p(t) < ALPHA else "not significant"
             rows.append(f"| {what} | {t['metric']} | {_signed(t['difference'])} ({_signed(t['ci'][0])} to "
-                        f"{_signed(t['ci'][1])}) | {t['p']:.2f} | ±{t['detectable']:.4f}{relative} |")
+                        f"{_signed(t['ci'][1])}) | {_fmt_p(stored_p(t))} | {holm_p} | {verdict} "
+                        f"| {t['detectable']:.4f}{relative} |")
     precision = report.get("precision") or []
     if precision:
-        rows += _table_head("Precision at the last point (Hit@10 standard error over its value; one fifth needs the "
-                            "users shown, from the binomial standard error):",
+        rows += _table_head("Precision at the last point (Hit@10 ± one standard error over users; SE / value, and the "
+                            "users a ratio of one fifth needs, from the binomial standard error):",
                             ["run", "sequences", "users", "Hit@10 ± SE", "SE / value", "users for one fifth"])
         for p in precision:
             need = "-" if p["users_for_one_fifth"] is None else f"{p['users_for_one_fifth']:,}"
@@ -381,15 +450,66 @@ def run_curve(spec, cmd_args=(), results_dir: str | None = None, echo=print) -> 
                                          {"run": run.name, "point": zero})
             else:
                 lines.append({**line_run(run, spec.dataset, seed, cmd_args, folder, cache, echo), "run": run.name})
+    return write_curve_report(spec, folder, curves, lines)
+
+
+def write_curve_report(spec, folder: str, curves: list[dict], lines: list[dict], pending=()) -> dict:
+    """The curve's report from its records (``curves``: curve records with their points' hits, ``lines``:
+    line records with their ``run``), written as ``<name>.json``, ``.md`` and ``.png`` in ``folder``.
+    ``pending``: (run, seed) pairs without a finished record, named at the top of the Markdown."""
     base = os.path.join(folder, spec.name)
+    tests = curve_tests(curves, spec.reference)
     report = {"comparison": spec.name, "dataset": spec.dataset, "points": list(spec.curve),
               "curves": [{k: v for k, v in c.items() if k != "points"} | {
                   "points": [{k: v for k, v in p.items() if k != "valid_hits"} for p in c["points"]]}
                   for c in curves],
               "lines": [{"run": r["run"], "valid": r.get("valid"), "status": r.get("status")} for r in lines],
-              "tests": curve_tests(curves, spec.reference), "precision": curve_precision(curves)}
+              "tests": tests, "precision": curve_precision(curves),
+              "p_value": f"two-sided paired sign-flip permutation test of the mean difference (exact up to "
+                         f"{EXACT_MAX} non-zero differences, else {FLIPS} seeded random flips, p = (count + 1) / "
+                         f"(flips + 1)); bootstrap for the 95% interval only; paired t-test p beside it",
+              "multiple_testing": {"method": "holm", "family_size": sum(1 for t in tests if "p" in t),
+                                   "family": "every paired test in this report (all runs, points and metrics)"},
+              "pending": [{"run": name, "seed": seed} for name, seed in pending]}
+    markdown = curve_markdown(report)
+    if pending:
+        names = ", ".join(f"{name} (seed {seed})" for name, seed in pending)
+        markdown = f"**Partial report: no finished record yet for {names}.**\n\n" + markdown
     write_json(base + ".json", report)
-    write_atomic(base + ".md", curve_markdown(report))
+    write_atomic(base + ".md", markdown)
     curve_chart(curves, report["lines"], base + ".png", f"{spec.name}: {spec.dataset}")
     report["files"] = {"json": base + ".json", "markdown": base + ".md", "chart": base + ".png"}
     return report
+
+
+def curve_report_only(spec, cmd_args=(), results_dir: str | None = None, echo=print) -> dict:
+    """Rewrite a curve's report from the records in its results folder, training nothing: a record counts
+    when its signature matches the run's current settings and it has every point; the others are pending.
+    This is how a published curve is re-tested after the statistics change (its records keep every
+    validation user's hits)."""
+    from ..registry import is_plugin_model
+
+    cmd_args = list(cmd_args)
+    folder = store.comparison_folder(results_dir or spec.results_dir, spec.name)
+    positive = [p for p in spec.curve if p > 0]
+    curves, lines, pending = [], [], []
+    for seed in spec.seeds:
+        for run in spec.runs:
+            if not run.runs_with(seed):
+                continue
+            if is_plugin_model(run.model):
+                record = store.read_json(store.record_path(folder, f"curve-{run.name}", seed))
+                signature = run.signature(spec.dataset, seed, cmd_args + [f"curve={positive}"])
+                done = {p["sequences"] for p in (record or {}).get("points", [])}
+                if record and record.get("signature") == signature and set(spec.curve) <= done:
+                    curves.append(record)
+                    continue
+            else:
+                record = store.read_record(folder, run.name, seed)
+                if (record and record.get("status") == "ok"
+                        and record.get("signature") == run.signature(spec.dataset, seed, cmd_args)):
+                    lines.append({**record, "run": run.name})
+                    continue
+            echo(f"{run.name} seed {seed}: no finished record with the current settings")
+            pending.append((run.name, seed))
+    return write_curve_report(spec, folder, curves, lines, pending)

@@ -1,9 +1,12 @@
 """A comparison's records turned into one report: Markdown, CSV, JSON and a chart.
 
 Metrics are RecBole's test results, as mean ± sample std over the seeds a run
-finished. Gains are against the reference run, with a paired test over the users
-both runs were evaluated on; a gain whose bootstrap p-value is not below 0.05 is
-written as not significant.
+finished (in these reports "±" is always that spread over seeds). Gains are against
+the reference run, with a paired sign-flip permutation test over the users both runs
+were evaluated on; every such test of the report is one family for Holm's
+adjustment, and a gain whose adjusted p is not below 0.05 is written as not
+significant (sixteen tests at 0.05 of runs that do not differ would call at least
+one of them significant more often than not).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import math
 
 import numpy as np
 
-from .stats import ALPHA, mean_std, paired_test
+from .stats import ALPHA, EXACT_MAX, FLIPS, holm, mean_std, paired_test, stored_adjusted_p, stored_p
 from .user_metrics import per_user_metrics
 
 _PRETTY = {"recall": "Recall", "mrr": "MRR", "ndcg": "NDCG", "hit": "Hit", "precision": "Precision", "map": "MAP"}
@@ -54,7 +57,8 @@ def _per_user(record, metrics) -> dict | None:
 
 
 def _gains(spec, by_run, metrics) -> tuple[dict, list[str]]:
-    """Paired tests of every run against the reference, per metric; plus notes on what was not comparable."""
+    """Paired tests of every run against the reference, per metric, each with its Holm-adjusted p over all
+    of them (the report's family); plus notes on what was not comparable."""
     notes = []
     reference = spec.reference
     if reference is None or reference not in by_run:
@@ -85,7 +89,10 @@ def _gains(spec, by_run, metrics) -> tuple[dict, list[str]]:
             run_values = np.mean([v[metric] for v in per_seed_run], axis=0)
             ref_values = np.mean([v[metric] for v in per_seed_ref], axis=0)
             test = paired_test(run_values, ref_values, metric, resamples=RESAMPLES)
-            gains[name][metric] = {**test.__dict__, "significant": test.significant, "seeds": seeds}
+            gains[name][metric] = {**test.__dict__, "difference": test.difference, "seeds": seeds}
+    family = [gain for by_metric in gains.values() for gain in by_metric.values()]
+    for gain, adjusted in zip(family, holm([gain["p"] for gain in family])):
+        gain["p_holm"], gain["significant"] = adjusted, adjusted < ALPHA
     return gains, notes
 
 
@@ -140,6 +147,12 @@ def build_report(spec, records: list[dict], pending=()) -> dict:
         "comparison": spec.name, "primary_metric": primary, "dataset": spec.dataset, "seeds": spec.seeds, "reference": spec.reference,
         "source": spec.source, "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "metrics": metrics, "report_metrics": report_metrics, "alpha": ALPHA, "bootstrap_resamples": RESAMPLES,
+        "p_value": f"two-sided paired sign-flip permutation test of the mean difference (exact up to {EXACT_MAX} "
+                   f"non-zero differences, else {FLIPS} seeded random flips, p = (count + 1) / (flips + 1)); "
+                   f"bootstrap for the 95% interval only; paired t-test p beside it",
+        "permutation_flips": FLIPS, "multiple_testing": {
+            "method": "holm", "family_size": sum(len(g) for g in gains.values()),
+            "family": "every paired test in this report (all runs against the reference, all metrics)"},
         "same_test_rows": len(fingerprints) <= 1, "notes": notes, "runs": runs,
         "pending": [{"run": name, "seed": seed} for name, seed in pending],
         "records": [{k: v for k, v in r.items() if k != "test_hits"} for r in records],
@@ -147,7 +160,7 @@ def build_report(spec, records: list[dict], pending=()) -> dict:
 
 
 def _fmt_value(stat) -> str:
-    """Mean ± std over the seeds the run finished; a single seed has no spread to show."""
+    """Mean ± sample std over the seeds the run finished; a single seed has no spread to show."""
     if stat is None or stat["mean"] != stat["mean"]:
         return "—"
     return f"{stat['mean']:.4f} ± {stat['std']:.4f}" if len(stat["values"]) > 1 else f"{stat['mean']:.4f}"
@@ -169,18 +182,28 @@ def _fmt_count(count) -> str:
     return str(count)
 
 
+def fmt_p(p: float) -> str:
+    """A p-value for a table: three decimals, or an upper bound below 0.001."""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def fmt_gain(gain: dict | None) -> str:
+    """One paired test: relative and absolute difference (from unrounded means), raw and Holm p, verdict
+    (from the Holm p), detectable difference. Reads reports written before Holm (bootstrap_p, no p_holm)."""
     if not gain:
         return "—"
-    rel, diff = gain["relative_gain"], gain["mean_run"] - gain["mean_reference"]
+    rel = gain["relative_gain"]
+    diff = gain.get("difference", gain["mean_run"] - gain["mean_reference"])
     head = "n/a" if math.isnan(rel) else f"{rel * 100:+.1f}%"
     verdict = "significant" if gain["significant"] else "not significant"
-    p_value = "p<0.001" if gain["bootstrap_p"] < 0.001 else f"p={gain['bootstrap_p']:.3f}"
+    p_value = f"p={fmt_p(stored_p(gain))}".replace("=<", "<")
+    if gain.get("p_holm") is not None:
+        p_value += f", Holm p={fmt_p(stored_adjusted_p(gain))}".replace("=<", "<")
     detectable = gain.get("detectable")
     if detectable is None or math.isnan(detectable):
         return f"{head} ({diff:+.4f}, {p_value}, {verdict})"
     relative = gain.get("detectable_relative", float("nan"))
-    mde = f"±{detectable:.4f}" + ("" if math.isnan(relative) else f" = ±{relative * 100:.0f}%")
+    mde = f"{detectable:.4f}" + ("" if math.isnan(relative) else f" = {relative * 100:.0f}%")
     return f"{head} ({diff:+.4f}, {p_value}, {verdict}; detectable at 80% power: {mde})"
 
 
@@ -210,6 +233,54 @@ def tested_rows(report: dict) -> tuple[str | None, str]:
     return f"{rows} test rows ({users} users)", "rows"
 
 
+def _family_size(report: dict) -> int:
+    return (report.get("multiple_testing") or {}).get("family_size") or sum(len(r["gains"]) for r in report["runs"])
+
+
+def _gain_column_note(report: dict) -> str:
+    return (f" The {pretty_metric(report['primary_metric'])} vs {report['reference']} column repeats that "
+            f"metric's paired test from the table below; its caption says how the test is made.")
+
+
+def _seed_note(report: dict, unit: str) -> str:
+    """What the tests leave out: they resample users (or rows) only, so the variance between trainings is
+    not in them; said outright for a run tested on a single seed."""
+    tested = [(run["name"], next(iter(run["gains"].values()))["seeds"]) for run in report["runs"] if run["gains"]]
+    single = [(name, seeds[0]) for name, seeds in tested if len(seeds) == 1]
+    if len(single) == len(tested):
+        seeds = sorted({seed for _, seed in single})
+        return (f"Every test here uses a single seed ({', '.join(map(str, seeds))}): it compares one training of "
+                f"each run over the {unit} and ignores the training variance between seeds.")
+    several = sorted({seed for _, seeds in tested if len(seeds) > 1 for seed in seeds})
+    note = (f"Runs with several seeds are tested on each {unit[:-1]}'s value averaged over the seeds both runs "
+            f"finished ({', '.join(map(str, several))}); the test still resamples {unit} only, not seeds.")
+    if single:
+        names = ", ".join(f"{name} (seed {seed})" for name, seed in single)
+        note += f" {names} {'is' if len(single) == 1 else 'are'} tested on a single seed: that test ignores " \
+                f"the training variance between seeds."
+    return note
+
+
+def _tests_caption(report: dict, unit: str) -> str:
+    """How the gains table's tests are made, the family their Holm p covers, and what "±" is not here."""
+    ref, alpha = report["reference"], report["alpha"]
+    flips = report.get("permutation_flips")
+    if flips is None:  # a report written before the permutation test: its p is the bootstrap's
+        how = f"two-sided bootstrap, {report['bootstrap_resamples']:,} resamples; significant when p < {alpha}"
+    else:
+        how = (f"p: two-sided paired sign-flip permutation test of the mean difference, exact when at most "
+               f"{EXACT_MAX} {unit} differ, else {flips:,} seeded random sign flips, so no p is below "
+               f"1/{flips + 1:,}; Holm p: p adjusted over all "
+               f"{_family_size(report)} paired tests in this report (every run against {ref}, every metric); "
+               f"significant when Holm p < {alpha}")
+    return (f"Relative gain over **{ref}** with a paired test over the same {unit} ({how}; differences are "
+            f"computed from unrounded per-{unit[:-1]} values on the seeds both runs finished, so they can differ "
+            f"from the difference of the rounded means above: in the last digit, or more where a run has fewer "
+            f"seeds than {ref}; 'detectable' is the smallest difference the test finds with 80% power with "
+            f"these {unit}, from their paired differences; bootstrap 95% intervals and paired t-test p-values "
+            f"are in the JSON; no ± in this table). {_seed_note(report, unit)}")
+
+
 def to_markdown(report: dict) -> str:
     metrics, seeds, ref = report["report_metrics"], report["seeds"], report["reference"]
     head_metric = report.get("primary_metric")
@@ -221,14 +292,16 @@ def to_markdown(report: dict) -> str:
                      f"column names the rest); the comparison's own command runs them and rewrites this report.")
         lines.append("")
     rows, unit = tested_rows(report)
-    over = (f"mean ± std over the seeds each run finished, of {', '.join(map(str, seeds))} (one seed: no ±)"
-            if len(seeds) > 1 else f"seed {seeds[0]}")
+    over = (f"mean ± sample std over the seeds each run finished, of {', '.join(map(str, seeds))} (± is the "
+            f"spread over seeds, not a standard error; one seed: no ±)"
+            if len(seeds) > 1 else f"seed {seeds[0]} (one training per run: no ±)")
     lines.append(f"Test metrics, {over}"
                  f"{f', on {rows}' if rows else ''}"
                  f"{', the same rows for every run' if report['same_test_rows'] else ''}. "
                  f"Each run's model is selected on the validation split. Train, Valid eval and Test eval are wall "
                  f"time, CPU time the process's CPU time over all threads, each the mean over seeds (a resumed run "
-                 f"sums its attempts, less the work a cut attempt did that was redone: lost_cpu_s in the CSV).")
+                 f"sums its attempts, less the work a cut attempt did that was redone: lost_cpu_s in the CSV)."
+                 f"{_gain_column_note(report) if ref and head_metric else ''}")
     lines.append("")
     header = ["Run", "Model"] + [pretty_metric(m) for m in metrics]
     if ref and head_metric:
@@ -247,11 +320,7 @@ def to_markdown(report: dict) -> str:
                   f"{peak:,.0f} MB {'CUDA' if run.get('peak_cuda_mb') else 'RSS'}" if peak else "—", _status(run)]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     if ref and any(run["gains"] for run in report["runs"]):
-        intro = (f"Relative gain over **{ref}** with a paired test over the same {unit} (two-sided bootstrap, "
-                 f"{report['bootstrap_resamples']:,} resamples; significant when p < {report['alpha']}; "
-                 f"'detectable' is the smallest difference the test finds with 80% power with these {unit}, from "
-                 f"their paired differences; t-test p-values and 95% intervals are in the JSON):")
-        lines += ["", intro, ""]
+        lines += ["", _tests_caption(report, unit), ""]
         header = ["Run"] + [pretty_metric(m) for m in metrics]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join(["---"] * len(header)) + "|")

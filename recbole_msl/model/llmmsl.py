@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 class LLMMSL(SequentialRecommender):
     input_type = InputType.POINTWISE
     unsupported_metrics = FULL_RANKING_METRICS  # beam search scores only the items it reaches
+    excludes_in_search = True  # eval_exclude_seen passes each row's seen items to full_sort_predict (trainer/protocol)
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -201,15 +202,18 @@ class LLMMSL(SequentialRecommender):
                                                                           self.opts.length_penalty)
         return scores
 
-    def full_sort_predict(self, interaction):
-        """[B, n_items] scores from constrained beam search; items no beam reached get -inf."""
-        return self.rank(self._histories(interaction))
+    def full_sort_predict(self, interaction, exclude: list[list[int]] | None = None):
+        """[B, n_items] scores from constrained beam search; items no beam reached get -inf (never hits:
+        :mod:`recbole_msl.trainer.protocol`). ``exclude``: item ids per row kept out inside the search
+        (``eval_exclude_seen``), so the beams are spent on other titles."""
+        return self.rank(self._histories(interaction), exclude)
 
     def rank(self, histories: list[list[int]], exclude: list[list[int]] | None = None):
         """[B, n_items] beam-search scores for item-id histories (oldest first); -inf for items not reached.
 
         ``exclude`` (item ids per history) keeps those items out inside the search, so ``num_beams``
-        other titles come back; RecBole's evaluation excludes nothing (its sequential protocol, as for SASRec).
+        other titles come back; RecBole's evaluation excludes nothing (its sequential protocol, as for SASRec)
+        unless ``eval_exclude_seen`` is set, which passes each user's earlier items here.
         """
         scores = torch.full((len(histories), self.n_items), float("-inf"), device=self.device)
         step = self.opts.decode_batch_size

@@ -2,25 +2,33 @@
 
 ``adapter_config.json`` + ``adapter_model.safetensors`` load with
 ``PeftModel.from_pretrained`` outside RecBole; ``msl_state.json`` holds tau, the
-training position and the run's config as plain data. Nothing is pickled, and a
-folder is written under a temporary name and renamed into place. The resume
-checkpoint (:mod:`recbole_msl.trainer.resume`) is the same folder with the trainer's state added.
+training position, the run's config and what identifies its data (the data set's
+absolute folder and a SHA-256 of the ordered item ids and titles) as plain data;
+``manifest.json`` holds the SHA-256 of every file, checked before anything is loaded.
+Nothing is pickled, and a folder is written under a temporary name and renamed into
+place. The resume checkpoint (:mod:`recbole_msl.trainer.resume`) is the same folder with
+the trainer's state added.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 
 import torch
 
-from ..errors import ConfigError, first_line
+from ..errors import ConfigError, DamagedCheckpointError, DataMismatchError, first_line
+
+logger = logging.getLogger(__name__)
 
 STATE_FILE = "msl_state.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
+MANIFEST_FILE = "manifest.json"
 
 
 def json_safe(value):
@@ -48,8 +56,75 @@ def _replace_dir(staging: str, final: str) -> None:
         os.replace(staging, final)
 
 
+# ------------------------------------------------------------------ checksums
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: str) -> None:
+    """``manifest.json``: the SHA-256 of every other file in ``folder``."""
+    sums = {name: sha256_file(os.path.join(folder, name)) for name in sorted(os.listdir(folder))
+            if name != MANIFEST_FILE and os.path.isfile(os.path.join(folder, name))}
+    with open(os.path.join(folder, MANIFEST_FILE), "w", encoding="utf-8") as f:
+        json.dump(sums, f, indent=1)
+
+
+def manifest_problem(folder: str, needed=()) -> str | None:
+    """What is wrong with ``folder`` by its manifest (damaged, a needed file unlisted, a file missing or changed),
+    or None when every listed file matches its checksum."""
+    try:
+        with open(os.path.join(folder, MANIFEST_FILE), encoding="utf-8") as f:
+            sums = json.load(f)
+    except FileNotFoundError:
+        return f"no {MANIFEST_FILE}"
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        return f"{MANIFEST_FILE} is damaged"
+    if not isinstance(sums, dict) or not all(isinstance(v, str) for v in sums.values()):
+        return f"{MANIFEST_FILE} is damaged"
+    if not set(needed) <= set(sums):
+        return f"{MANIFEST_FILE} does not list {sorted(needed)}"
+    for name, expected in sums.items():
+        file = os.path.join(folder, os.path.basename(str(name)))
+        if not os.path.isfile(file):
+            return f"{name} is missing"
+        if sha256_file(file) != expected:
+            return f"{name} does not match its checksum (truncated or modified)"
+    return None
+
+
+# ------------------------------------------------------------------ the data a checkpoint was trained on
+def data_identity(config, dataset, titles) -> dict:
+    """The data set's absolute folder and a SHA-256 over the (item token, title) pairs in RecBole's internal id
+    order: the items and titles a model was built with, and the ids its rankings map back to."""
+    tokens = dataset.field2id_token[dataset.iid_field]
+    digest = hashlib.sha256()
+    for token, title in zip(tokens[1:], titles[1:]):
+        digest.update(json.dumps([str(token), title], ensure_ascii=False).encode("utf-8") + b"\n")
+    return {"dataset": str(config["dataset"]), "data_path": os.path.abspath(str(config["data_path"])),
+            "items": len(tokens) - 1, "sha256": digest.hexdigest()}
+
+
+def check_data_identity(saved: dict | None, now: dict, what: str) -> None:
+    """Refuse data other than ``saved`` (``what`` says whose, e.g. ``checkpoint X``); warn when nothing was saved."""
+    if not saved:
+        logger.warning(f"{what} records no fingerprint of the data it was trained on (saved before they were "
+                       f"recorded): {now['data_path']} is used unchecked")
+        return
+    if saved.get("sha256") != now["sha256"]:
+        raise DataMismatchError(
+            f"{what} was trained on data set {saved.get('dataset')} at {saved.get('data_path')} ({saved.get('items')} "
+            f"items, sha256 {str(saved.get('sha256'))[:12]}), but the data found at {now['data_path']} differs "
+            f"({now['items']} items, sha256 {now['sha256'][:12]}); use the data it was trained on "
+            f"(--data_path={os.path.dirname(str(saved.get('data_path')))}) or retrain")
+
+
 def save_checkpoint(model, folder: str, state: dict, extra=None) -> None:
-    """Write the adapter and ``state`` (and whatever ``extra(staging)`` adds) into ``folder`` atomically."""
+    """Write the adapter and ``state`` (and whatever ``extra(staging)`` adds) into ``folder`` atomically,
+    with a manifest of checksums of every file."""
     folder = os.path.abspath(folder)
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     staging = tempfile.mkdtemp(dir=os.path.dirname(folder), prefix=f".tmp-{os.path.basename(folder)}-")
@@ -59,6 +134,7 @@ def save_checkpoint(model, folder: str, state: dict, extra=None) -> None:
             json.dump(json_safe(state), f, indent=1)
         if extra is not None:
             extra(staging)
+        write_manifest(staging)
         _replace_dir(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -77,18 +153,39 @@ def read_state(folder: str) -> dict:
         raise ConfigError(f"{path} is damaged (not JSON); use an intact checkpoint folder") from None
 
 
-def load_checkpoint(model, folder: str) -> dict:
-    """Load adapter weights and tau into ``model``; return the saved state."""
+def read_adapter(folder: str, device="cpu") -> dict:
+    """The adapter's tensors, after checking the folder's manifest; one-line errors for a damaged folder and for
+    non-finite weights (which would rank nothing). A folder saved before manifests is read unverified."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    state = read_state(folder)
-    device = next(model.llm.parameters()).device
+    if os.path.isfile(os.path.join(folder, MANIFEST_FILE)):
+        problem = manifest_problem(folder, (WEIGHTS_FILE, STATE_FILE))
+        if problem:
+            raise DamagedCheckpointError(f"checkpoint {folder} is damaged: {problem}; use an intact checkpoint "
+                                         f"folder or retrain")
+    else:
+        logger.warning(f"{folder} has no {MANIFEST_FILE} (saved before checkpoints carried checksums): "
+                       f"its files are read unverified")
+    path = os.path.join(folder, WEIGHTS_FILE)
     try:
-        weights = load_file(os.path.join(folder, WEIGHTS_FILE), device=str(device))
+        weights = load_file(path, device=str(device))
     except (SafetensorError, OSError, RuntimeError) as err:
-        raise ConfigError(f"{os.path.join(folder, WEIGHTS_FILE)} is damaged ({first_line(err)}); "
-                          f"use an intact checkpoint folder") from None
+        raise DamagedCheckpointError(f"{path} is damaged ({first_line(err)}); use an intact checkpoint folder") \
+            from None
+    bad = next((k for k, t in weights.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+    if bad is not None:
+        raise DamagedCheckpointError(f"{path} holds non-finite weights (NaN or inf in {bad}): the file is damaged or "
+                                     f"its training diverged; use an intact checkpoint folder or retrain")
+    return weights
+
+
+def load_checkpoint(model, folder: str, weights: dict | None = None) -> dict:
+    """Load adapter weights (``weights``, as :func:`read_adapter` returned them, or read now) and tau into
+    ``model``; return the saved state."""
+    state = read_state(folder)
+    if weights is None:
+        weights = read_adapter(folder, next(model.llm.parameters()).device)
     with torch.no_grad():
         model.load_trainable_state_dict(weights)
     model.load_other_parameter(state.get("other_parameter"))

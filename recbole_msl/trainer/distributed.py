@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-from recbole.evaluator import Collector
 
 from ..errors import ConfigError
+from .protocol import ReachedOnlyCollector
 
 _ROW_KEYS = ("rec.items", "rec.topk", "rec.meanrank", "rec.score", "data.label")  # one row per evaluated user
 _DTYPES = (torch.bool, torch.int32, torch.int64, torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -102,8 +102,8 @@ def _gather_rows(local, device):
     return rows.reshape(-1) if ndim == 1 else rows
 
 
-class PooledCollector(Collector):
-    """RecBole's collector whose data struct holds the rows of every rank (torchrun evaluation)."""
+class PooledCollector(ReachedOnlyCollector):
+    """The plugin's collector whose data struct holds the rows of every rank (torchrun evaluation)."""
 
     def get_data_struct(self):
         struct = super().get_data_struct()

@@ -3,8 +3,9 @@
 Overridden: the optimizer (AdamW on the LoRA parameters only), the epoch loop
 (micro-batches with exact gradient accumulation, sampled epochs, warmup + linear
 decay, clipping, tau logging), the fit loop (a resume checkpoint after every epoch)
-and checkpoints (peft adapter folders, no pickle). RecBole's early stopping,
-collector and evaluator run unchanged.
+and checkpoints (peft adapter folders, no pickle). RecBole's early stopping and
+evaluator run unchanged; what counts as a hit (never an item no beam reached) and ``eval_exclude_seen``
+come from :mod:`recbole_msl.trainer.protocol`, shared with RecBole's models.
 
 Under torchrun every rank trains on its DistributedSampler share, and a step equals the
 single-process step on the union of the ranks' batches; evaluation metrics equal a
@@ -18,7 +19,6 @@ import math
 import os
 from time import time
 
-import torch
 import torch.distributed as dist
 from recbole.data.dataloader import FullSortEvalDataLoader
 from recbole.trainer import Trainer
@@ -27,15 +27,19 @@ from torch.nn.utils import clip_grad_norm_
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from ..errors import ConfigError
-from ..files import unique_path
+from ..errors import ConfigError, TrainingDivergedError, disk_write_error
+from ..files import run_path
 from ..validate import positive_int
 from . import distributed, resume
 from .capture import EvaluationRecordMixin
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import data_identity, load_checkpoint, save_checkpoint
+from .protocol import EvaluationProtocolMixin
+
+# path options stored absolute in a checkpoint's state, so it loads the same files from any working directory
+PATH_OPTIONS = ("data_path", "llm_path", "gguf_cache_dir", "checkpoint_dir")
 
 
-class LLMMSLTrainer(EvaluationRecordMixin, Trainer):
+class LLMMSLTrainer(EvaluationRecordMixin, EvaluationProtocolMixin, Trainer):
     def __init__(self, config, model):
         spec_distributed = not config["single_spec"]
         # RecBole would wrap the whole model in DDP with CUDA device ids (and broadcast every
@@ -48,7 +52,8 @@ class LLMMSLTrainer(EvaluationRecordMixin, Trainer):
         self.distributed = spec_distributed and distributed.is_distributed()
         self.rank = distributed.rank() if self.distributed else 0
         self.world_size = dist.get_world_size() if self.distributed else 1
-        self.saved_model_file = unique_path(os.path.splitext(self.saved_model_file)[0])  # a folder, not a .pth
+        # a folder, not a .pth, named <model>-<date>-<tag> like the run's log (quick_start.run picks the tag)
+        self.saved_model_file = run_path(config, os.path.splitext(self.saved_model_file)[0])
         if self.distributed:
             self.saved_model_file = distributed.broadcast_text(self.saved_model_file, self.device)  # rank 0's stamp
             self.eval_collector = distributed.PooledCollector(config)
@@ -63,6 +68,9 @@ class LLMMSLTrainer(EvaluationRecordMixin, Trainer):
         self.warmup_ratio = float(config["warmup_ratio"] or 0.0)
         self.scheduler, self.global_step, self.valid_step, self.stopped = None, 0, 0, False
         self.tau_trace: list[dict] = []  # per optimizer step: the tau it used and, under ATS, the estimate
+        self.data_identity: dict | None = None  # the data the model is trained on (set by start), saved with it
+        self.pending_validation: int | None = None  # resumed from a stop during this epoch's validation
+        self.epoch_idx = 0  # the epoch being trained, for messages
 
     def _trainable(self):
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -94,7 +102,7 @@ class LLMMSLTrainer(EvaluationRecordMixin, Trainer):
             if param.grad is not None:
                 param.grad.div_(max(positions, 1))
         loss = total / max(positions, 1)
-        self._check_nan(torch.tensor(loss))
+        self._check_finite(loss)
         if self.clip_grad_norm:
             clip_grad_norm_(self._trainable(), **self.clip_grad_norm)
         self.optimizer.step()
@@ -107,8 +115,40 @@ class LLMMSLTrainer(EvaluationRecordMixin, Trainer):
                 self.tensorboard.add_scalar(f"ATS/{key}", value, self.global_step)
         return loss
 
+    def _check_finite(self, loss: float) -> None:
+        """A NaN or infinite loss stops the run before the step reaches the weights, with one line naming the step,
+        the likely cause and the last good resume folder (which nothing overwrites afterwards)."""
+        if math.isfinite(loss):
+            return
+        dtype = str(next(self.model.llm.parameters()).dtype).replace("torch.", "")
+        lr = self.config["learning_rate"]
+        if dtype == "float16":
+            cause = (f"the likely causes are float16 overflow (llm_dtype {dtype}) or a learning rate too high "
+                     f"(learning_rate={lr}): set llm_dtype=bfloat16 or float32, or lower learning_rate")
+        else:
+            cause = (f"the likely cause is a learning rate too high (learning_rate={lr}; with llm_dtype {dtype} "
+                     f"it is no float16 overflow): lower learning_rate, e.g. learning_rate={lr / 10:g}")
+        raise TrainingDivergedError(f"the training loss became {loss} at optimizer step {self.global_step + 1} "
+                                    f"(epoch {self.epoch_idx}); {cause}; {self._kept_resume_folder()}")
+
+    def _kept_resume_folder(self) -> str:
+        """Where the work done so far is safe, for the message of a run that stops on an error."""
+        try:
+            state, _ = resume.load_resume_checkpoint(self.resume_folder)
+        except ConfigError:
+            return "no resume folder was written yet (no epoch finished)"
+        after = f"after epoch {state['epoch']}" + ("" if state.get("validated", True) else ", before its validation")
+        return f"the last good resume folder, {self.resume_folder} ({after}), is kept"
+
+    def _disk_error(self, err: OSError, what: str):
+        """A full or unwritable disk while saving: one line naming the folder, and what survives."""
+        error = disk_write_error(err, what, "set --checkpoint_dir to a disk with space; "
+                                 + self._kept_resume_folder().replace("last good", "last complete"), show_file=False)
+        return error or err
+
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         """Train on ``train_samples_per_epoch`` shuffled sequences; return the mean loss per step."""
+        self.epoch_idx = epoch_idx
         self.model.train()
         if self.distributed and train_data.shuffle:
             train_data.sampler.set_epoch(epoch_idx)
@@ -139,6 +179,7 @@ class LLMMSLTrainer(EvaluationRecordMixin, Trainer):
         steps_per_epoch = math.ceil(self._epoch_budget(train_data) / per_step)
         total = max(steps_per_epoch * self.epochs, 1)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, round(self.warmup_ratio * total), total)
+        self.data_identity = data_identity(self.config, train_data._dataset, self.model.titles)
         if self.config["resume"]:
             self.resume_checkpoint(self.config["resume"], train_data)
         self.eval_collector.data_collect(train_data)
@@ -149,19 +190,32 @@ class LLMMSLTrainer(EvaluationRecordMixin, Trainer):
         for epoch_idx in range(self.start_epoch, self.epochs):
             if self.stopped:
                 break
-            start = time()
-            train_loss = self._train_epoch(train_data, epoch_idx, show_progress=show_progress)
-            self.train_loss_dict[epoch_idx] = train_loss
-            if verbose:
-                self.logger.info(self._generate_train_loss_output(epoch_idx, start, time(), train_loss))
-            self._add_train_loss_to_tensorboard(epoch_idx, train_loss)
-            self.wandblogger.log_metrics({"epoch": epoch_idx, "train_loss": train_loss, "train_step": epoch_idx},
-                                         head="train")
+            if epoch_idx == self.pending_validation:
+                self.pending_validation = None
+                self.logger.info(f"epoch {epoch_idx} was trained before the stop; validating it")
+            else:
+                start = time()
+                train_loss = self._train_epoch(train_data, epoch_idx, show_progress=show_progress)
+                self.train_loss_dict[epoch_idx] = train_loss
+                if verbose:
+                    self.logger.info(self._generate_train_loss_output(epoch_idx, start, time(), train_loss))
+                self._add_train_loss_to_tensorboard(epoch_idx, train_loss)
+                self.wandblogger.log_metrics({"epoch": epoch_idx, "train_loss": train_loss, "train_step": epoch_idx},
+                                             head="train")
+                if saved and self._validation_due(epoch_idx, valid_data):
+                    # a stop during validation (a scheduler's time limit) must not cost the epoch's training
+                    self._save_resume_checkpoint(epoch_idx, train_data, validated=False)
             self.stopped = self._validate(epoch_idx, valid_data, verbose, saved, show_progress, callback_fn)
             if saved:
                 self._save_resume_checkpoint(epoch_idx, train_data)
         self._add_hparam_to_tensorboard(self.best_valid_score)
         return self.best_valid_score, self.best_valid_result
+
+    def _validation_due(self, epoch_idx, valid_data) -> bool:
+        """Every ``eval_step`` epochs and after the last one, so a run shortened by --epochs still picks a model."""
+        if self.eval_step <= 0 or not valid_data:
+            return False
+        return not (epoch_idx + 1) % self.eval_step or epoch_idx + 1 >= self.epochs
 
     def _validate(self, epoch_idx, valid_data, verbose, saved, show_progress, callback_fn) -> bool:
         """Validate when due, update early stopping and save the best adapter; True means stop."""
@@ -169,8 +223,8 @@ class LLMMSLTrainer(EvaluationRecordMixin, Trainer):
             if saved:
                 self._save_checkpoint(epoch_idx, verbose=verbose)
             return False
-        if (epoch_idx + 1) % self.eval_step and epoch_idx + 1 < self.epochs:
-            return False  # the last epoch is always validated, so a run shortened by --epochs still picks a model
+        if not self._validation_due(epoch_idx, valid_data):
+            return False
         start = time()
         score, result = self._valid_epoch(valid_data, show_progress=show_progress)
         self.best_valid_score, self.cur_step, stop, update = early_stopping(
@@ -196,7 +250,10 @@ class LLMMSLTrainer(EvaluationRecordMixin, Trainer):
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         folder = kwargs.pop("saved_model_file", self.saved_model_file)
         if self.rank == 0:
-            save_checkpoint(self.model, folder, self._model_state(epoch))
+            try:
+                save_checkpoint(self.model, folder, self._model_state(epoch))
+            except OSError as err:
+                raise self._disk_error(err, f"the best adapter {folder}") from None
             if verbose:
                 self.logger.info(set_color("Saving current", "blue") + f": {folder}")
         if self.distributed:
@@ -204,22 +261,32 @@ class LLMMSLTrainer(EvaluationRecordMixin, Trainer):
 
     def _model_state(self, epoch) -> dict:
         overrides = {k: v for k, v in self.config.external_config_dict.items() if k != "resume"}
+        for key in PATH_OPTIONS:  # as given they were relative to the training directory
+            value = overrides.get(key)
+            if isinstance(value, str) and value and not os.path.isabs(value) and os.path.exists(value):
+                overrides[key] = os.path.abspath(value)
         return {"model": self.config["model"], "dataset": self.config["dataset"], "epoch": epoch,
                 "global_step": self.global_step, "best_valid_score": self.best_valid_score,
-                "other_parameter": self.model.other_parameter(), "tau_trace": self.tau_trace, "overrides": overrides}
+                "other_parameter": self.model.other_parameter(), "tau_trace": self.tau_trace, "overrides": overrides,
+                "data": self.data_identity}
 
     @property
     def resume_folder(self) -> str:
         return self.saved_model_file + "-last"
 
-    def _save_resume_checkpoint(self, epoch, train_data):
-        """Everything needed to continue after ``epoch`` as if never stopped, in ``<saved>-last``."""
+    def _save_resume_checkpoint(self, epoch, train_data, validated: bool = True):
+        """Everything needed to continue after ``epoch`` as if never stopped, in ``<saved>-last``
+        (``validated=False``: after the epoch's training, before its validation)."""
         rng = resume.rng_tensors(train_data.generator)
         rng = distributed.gather_tensors(rng, self.device) if self.distributed else {f"0.{k}": v for k, v in rng.items()}
-        state, tensors = resume.trainer_state(self, epoch)
+        state, tensors = resume.trainer_state(self, epoch, validated)
         tensors.update({f"rng.{k}": v for k, v in rng.items()})
         if self.rank == 0:
-            resume.save_resume_checkpoint(self.model, self.resume_folder, self._model_state(epoch), state, tensors)
+            try:
+                resume.save_resume_checkpoint(self.model, self.resume_folder, self._model_state(epoch), state,
+                                              tensors)
+            except OSError as err:
+                raise self._disk_error(err, f"the resume state {self.resume_folder}") from None
             self.logger.info(set_color("Saving resume state", "blue") + f": {self.resume_folder}")
         if self.distributed:
             dist.barrier()

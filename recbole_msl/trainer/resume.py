@@ -9,7 +9,6 @@ truncated or edited file is refused before anything is loaded. Nothing is pickle
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -18,11 +17,19 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, first_line
-from .checkpoint import STATE_FILE, WEIGHTS_FILE, json_safe, save_checkpoint
+from .checkpoint import (
+    MANIFEST_FILE,
+    STATE_FILE,
+    WEIGHTS_FILE,
+    check_data_identity,
+    json_safe,
+    manifest_problem,
+    read_state,
+    save_checkpoint,
+)
 
 TRAINER_STATE_FILE = "trainer_state.json"
 TRAINER_TENSORS_FILE = "trainer_state.safetensors"
-MANIFEST_FILE = "manifest.json"
 RESUME_FORMAT = 2  # 2: tau_trace holds one record per optimizer step (tau used, ATS estimate)
 
 # Settings a resumed run must share with the run it continues, or it would not be the same run.
@@ -105,15 +112,18 @@ def load_optimizer_state(optimizer, trainer_state: dict, tensors: dict) -> None:
 
 
 # ------------------------------------------------------------------ the trainer's counters
-def trainer_state(trainer, epoch: int) -> tuple[dict, dict]:
-    """(plain-data state, optimizer tensors) of an LLMMSL trainer after ``epoch``."""
+def trainer_state(trainer, epoch: int, validated: bool = True) -> tuple[dict, dict]:
+    """(plain-data state, optimizer tensors) of an LLMMSL trainer after ``epoch``; ``validated=False``: after its
+    training, before its validation (a resume validates it and goes on, without training it again)."""
     tensors, scalars, groups = optimizer_state(trainer.optimizer)
     best = trainer.best_valid_result
     state = {
-        "epoch": epoch, "global_step": trainer.global_step, "cur_step": trainer.cur_step,
+        "epoch": epoch, "validated": validated, "global_step": trainer.global_step, "cur_step": trainer.cur_step,
         "valid_step": trainer.valid_step, "stopped": trainer.stopped, "best_valid_score": trainer.best_valid_score,
         "best_valid_result": dict(best) if best is not None else None,
-        "best_model": trainer.saved_model_file, "best_model_saved": os.path.isdir(trainer.saved_model_file),
+        # relative to the -last folder that holds it, so the pair can be moved or resumed from any directory
+        "best_model": os.path.relpath(os.path.abspath(trainer.saved_model_file), os.path.abspath(trainer.resume_folder)),
+        "best_model_relative_to": "this folder", "best_model_saved": os.path.isdir(trainer.saved_model_file),
         "train_loss_dict": {str(k): v for k, v in trainer.train_loss_dict.items()}, "tau_trace": trainer.tau_trace,
         "scheduler": trainer.scheduler.state_dict(), "optimizer_groups": groups, "optimizer_scalars": scalars,
         "fingerprint": fingerprint(trainer.config, trainer.world_size),
@@ -131,17 +141,20 @@ def restore_trainer(trainer, folder: str, train_data=None) -> None:
         if f"rng.{trainer.rank}.torch" not in tensors:
             raise ConfigError(f"cannot resume from {folder}: it holds no state for rank {trainer.rank}; "
                               f"resume with the number of processes it was saved with")
+        check_data_identity(read_state(folder).get("data"), trainer.data_identity, f"cannot resume from {folder}: it")
         load_checkpoint(trainer.model, folder)
         load_optimizer_state(trainer.optimizer, state, tensors)
         trainer.scheduler.load_state_dict(state["scheduler"])
         trainer.start_epoch = int(state["epoch"]) + 1
+        if state.get("validated", True) is False:  # stopped during that epoch's validation: validate it again
+            trainer.start_epoch = trainer.pending_validation = int(state["epoch"])
         trainer.global_step, trainer.cur_step = int(state["global_step"]), int(state["cur_step"])
         trainer.valid_step, trainer.stopped = int(state["valid_step"]), bool(state["stopped"])
         trainer.best_valid_score = float(state["best_valid_score"])
         trainer.best_valid_result = state["best_valid_result"]
         trainer.train_loss_dict = {int(k): v for k, v in state["train_loss_dict"].items()}
         trainer.tau_trace = [dict(record) for record in state["tau_trace"]]
-        trainer.saved_model_file = state["best_model"]
+        trainer.saved_model_file = best_model_folder(folder, state)
         if state["best_model_saved"] and not os.path.isdir(trainer.saved_model_file):
             raise ConfigError(f"the best-model folder {trainer.saved_model_file} named by {folder} is missing; "
                               f"put it back or start a new run without --resume")
@@ -155,15 +168,18 @@ def restore_trainer(trainer, folder: str, train_data=None) -> None:
                           f"resume with the settings it was saved with or start a new run") from None
 
 
+def best_model_folder(folder: str, state: dict) -> str:
+    """The absolute best-model folder a ``-last`` folder names: relative to that folder (new entries), or, in
+    folders saved before, absolute or relative to the training directory (tried there, then beside ``folder``)."""
+    entry = str(state["best_model"])
+    if state.get("best_model_relative_to") == "this folder":
+        return os.path.normpath(os.path.join(folder, entry))
+    as_given = os.path.abspath(entry)
+    beside = os.path.join(os.path.dirname(folder), os.path.basename(os.path.normpath(entry)))
+    return next((path for path in (as_given, beside) if os.path.isdir(path)), as_given)
+
+
 # ------------------------------------------------------------------ the folder
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_resume_checkpoint(model, folder: str, state: dict, trainer_state: dict, tensors: dict) -> None:
     """A loadable checkpoint plus the trainer's state, with a manifest of checksums, written atomically."""
     from safetensors.torch import save_file
@@ -173,11 +189,8 @@ def save_resume_checkpoint(model, folder: str, state: dict, trainer_state: dict,
                   os.path.join(staging, TRAINER_TENSORS_FILE))
         with open(os.path.join(staging, TRAINER_STATE_FILE), "w", encoding="utf-8") as f:
             json.dump(json_safe({"format": RESUME_FORMAT, **trainer_state}), f, indent=1)
-        sums = {name: _sha256(os.path.join(staging, name)) for name in sorted(os.listdir(staging))}
-        with open(os.path.join(staging, MANIFEST_FILE), "w", encoding="utf-8") as f:
-            json.dump(sums, f, indent=1)
 
-    save_checkpoint(model, folder, state, extra)
+    save_checkpoint(model, folder, state, extra)  # writes the manifest of checksums over every file
 
 
 def _refuse(folder: str, why: str):
@@ -185,28 +198,17 @@ def _refuse(folder: str, why: str):
                        f"(saved after every epoch) or start a new run without --resume")
 
 
-def _verified_manifest(folder: str) -> dict:
-    """The manifest's checksums, each checked against its file: catches truncation and edits."""
-    path = os.path.join(folder, MANIFEST_FILE)
+def _verified_manifest(folder: str) -> None:
+    """Every file checked against the manifest's checksum: catches truncation and edits."""
     if not os.path.isdir(folder):
         raise _refuse(folder, "no such folder")
-    if not os.path.isfile(path):
+    if not os.path.isfile(os.path.join(folder, MANIFEST_FILE)):
         raise _refuse(folder, f"no {MANIFEST_FILE}, so it is not a resume checkpoint")
-    try:
-        with open(path, encoding="utf-8") as f:
-            sums = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise _refuse(folder, f"{MANIFEST_FILE} is damaged") from None
-    needed = {WEIGHTS_FILE, STATE_FILE, TRAINER_STATE_FILE, TRAINER_TENSORS_FILE}
-    if not isinstance(sums, dict) or not needed <= set(sums):
-        raise _refuse(folder, f"{MANIFEST_FILE} does not list {sorted(needed)}")
-    for name, expected in sums.items():
-        file = os.path.join(folder, os.path.basename(str(name)))
-        if not os.path.isfile(file):
-            raise _refuse(folder, f"{name} is missing")
-        if _sha256(file) != expected:
-            raise _refuse(folder, f"{name} does not match its checksum (truncated or modified)")
-    return sums
+    if not any(os.path.isfile(os.path.join(folder, f)) for f in (TRAINER_STATE_FILE, TRAINER_TENSORS_FILE)):
+        raise _refuse(folder, f"no {TRAINER_STATE_FILE}, so it is not a resume checkpoint (a best-model folder?)")
+    problem = manifest_problem(folder, (WEIGHTS_FILE, STATE_FILE, TRAINER_STATE_FILE, TRAINER_TENSORS_FILE))
+    if problem:
+        raise _refuse(folder, problem)
 
 
 def load_resume_checkpoint(folder: str) -> tuple[dict, dict]:
