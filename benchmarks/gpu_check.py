@@ -662,10 +662,10 @@ def check_end_to_end(folder: str, device_kind: str, workdir: str):
 
 # ------------------------------------------------------------------ measures
 def measure_train_step(model, batch, repeats: int, peak_gflops: float, loss_tol: float):
-    """train_step.compare with a dtype-aware equality check: interleaved timed steps, peak memory, MFU."""
+    """train_step.compare with a dtype-aware equality check: timed steps in pairs, peak memory, MFU."""
     from .flops import batch_shape, step_flops
     from .reference import DictTrie, ReferenceStep, build_masks
-    from .train_step import NoDropout, _step, our_loss
+    from .train_step import NoDropout, _step, our_loss, timed_pairs
 
     base = model.base
     vocab = base.get_output_embeddings().out_features
@@ -685,17 +685,9 @@ def measure_train_step(model, batch, repeats: int, peak_gflops: float, loss_tol:
     params = [p for p in model.parameters() if p.requires_grad]
     saved = [p.detach().clone() for p in params]
     optimizer = torch.optim.AdamW(params, lr=1e-4)
-    steps = {"ours": lambda: _step(optimizer, lambda: our_loss(model, batch)),
-             "reference": lambda: _step(optimizer, lambda: reference.loss(batch))}
-    times = {k: [] for k in steps}
-    for r in range(repeats + 1):  # the first round warms up both
-        for name, fn in steps.items():
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            if r:
-                times[name].append(time.perf_counter() - start)
+    steps = {"ours": lambda: _step(optimizer, lambda: our_loss(model, batch), model.end_ats_step),
+             "reference": lambda: _step(optimizer, lambda: reference.loss(batch), reference.end_step)}
+    times = timed_pairs(steps, repeats)
     memory = {}
     for name, fn in steps.items():
         with PeakMemory() as mem:

@@ -86,6 +86,29 @@ def _step(optimizer, loss_fn, end_step):
     end_step()
 
 
+def timed_pairs(steps: dict, repeats: int, label: str | None = None) -> dict:
+    """Seconds of each step in ``steps`` (name -> callable), ``repeats`` times after a warm-up round.
+
+    Each round runs every step twice in a row and times the second: a step that follows the other
+    kind's step pays for faulting its memory back in (see the module docstring)."""
+    import time
+
+    times = {k: [] for k in steps}
+    for r in range(repeats + 1):  # the first round warms up both
+        for name, fn in steps.items():
+            fn()  # untimed
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            if r:
+                times[name].append(time.perf_counter() - t0)
+        if label:
+            done = ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()) if r else ""
+            log(f"{label}: round {r}: {done}" if r else f"{label}: warm-up done")
+    return times
+
+
 def compare(model, batch, repeats: int, peak_gflops: float, label: str) -> dict:
     """Equality check, interleaved timing and peak memory of both steps on ``batch``."""
     base = model.base
@@ -107,20 +130,8 @@ def compare(model, batch, repeats: int, peak_gflops: float, label: str) -> dict:
     optimizer = torch.optim.AdamW(params, lr=1e-4)
     steps = {"ours": lambda: _step(optimizer, lambda: our_loss(model, batch), model.end_ats_step),
              "reference": lambda: _step(optimizer, lambda: reference.loss(batch), reference.end_step)}
-    times = {k: [] for k in steps}
+    times = timed_pairs(steps, repeats, label)
     memory = {k: [] for k in steps}
-    for r in range(repeats + 1):  # the first round warms up both
-        for name, fn in steps.items():
-            fn()  # untimed: a step that follows the other kind's step pays for its memory (see below)
-            sync()
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            elapsed = time.perf_counter() - t0
-            if r:
-                times[name].append(elapsed)
-        log(f"{label}: round {r}: ours {times['ours'][-1]:.2f} s, reference {times['reference'][-1]:.2f} s"
-            if r else f"{label}: warm-up done")
     for name, fn in steps.items():  # memory in rounds of its own: resetting the peak hands pages back, and
         with PeakMemory() as mem:   # faulting them in again would slow the timed steps
             fn()

@@ -13,6 +13,7 @@ import torch
 
 from recbole_msl.config import Config
 from recbole_msl.data import create_dataset, data_preparation
+from recbole_msl.errors import ConfigError
 from recbole_msl.model.llmmsl import LLMMSL
 from recbole_msl.quick_start import Recommender
 from recbole_msl.registry import get_trainer
@@ -82,12 +83,15 @@ def test_items_no_beam_reached_are_never_hits(catalogue):
 
 
 def test_recommend_returns_only_finished_titles(catalogue):
-    """Four history items left out of a 10-item catalogue leave 6 titles: 6 results, none padded in."""
+    """Four history items left out of a 10-item catalogue leave 6 titles: all 6 come back scored, and asking for
+    more is a one-line error, never a list padded with items no beam finished."""
     config, dataset, _, model = catalogue
     recommender = Recommender.__new__(Recommender)  # the loaded state of a checkpoint, without one
     recommender.config, recommender.dataset, recommender.model = config, dataset, model
     history = ["1", "2", "3", "4"]
-    top = recommender.recommend(history, topk=10)
+    with pytest.raises(ConfigError, match="only 6 items of data set tinycat are not in the history"):
+        recommender.recommend(history, topk=10)
+    top = recommender.recommend(history, topk=6)
     assert len(top) == 6
     assert not {item for item, _, _ in top} & set(history)
     assert all(math.isfinite(score) for _, _, score in top)
