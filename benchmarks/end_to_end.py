@@ -40,9 +40,24 @@ def _last_json_with(text: str, key: str) -> dict:
     raise ValueError(f"no JSON object with '{key}' in the output")
 
 
+def _timings(text: str) -> dict:
+    """The run's timings: from the result file the command names at the end of its summary
+    ("everything (...): PATH"), or from a JSON object in the output (the command's format before 2026-12)."""
+    named = re.findall(r"^everything \([^)]*\): (\S+\.result\.json)\s*$", text, flags=re.MULTILINE)
+    for path in reversed(named):
+        path = path if os.path.isabs(path) else os.path.join(ROOT, path)
+        if os.path.isfile(path):
+            with open(path) as f:
+                return json.load(f)["timings"]
+    try:
+        return _last_json_with(text, "timings")["timings"]
+    except ValueError:
+        raise ValueError("the output names no readable result file and holds no JSON with 'timings'") from None
+
+
 def parse(text: str) -> dict:
-    """Timings of one main-command run from its console output."""
-    timings = _last_json_with(text, "timings")["timings"]
+    """Timings of one main-command run from its console output (and the result file it names)."""
+    timings = _timings(text)
     train = [float(x) for x in re.findall(r"epoch \d+ training \[time: ([\d.]+)s", text)]
     valid = [float(x) for x in re.findall(r"epoch \d+ evaluating \[time: ([\d.]+)s", text)]
     return {"timings": timings, "train_epoch_s": train, "valid_epoch_s": valid}

@@ -114,3 +114,23 @@ def test_hugging_face_generate_returns_our_top_k(setting):
     records = ranking.compare_users(ours, hf)
     assert all(len(o) == model.opts.num_beams for o in ours)
     assert all(r["same"] for r in records), records
+
+
+def test_end_to_end_reads_the_timings_from_the_result_file_the_summary_names(tmp_path):
+    """``--end-to-end`` parses the main command's output: the summary's last line names the result file, and the
+    timings come from there (this broke once when the command stopped printing a JSON object)."""
+    import json
+
+    from benchmarks import end_to_end
+    from recbole_msl.summary import run_summary
+
+    timings = {"data_s": 1.5, "model_load_s": 0.7, "fit_s": 270.0, "valid_s": 85.0, "test_s": 91.0}
+    result_file = tmp_path / "LLMMSL-x.result.json"
+    result_file.write_text(json.dumps({"timings": timings}))
+    result = {"model": "LLMMSL", "dataset": "ml-100k", "best_valid_score": 0.01, "best_valid_result": {"ndcg@10": 0.01},
+              "test_result": {"ndcg@10": 0.02}, "valid_metric": "ndcg@10", "timings": timings,
+              "tau_trace": [], "examples": [], "result_file": str(result_file), "saved_model_file": "saved/x",
+              "test_rows": 200}
+    text = run_summary(result) + "\n05 Dec 20:17    INFO  epoch 0 training [time: 94.47s, train loss: 4.5490]\n"
+    figures = end_to_end.parse(text)
+    assert figures["timings"] == timings and figures["train_epoch_s"] == [94.47]
