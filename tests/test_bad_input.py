@@ -280,17 +280,26 @@ def test_interactions_of_items_without_title_row_are_dropped_by_recbole(tmp_path
 
 @pytest.mark.parametrize("model", ["LLMMSL", "SASRec"])
 def test_own_data_set_with_only_item_text_field_runs(model, tiny_llm_dir, tmp_path):
-    """An .inter with a timestamp and an .item, and no load_col: the sequential split gets its timestamp."""
+    """An .inter with a timestamp and an .item, and no load_col: the sequential split gets its timestamp, so each
+    user's test target is their latest item even though the file lists the newest lines first; LLMMSL's titles
+    are the .item file's title column, each on its own item."""
     from recbole_msl import run
 
-    write_atomic(str(tmp_path), "own")
+    write_atomic(str(tmp_path), "own", inter=history()[::-1])  # user u watches u+1 .. u+8; newest line first
     cfg = {"data_path": str(tmp_path), "item_text_field": "title", "llm_path": tiny_llm_dir, "epochs": 1,
            "train_batch_size": 8, "num_beams": 10, "eval_max_users": 3, "checkpoint_dir": str(tmp_path / "saved"),
-           "show_progress": False, "show_examples": 0, "MAX_ITEM_LIST_LENGTH": 10}
+           "show_progress": False, "show_examples": 1 if model == "LLMMSL" else 0, "MAX_ITEM_LIST_LENGTH": 10}
     if model == "SASRec":
         cfg.update(hidden_size=16, inner_size=32, n_layers=1, n_heads=1)
-    result = run(model, "own", config_dict=cfg)
-    assert "ndcg@10" in result["test_result"]
+    result = run(model, "own", config_dict=cfg, keep_test_hits=True)
+    users, targets = result["test_hits"]["users"], result["test_hits"]["targets"]
+    assert len(set(users)) == len(users) == 3 and set(users) <= {str(u) for u in range(1, 9)}
+    assert targets == [str(int(u) + 8) for u in users]  # the latest item by timestamp, not the file's last line
+    if model == "LLMMSL":
+        (example,) = result["examples"]  # the first test user: the titles of its history and target
+        first = int(users[0])
+        assert example["target"] == f"Movie number {first + 8}"
+        assert example["history"] == [f"Movie number {first + k}" for k in range(3, 8)]  # its last 5, oldest first
 
 
 def test_identical_repeated_item_rows_are_read_once_with_a_warning(tmp_path, caplog):

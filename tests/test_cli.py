@@ -72,8 +72,15 @@ def test_a_cpu_run_prints_no_alarming_noise(trained_by_cli):
 
 
 def test_seed_is_a_recbole_key_not_an_abbreviation_of_seeds(trained_by_cli):
-    _, result = trained_by_cli  # the run above passed --seed=7 to a single training run
-    assert result["model"] == "LLMMSL"
+    """The run above passed --seed=7 to a single training run: the run's config used seed 7 (not the default
+    2020), and its checkpoint keeps it for reloading."""
+    _, result = trained_by_cli
+    checkpoint = result["saved_model_file"]
+    with open(os.path.join(checkpoint, "msl_state.json")) as f:
+        assert json.load(f)["overrides"].get("seed") == 7
+    stem = os.path.basename(checkpoint)[len("LLMMSL-"):]  # the run's log shares the checkpoint's <date>-<tag>
+    with open(os.path.join(ROOT, "log", "LLMMSL", f"LLMMSL-ml-100k-{stem}.log"), encoding="utf-8") as f:
+        assert re.findall(r"^seed = (\S+)$", f.read(), re.MULTILINE) == ["7"]  # the config it was seeded from
 
 
 @pytest.mark.parametrize("flags, message", [

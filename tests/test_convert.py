@@ -676,6 +676,16 @@ def _write_source(source, folder):
 SOURCES = ["amazon2014", "amazon2018", "amazon2023", "generic", "sliding-window"]
 
 
+def _last_items(source):
+    """user -> the source's item tokens of that user in time order (from the synthetic rows, not the converted
+    files); the sliding-window files write item ids as plain numbers (I007 -> 7)."""
+    rows, _ = _synthetic()
+    sequences = {}
+    for u, i, _, _ in sorted(rows, key=lambda r: (r[0], r[3])):
+        sequences.setdefault(u, []).append(str(int(i[1:])) if source == "sliding-window" else i)
+    return sequences
+
+
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     """Every source converted once: source -> (out folder, ConversionReport)."""
@@ -714,8 +724,18 @@ def test_llmmsl_trains_on_every_source(converted, source, tiny_llm_dir, tmp_path
     result = run("LLMMSL", report.name, config_file_list=[report.files["yaml"]], config_dict={
         "data_path": out, "llm_path": tiny_llm_dir, "epochs": 1, "train_samples_per_epoch": 8,
         "train_batch_size": 8, "micro_batch_size": 4, "eval_max_users": 4, "num_beams": 10, "decode_batch_size": 4,
-        "show_progress": False, "checkpoint_dir": str(tmp_path / "saved"), "log_wandb": False})
-    assert "ndcg@10" in result["test_result"]
+        "show_progress": False, "checkpoint_dir": str(tmp_path / "saved"), "log_wandb": False}, keep_test_hits=True)
+    expected = _last_items(source)
+    users, targets = result["test_hits"]["users"], result["test_hits"]["targets"]
+    assert len(set(users)) == len(users) == 4  # eval_max_users, one test row each
+    assert targets == [expected[u][-1] for u in users]  # each user's latest item of the source
+    # the prompts' titles are the source's titles (cleaned) of the right items: the first 3 test users' examples
+    title = {token: f"The & Book number {int(token.lstrip('I'))}" for sequence in expected.values()
+             for token in sequence}
+    assert len(result["examples"]) == 3
+    for user, example in zip(users, result["examples"]):
+        assert example["target"] == title[expected[user][-1]]
+        assert example["history"] == [title[t] for t in expected[user][:-1][-5:]]
 
 
 @pytest.mark.slow
@@ -727,5 +747,9 @@ def test_sasrec_trains_on_every_source(converted, source, tmp_path, monkeypatch)
     out, report = converted[source]
     result = run("SASRec", report.name, config_file_list=[report.files["yaml"]], config_dict={
         "data_path": out, "epochs": 1, "hidden_size": 16, "inner_size": 32, "n_layers": 1, "n_heads": 1,
-        "train_batch_size": 256, "show_progress": False, "checkpoint_dir": str(tmp_path / "saved")})
-    assert "ndcg@10" in result["test_result"]
+        "train_batch_size": 256, "show_progress": False, "checkpoint_dir": str(tmp_path / "saved")},
+        keep_test_hits=True)
+    expected = _last_items(source)
+    hits = result["test_hits"]
+    # every user of the source is tested once, on their latest item
+    assert sorted(zip(hits["users"], hits["targets"])) == sorted((u, seq[-1]) for u, seq in expected.items())

@@ -61,11 +61,20 @@ def test_all_tokens_valid_and_tau_one_is_cross_entropy():
 
 
 def test_tau_scales_the_loss_by_tau():
-    logits = torch.tensor([[2.0, 0.0, -1.0]])
-    mask = torch.ones_like(logits, dtype=torch.bool)
-    tau = 3.0
-    expected = tau * (torch.logsumexp(logits / tau, 1) - logits[:, 0] / tau)
-    torch.testing.assert_close(masked_softmax_loss_terms(logits, mask, torch.tensor([0]), tau), expected)
+    """tau * (-log softmax(f / tau)[pos]) over the valid columns only, worked out with Python floats."""
+    logits = [[2.0, 0.0, -1.0, 7.0], [0.5, 4.0, -2.0, 1.0]]
+    valid = [[True, True, True, False], [True, True, True, True]]  # row 0's last column is padding
+    targets = [0, 2]
+    for tau in (3.0, 0.5):
+        expected = []
+        for row, keep, target in zip(logits, valid, targets):
+            weights = [math.exp(f / tau) for f, k in zip(row, keep) if k]
+            expected.append(tau * -math.log(math.exp(row[target] / tau) / sum(weights)))
+        got = masked_softmax_loss_terms(torch.tensor(logits), torch.tensor(valid), torch.tensor(targets), tau)
+        assert got.tolist() == pytest.approx(expected, rel=1e-5)
+    # by hand for row 0, tau 3: tau * -log(e^(2/3) / (e^(2/3) + e^0 + e^(-1/3))) = 1.8959...
+    assert float(masked_softmax_loss_terms(torch.tensor(logits[:1]), torch.tensor(valid[:1]), torch.tensor([0]),
+                                           3.0)[0]) == pytest.approx(1.89588, abs=1e-4)
 
 
 def test_gradients_flow_only_to_valid_logits():
