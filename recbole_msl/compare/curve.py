@@ -222,7 +222,8 @@ def curve_chart(curves: list[dict], lines: list[dict], path: str, title: str) ->
     users = next((p["stats"]["users"] for c in curves for p in c["points"]), None)
     fig.suptitle(f"{title}" + (f" ({users} validation users, bands: ±1 standard error over users)" if users else ""),
                  fontsize=10)
-    axes[0].legend(fontsize=8, frameon=False)
+    if axes[0].get_legend_handles_labels()[0]:  # a chart with nothing labelled yet gets no empty legend
+        axes[0].legend(fontsize=8, frameon=False)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
