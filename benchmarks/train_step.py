@@ -69,8 +69,9 @@ def check_equal(model, batch, reference: ReferenceStep) -> dict:
         ref_estimate = reference.end_step()
     ours_raw = ours_estimate.get("tau_hat_raw", math.nan)
     ref_raw = ref_estimate.raw if ref_estimate else math.nan
-    if (not math.isclose(ours, ref, rel_tol=1e-4, abs_tol=1e-5) or not math.isclose(ours_tau, reference.tau, rel_tol=1e-6)
-            or not math.isclose(ours_raw, ref_raw, rel_tol=1e-5)):
+    tol = {"rel_tol": 1e-6, "abs_tol": 1e-6}  # the same computation up to fp32 summation order
+    if (not math.isclose(ours, ref, **tol) or not math.isclose(ours_tau, reference.tau, **tol)
+            or not math.isclose(ours_raw, ref_raw, **tol)):
         raise AssertionError(f"mismatch: ours loss {ours}, tau {ours_tau}, tau_hat {ours_raw}; "
                              f"reference loss {ref}, tau {reference.tau}, tau_hat {ref_raw}")
     return {"loss_ours": ours, "loss_reference": ref, "tau_after_ats": ours_tau, "tau_before": tau0,
