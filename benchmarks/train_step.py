@@ -105,8 +105,8 @@ def timed_pairs(steps: dict, repeats: int, label: str | None = None) -> dict:
             if r:
                 times[name].append(time.perf_counter() - t0)
         if label:
-            done = ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()) if r else ""
-            log(f"{label}: round {r}: {done}" if r else f"{label}: warm-up done")
+            log(f"{label}: round {r}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items())
+                if r else f"{label}: warm-up done")
     return times
 
 

@@ -78,12 +78,11 @@ _NOT_OPTION_FILES = {"url.yaml", "kg_url.yaml"}
 
 
 def _yaml_keys(path: str) -> set[str]:
+    """The top-level keys of a shipped YAML file; none from a file that is no mapping."""
     try:
-        with open(path, encoding="utf-8") as f:
-            loaded = yaml.load(f.read(), Loader=yaml.FullLoader)
-    except (OSError, yaml.YAMLError):
+        return {str(k) for k in read_config_file(path)}
+    except (ConfigError, OSError):
         return set()
-    return {str(k) for k in loaded} if isinstance(loaded, dict) else set()
 
 
 @functools.lru_cache(maxsize=1)
