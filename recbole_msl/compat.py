@@ -141,12 +141,19 @@ class SafeCheckpointMixin:
                 f"rate too high (learning_rate={self.config['learning_rate']}): lower learning_rate, e.g. "
                 f"learning_rate={self.config['learning_rate'] / 10:g}, or enable clip_grad_norm")
 
+    def fit(self, train_data, *args, **kwargs):
+        from .assistant import item_identity
+
+        self.item_identity = item_identity(train_data._dataset)  # saved, so an assistant_checkpoint is checked
+        return super().fit(train_data, *args, **kwargs)
+
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
             return
         path = kwargs.pop("saved_model_file", self.saved_model_file)
         state = {
             "config": {"model": self.config["model"], "dataset": self.config["dataset"]},
+            "items": getattr(self, "item_identity", None),
             "epoch": int(epoch),
             "cur_step": int(self.cur_step),
             "best_valid_score": float(self.best_valid_score),

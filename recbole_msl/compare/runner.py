@@ -85,12 +85,27 @@ def forget_attempts(checkpoint_dir: str) -> None:
         os.remove(os.path.join(checkpoint_dir, LEDGER_FILE))
 
 
+def shared_training(run: RunSpec, seed: int, training_signature: str | None, finished: list[dict]) -> dict | None:
+    """The finished record of this seed whose adapter this run evaluates instead of training: same settings but
+    for decoding keys (:meth:`RunSpec.training_signature`), its adapter folder still there."""
+    if training_signature is None:
+        return None
+    for record in finished:
+        if (record.get("seed") == seed and record.get("status") == "ok" and record.get("run") != run.name
+                and record.get("training_signature") == training_signature
+                and os.path.isdir(str(record.get("saved_model_file")))):
+            return record
+    return None
+
+
 def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], dataset_cache: dict,
-                signature: str, folder: str | None = None) -> dict:
+                signature: str, folder: str | None = None, shared: dict | None = None,
+                training_signature: str | None = None) -> dict:
     """Train and test one run; always returns a record, never raises (except on Ctrl-C).
 
     With the comparison's ``folder``, an LLMMSL run continues from its last finished epoch of an
-    interrupted attempt (a ``--checkpoint_dir`` on the command line turns this off: it wins)."""
+    interrupted attempt (a ``--checkpoint_dir`` on the command line turns this off: it wins).
+    With ``shared`` (an earlier run's record, :func:`shared_training`) it evaluates that run's adapter."""
     from ..quick_start import RunInterrupted
     from ..quick_start import run as run_one
     from ..registry import is_plugin_model
@@ -105,6 +120,11 @@ def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], data
         config["checkpoint_dir"], config["resume"] = llm_checkpoints(run, seed, signature, folder)
         if config["resume"]:
             record["resumed_from"] = config["resume"]
+    if is_plugin_model(run.model):
+        record["training_signature"] = training_signature
+    if shared is not None:
+        config["trained_checkpoint"], config["resume"] = shared["saved_model_file"], None
+        record["training_shared_with"] = shared["run"]
     _reset_logging()
     with PeakMemory() as peak, SpentTime(config["checkpoint_dir"] if resumable else None,
                                           config.get("resume")) as spent:
@@ -138,6 +158,7 @@ def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], data
             valid_s=round(timings.get("valid_s", 0.0), 2), eval_s=round(timings["test_s"], 2),
             data_s=round(timings["data_s"], 2), model_load_s=round(timings["model_load_s"], 2),
             trainable_parameters=int(result["trainable_parameters"]), valid_metric=result.get("valid_metric"),
+            assistant=result.get("assistant"),
             saved_model_file=result.get("saved_model_file"), tau_trace=result.get("tau_trace"),
             test_hits=result.get("test_hits"))
     record["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
@@ -216,7 +237,13 @@ def _run_comparison(spec: ComparisonSpec, cmd_args: list[str], folder: str, echo
             why = "" if old is None else " (again: its settings changed)" if old.get("status") == "ok" \
                 else " (again: it failed last time)"
             echo(f"[{done}/{total}] {run.name} seed {seed}: {run.model} on {spec.dataset}{why}")
-            record = execute_run(run, spec.dataset, seed, cmd_args, dataset_cache, signature, folder)
+            training = run.training_signature(spec.dataset, seed, cmd_args)
+            shared = shared_training(run, seed, training, current)
+            if shared is not None:
+                echo(f"[{done}/{total}] {run.name} seed {seed}: differs from {shared['run']} in decoding only: "
+                     f"evaluates its adapter (no training)")
+            record = execute_run(run, spec.dataset, seed, cmd_args, dataset_cache, signature, folder, shared,
+                                 training)
             store.write_record(folder, record)
             current.append(store.read_record(folder, run.name, seed))
             state = record["status"] if record["status"] == "ok" else f"failed: {record['error']}"

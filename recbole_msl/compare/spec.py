@@ -49,6 +49,18 @@ class RunSpec:
         return hashlib.sha1(blob.encode("utf-8")).hexdigest()[:16]
 
 
+    def training_signature(self, dataset: str, seed: int, cmd_args: list[str]) -> str | None:
+        """The signature without the keys that only choose how titles are decoded (``assistant``, its weight and
+        temperature, ``num_beams``, ...): runs with equal ones train the same adapter, so the later ones evaluate
+        the first one's. None for a run with no LLM term (``llm_weight: 0``), whose adapter is never trained."""
+        from ..assistant import DECODING_KEYS
+
+        if self.config.get("llm_weight") == 0:
+            return None
+        training = dataclasses.replace(self, config={k: v for k, v in self.config.items() if k not in DECODING_KEYS})
+        return training.signature(dataset, seed, cmd_args)
+
+
 @dataclasses.dataclass
 class ComparisonSpec:
     name: str

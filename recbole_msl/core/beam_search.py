@@ -39,6 +39,25 @@ class SearchLM(Protocol):
         """Rows become ``parent_rows`` [N] extended by ``tokens`` [N]; return their next-token logits [N, V]."""
 
 
+class NoLM:
+    """The search without a language model (``llm_weight: 0``): every next token gets the same logit, so the
+    LLM's term is constant and weighted by 0; only the guide's masses rank titles."""
+
+    live_rows_only = True
+
+    def __init__(self, vocab: int):
+        self.vocab = vocab
+
+    def prefill(self, input_ids, attention_mask, prefix=None):
+        return input_ids.new_zeros(input_ids.size(0), self.vocab, dtype=torch.float32)
+
+    def expand(self, beams: int, capacity: int) -> int:
+        return 1
+
+    def step(self, tokens, parent_rows, rows_per_user, kept_users):
+        return tokens.new_zeros(tokens.size(0), self.vocab, dtype=torch.float32)
+
+
 def token_log_probs(chosen: torch.Tensor, valid: torch.Tensor, log_normalizer: torch.Tensor | None) -> torch.Tensor:
     """Log-probabilities [N, D] of each row's valid tokens from their logits ``chosen`` [N, D].
 
@@ -77,7 +96,8 @@ def title_scores(token_log_probs: torch.Tensor, sample: torch.Tensor, n_samples:
 @torch.no_grad()
 def constrained_beam_search(lm: SearchLM, prompt_ids, prompt_mask, trie, num_beams: int,
                             length_penalty: float = 1.0, renormalize: bool = False, prefix: list[int] | None = None,
-                            excluded: torch.Tensor | None = None):
+                            excluded: torch.Tensor | None = None, guide=None, assistant_weight: float = 0.0,
+                            llm_weight: float = 1.0):
     """Decode the best titles for each prompt.
 
     Args:
@@ -87,6 +107,13 @@ def constrained_beam_search(lm: SearchLM, prompt_ids, prompt_mask, trie, num_bea
         prefix: token ids that every prompt starts with, run once for all users.
         excluded: [U, n_nodes] bool (:meth:`TokenTrie.excluded_nodes`): trie nodes user u may not enter,
             so titles of excluded items are never finished and subtrees holding only them are pruned.
+        guide: a second model's masses on the trie (:class:`~recbole_msl.core.subtree_mass.UserMasses`, one row
+            per prompt). Extending node n by a token towards child c then scores
+            ``llm_weight * log p_LLM(token) + assistant_weight * log(M(c) / M(n))``; a finished title scores
+            ``llm_weight * sum log p_LLM / length ** length_penalty + assistant_weight * log(M(leaf) / M(root))``.
+            The length normalisation divides the LLM's token sum only: the assistant's term is already one
+            log-probability per item, whatever the number of tokens its title has. None (or a weight of 0 with
+            ``llm_weight`` 1): the LLM alone, computed exactly as without a guide.
     Returns:
         (scores [U, K], leaves [U, K]): the best finished hypotheses, best first; -inf / -1 where none.
     """
@@ -105,6 +132,9 @@ def constrained_beam_search(lm: SearchLM, prompt_ids, prompt_mask, trie, num_bea
     done_score = torch.full((users, beams), neg_inf, device=device)
     done_leaf = torch.full((users, beams), -1, dtype=torch.long, device=device)
     active = torch.arange(users, device=device)  # users still decoding; the LM holds only their rows
+    guided = guide is not None and (assistant_weight != 0 or llm_weight != 1)
+    if guided:  # score holds the LLM's (weighted) token sum; the assistant's term is read from the node
+        assist_of = _assistant_term(guide, assistant_weight)
 
     for step in range(trie.max_depth):
         length = step + 1
@@ -117,6 +147,8 @@ def constrained_beam_search(lm: SearchLM, prompt_ids, prompt_mask, trie, num_bea
         width = edges.size(1)
         tokens = trie.edge_token[edges]  # [A*M, D]
         log_probs = step_log_probs(logits, tokens, valid, renormalize)
+        if guided and llm_weight != 1:
+            log_probs = log_probs * llm_weight
         cand = (score[active, :per_user].reshape(-1, 1) + log_probs).masked_fill(~valid, neg_inf)
         cand = cand.view(n_active, per_user * width)
         child = (edges + 1).view(n_active, per_user * width)  # node reached by each candidate
@@ -125,24 +157,33 @@ def constrained_beam_search(lm: SearchLM, prompt_ids, prompt_mask, trie, num_bea
             child = torch.cat([child, child.new_zeros(n_active, beams - child.size(1))], 1)
         child_leaf = trie.node_leaf[child]  # [A, M*D]
         is_leaf = (child_leaf >= 0) & torch.isfinite(cand)
+        assist = assist_of(active, child) if guided else None  # [A, M*D] weighted log M(child) / M(root)
 
         # finished: keep the best `beams` of old and newly completed hypotheses
-        finished = (cand / length_norm(length, length_penalty)).masked_fill(~is_leaf, neg_inf)
+        finished = cand / length_norm(length, length_penalty)
+        finished = (finished if assist is None else finished + assist).masked_fill(~is_leaf, neg_inf)
         kept, pick = torch.cat([done_score[active], finished], 1).topk(beams, dim=1)  # [A, K]
         done_leaf[active] = torch.cat([done_leaf[active], child_leaf.masked_fill(~is_leaf, -1)], 1).gather(1, pick)
         done_score[active] = kept
 
         # running: the best `beams` candidates that are not finished
-        running, pick = cand.masked_fill(is_leaf, neg_inf).topk(beams, dim=1)  # [A, K]
+        if assist is None:
+            running, pick = cand.masked_fill(is_leaf, neg_inf).topk(beams, dim=1)  # [A, K]
+        else:  # ranked by the fused score; the LLM's part is carried on
+            _, pick = (cand + assist).masked_fill(is_leaf, neg_inf).topk(beams, dim=1)
+            running = cand.masked_fill(is_leaf, neg_inf).gather(1, pick)
         alive = torch.isfinite(running)
         pick = pick.masked_fill(~alive, 0)  # dead beams point at a harmless first candidate
         reached = torch.where(alive, child.gather(1, pick), torch.full_like(pick, -1))
 
         # stop a user once no running beam can beat its worst kept hypothesis: a beam at node n can
         # only finish with length + 1 ... length + height(n) tokens and a log-probability <= its score
+        # (the assistant's term of a node bounds that of every title below it: masses only shrink)
         longest = length + trie.node_height[reached.clamp(min=0)]  # [A, K]
         best_future = torch.maximum(running / length_norm(length + 1, length_penalty),
                                     running / longest.float() ** length_penalty)
+        if assist is not None:
+            best_future = best_future + assist.gather(1, pick)
         hopeless = best_future.max(1).values <= kept[:, -1]  # [A]
         reached[hopeless] = -1
         running[hopeless] = neg_inf
@@ -162,3 +203,12 @@ def constrained_beam_search(lm: SearchLM, prompt_ids, prompt_mask, trie, num_bea
         logits = lm.step(next_tokens.view(-1), parent_rows, next_per_user, kept_users)  # [A'*M', V]
         per_user = next_per_user
     return done_score, done_leaf
+
+
+def _assistant_term(guide, weight: float):
+    """``(users [A], nodes [A, C]) -> weight * log(M(node) / M(root))`` [A, C] as float32 (0 for weight 0)."""
+    def term(users: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
+        if weight == 0:
+            return torch.zeros(nodes.shape, device=nodes.device)
+        return (weight * guide.log_share(users, nodes)).float()
+    return term

@@ -18,7 +18,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
 from ..core.batching import pad_rows
-from ..core.beam_search import constrained_beam_search, title_scores, token_log_probs
+from ..core.beam_search import NoLM, constrained_beam_search, title_scores, token_log_probs
 from ..core.losses import (
     ATS_STATISTICS_SIZE,
     ats_estimate,
@@ -28,6 +28,7 @@ from ..core.losses import (
     lm_loss_terms,
     masked_softmax_loss_terms,
 )
+from ..core.subtree_mass import SubtreeRanges
 from ..core.trie import TokenTrie
 from ..errors import ConfigError
 from ..item_text import item_titles
@@ -66,6 +67,10 @@ class LLMMSL(SequentialRecommender):
         self.trie = TokenTrie.build(sequences, items, self.n_items).to(self.device)
         self.pad_id = self.tokenizer.pad_token_id
         self.on_users_ranked = None  # progress callback: called with the number of users each decoding batch ranked
+        self.assistant = None  # a RecBole sequential model guiding the search (attach_assistant)
+        self.assistant_record: dict | None = None
+        self.assistant_weight = 0.0  # the weight ranking uses now (the trainer walks assistant_weight's grid)
+        self._subtree_ranges: SubtreeRanges | None = None
 
     def __str__(self):
         """A short summary instead of the full module tree of an LLM (RecBole logs str(model))."""
@@ -76,6 +81,50 @@ class LLMMSL(SequentialRecommender):
                 f"loss={self.opts.loss}, tau={'ats' if self.opts.adaptive_tau else self.tau}, "
                 f"trie: {self.trie.num_leaves} titles, {self.trie.num_nodes} nodes, depth {self.trie.max_depth})"
                 f"\nTrainable parameters: {trainable}")
+
+    # ------------------------------------------------------------ assistant
+    def attach_assistant(self, assistant, record: dict) -> None:
+        """Let ``assistant`` (frozen, on this model's device) guide ranking; the weight stays 0 until set."""
+        self.assistant = assistant.to(self.device)
+        self.assistant_record = record
+
+    @property
+    def guided(self) -> bool:
+        """True when ranking fuses the assistant's distribution (a weight other than 0, or no LLM term)."""
+        return self.assistant is not None and (self.assistant_weight != 0 or self.opts.llm_weight != 1)
+
+    @torch.no_grad()
+    def assistant_log_probs(self, histories: list[list[int]]) -> torch.Tensor:
+        """[U, n_items] float64: log softmax of the assistant's full-sort scores / ``assistant_temperature``,
+        from the same (truncated) histories the prompts list; the padding item gets -inf."""
+        from recbole.data.interaction import Interaction
+
+        width = max(len(h) for h in histories)
+        seq = torch.zeros(len(histories), width, dtype=torch.long, device=self.device)
+        for row, history in enumerate(histories):
+            seq[row, :len(history)] = torch.as_tensor(history, dtype=torch.long)
+        lengths = torch.tensor([len(h) for h in histories], dtype=torch.long, device=self.device)
+        scores = self.assistant.full_sort_predict(Interaction({self.ITEM_SEQ: seq, self.ITEM_SEQ_LEN: lengths}))
+        scores = scores.view(len(histories), -1).double() / self.opts.assistant_temperature
+        scores[:, 0] = float("-inf")
+        return scores.log_softmax(-1)
+
+    def _masses(self, histories):
+        if self._subtree_ranges is None:
+            self._subtree_ranges = SubtreeRanges.of(self.trie)
+        return self._subtree_ranges.masses(self.assistant_log_probs(histories))
+
+    def _assistant_title_terms(self, histories, items: list[int]) -> torch.Tensor:
+        """assistant_weight * log(p_a(the item's title's items) / p_a(items with a title)) per row, by a direct sum
+        over the items (no trie ranges: it checks the search's subtree masses)."""
+        probs = self.assistant_log_probs(histories).exp()  # [B, n_items]
+        leaf = self.trie.item_leaf
+        titled = leaf >= 0
+        per_leaf = probs.new_zeros(len(items), self.trie.num_leaves).index_add_(1, leaf[titled], probs[:, titled])
+        item_leaf = leaf[torch.as_tensor(items, dtype=torch.long, device=self.device)].clamp(min=0)
+        mass = per_leaf.gather(1, item_leaf.unsqueeze(1)).squeeze(1)
+        share = mass.clamp(min=torch.finfo(torch.float64).tiny) / per_leaf.sum(1)
+        return (self.assistant_weight * share.log()).float()
 
     # ------------------------------------------------------------ plumbing
     @property
@@ -187,6 +236,11 @@ class LLMMSL(SequentialRecommender):
         histories = self._histories(interaction)
         scores = torch.full((len(items),), float("-inf"), device=self.device)
         known = [i for i, item in enumerate(items) if self.prompts.title_ids[item] is not None]
+        if self.guided and not self.opts.trains_llm:  # the assistant alone: no LLM term
+            if known:
+                rows = torch.tensor(known, device=self.device)
+                scores[rows] = self._assistant_title_terms([histories[i] for i in known], [items[i] for i in known])
+            return scores
         for start in range(0, len(known), self.opts.eval_micro_batch_size):
             rows = known[start:start + self.opts.eval_micro_batch_size]
             hidden, targets, nodes, sample = self._response_states([histories[i] for i in rows],
@@ -198,8 +252,13 @@ class LLMMSL(SequentialRecommender):
                 logits = self._head(hidden).float()  # [P, V]
                 log_probs = token_log_probs(logits.gather(1, tokens), valid, logits.logsumexp(-1, keepdim=True))
             chosen = log_probs.gather(1, target_index.unsqueeze(1)).squeeze(1)  # [P]
-            scores[torch.tensor(rows, device=self.device)] = title_scores(chosen, sample, len(rows),
-                                                                          self.opts.length_penalty)
+            row_scores = title_scores(chosen, sample, len(rows), self.opts.length_penalty)
+            if self.guided:  # the same fusion as the search: weighted LLM title score + weighted assistant term
+                if self.opts.llm_weight != 1:
+                    row_scores = row_scores * self.opts.llm_weight
+                row_scores = row_scores + self._assistant_title_terms([histories[i] for i in rows],
+                                                                      [items[i] for i in rows])
+            scores[torch.tensor(rows, device=self.device)] = row_scores
         return scores
 
     def full_sort_predict(self, interaction, exclude: list[list[int]] | None = None):
@@ -223,10 +282,15 @@ class LLMMSL(SequentialRecommender):
             shared = common_prefix_length(prompts) if self.opts.share_prompt_prefix else 0
             ids, mask = self._pad([p[shared:] for p in prompts], left=True)
             excluded = None if exclude is None else self.trie.excluded_nodes(exclude[start:start + step])
+            guide = {}
+            if self.guided:
+                guide = {"guide": self._masses(chunk), "assistant_weight": self.assistant_weight,
+                         "llm_weight": self.opts.llm_weight}
+            lm = CachedCausalLM(self.base) if self.opts.trains_llm else NoLM(self.trie.vocab_span)
             beam_scores, leaves = constrained_beam_search(
-                CachedCausalLM(self.base), ids, mask, self.trie, self.opts.num_beams,
+                lm, ids, mask, self.trie, self.opts.num_beams,
                 length_penalty=self.opts.length_penalty, renormalize=self.opts.renormalize,
-                prefix=prompts[0][:shared], excluded=excluded)
+                prefix=prompts[0][:shared], excluded=excluded, **guide)
             found = leaves >= 0  # [U, K]
             rows = torch.arange(len(chunk), device=self.device).unsqueeze(1).expand_as(leaves)[found]
             items, owner = self.trie.items_of_leaves(leaves[found])

@@ -27,6 +27,15 @@ class LLMMSLOptions:
     decode_batch_size: int
     eval_micro_batch_size: int
     share_prompt_prefix: bool
+    assistant_weights: tuple[float, ...] = (0.0,)  # a grid: each value ranks the validation users, the best is kept
+    assistant_temperature: float = 1.0
+    llm_weight: float = 1.0
+    has_assistant: bool = False
+
+    @property
+    def trains_llm(self) -> bool:
+        """False for the assistant alone through the trie (``llm_weight: 0``): no LLM term, nothing to train."""
+        return self.llm_weight != 0
 
     @classmethod
     def from_config(cls, config) -> LLMMSLOptions:
@@ -49,7 +58,10 @@ class LLMMSLOptions:
         max_len = config["max_seq_length"]
         if max_len is not None:
             max_len = positive_int(config["max_seq_length"], "max_seq_length")
+        weights, temperature, llm_weight, has_assistant = _assistant_options(config)
         return cls(
+            assistant_weights=weights, assistant_temperature=temperature, llm_weight=llm_weight,
+            has_assistant=has_assistant,
             loss=loss,
             adaptive_tau=adaptive,
             tau_init=number(config["ats_tau_init"], "ats_tau_init", low=1e-6) if adaptive else tau_value,
@@ -65,3 +77,25 @@ class LLMMSLOptions:
             eval_micro_batch_size=positive_int(config["eval_micro_batch_size"], "eval_micro_batch_size"),
             share_prompt_prefix=flag(config["share_prompt_prefix"], "share_prompt_prefix", True),
         )
+
+
+def _assistant_options(config) -> tuple[tuple[float, ...], float, float, bool]:
+    """``assistant_weight`` (a number or a non-empty list, each >= 0), ``assistant_temperature`` (> 0) and
+    ``llm_weight`` (>= 0), checked together with whether an assistant is given at all."""
+    raw = config["assistant_weight"]
+    raw = 0.0 if raw is None else raw
+    values = list(raw) if isinstance(raw, (list, tuple)) else [raw]
+    if not values:
+        raise ConfigError("assistant_weight is an empty list; give a number or a list such as [0, 0.5, 1, 2]")
+    weights = tuple(number(v, "assistant_weight", low=0.0) for v in values)
+    temperature = number(1.0 if config["assistant_temperature"] is None else config["assistant_temperature"],
+                         "assistant_temperature", low=1e-6)
+    llm_weight = number(1.0 if config["llm_weight"] is None else config["llm_weight"], "llm_weight", low=0.0)
+    has_assistant = bool(config["assistant"] or config["assistant_checkpoint"])
+    if not has_assistant and (any(w != 0 for w in weights) or llm_weight != 1):
+        key = "llm_weight" if llm_weight != 1 else "assistant_weight"
+        raise ConfigError(f"{key} needs an assistant; set assistant (e.g. --assistant=SASRec) or "
+                          f"assistant_checkpoint")
+    if llm_weight == 0 and 0 in weights:
+        raise ConfigError("with llm_weight 0 an assistant_weight of 0 ranks nothing; give assistant_weight > 0")
+    return weights, temperature, llm_weight, has_assistant

@@ -141,6 +141,26 @@ def save_checkpoint(model, folder: str, state: dict, extra=None) -> None:
         raise
 
 
+def update_checkpoint(folder: str, state_update: dict, extra=None) -> None:
+    """Rewrite ``folder`` atomically with ``state_update`` merged into its state and ``extra(staging)``'s files added
+    (the assistant a run ranked with), and a fresh manifest."""
+    folder = os.path.abspath(folder)
+    staging = tempfile.mkdtemp(dir=os.path.dirname(folder), prefix=f".tmp-{os.path.basename(folder)}-")
+    try:
+        shutil.copytree(folder, staging, dirs_exist_ok=True)
+        state = read_state(staging)
+        state.update(json_safe(state_update))
+        with open(os.path.join(staging, STATE_FILE), "w", encoding="utf-8") as f:
+            json.dump(state, f, indent=1)
+        if extra is not None:
+            extra(staging)
+        write_manifest(staging)
+        _replace_dir(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def read_state(folder: str) -> dict:
     path = os.path.join(folder, STATE_FILE)
     if not os.path.isfile(path) or not os.path.isfile(os.path.join(folder, WEIGHTS_FILE)):

@@ -32,7 +32,15 @@ from ..files import run_path
 from ..validate import positive_int
 from . import distributed, resume
 from .capture import EvaluationRecordMixin
-from .checkpoint import data_identity, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    check_data_identity,
+    data_identity,
+    load_checkpoint,
+    read_adapter,
+    read_state,
+    save_checkpoint,
+    update_checkpoint,
+)
 from .protocol import EvaluationProtocolMixin
 
 # path options stored absolute in a checkpoint's state, so it loads the same files from any working directory
@@ -185,7 +193,12 @@ class LLMMSLTrainer(EvaluationRecordMixin, EvaluationProtocolMixin, Trainer):
         self.eval_collector.data_collect(train_data)
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
-        """RecBole's epoch loop plus a resume checkpoint (``<saved>-last``) after every epoch."""
+        """RecBole's epoch loop plus a resume checkpoint (``<saved>-last``) after every epoch.
+
+        Nothing is trained when ``trained_checkpoint`` names an adapter to evaluate (a comparison's run that
+        differs from an earlier one only in decoding) or when there is no LLM term (``llm_weight: 0``)."""
+        if self.config["trained_checkpoint"] or not self.model.opts.trains_llm:
+            return self._take_trained(train_data, valid_data, show_progress)
         self.start(train_data)
         for epoch_idx in range(self.start_epoch, self.epochs):
             if self.stopped:
@@ -210,6 +223,56 @@ class LLMMSLTrainer(EvaluationRecordMixin, EvaluationProtocolMixin, Trainer):
                 self._save_resume_checkpoint(epoch_idx, train_data)
         self._add_hparam_to_tensorboard(self.best_valid_score)
         return self.best_valid_score, self.best_valid_result
+
+    def _take_trained(self, train_data, valid_data, show_progress):
+        """The adapter of ``trained_checkpoint`` (or the untrained one without an LLM term), saved as this run's;
+        validated here unless an assistant's weight grid validates it next."""
+        self.data_identity = data_identity(self.config, train_data._dataset, self.model.titles)
+        source = self.config["trained_checkpoint"]
+        if source:
+            source = os.path.abspath(str(source))
+            weights = read_adapter(source)
+            state = read_state(source)
+            check_data_identity(state.get("data"), self.data_identity, f"trained_checkpoint {source}")
+            load_checkpoint(self.model, source, weights)
+            self.tau_trace = list(state.get("tau_trace") or [])
+            self.logger.info(f"evaluating the adapter trained in {source} (no training in this run)")
+        else:
+            self.logger.info("llm_weight is 0: the assistant ranks alone through the trie (no LLM training)")
+        self._save_checkpoint(-1, verbose=False)
+        if valid_data and not self.model.opts.has_assistant:
+            self.best_valid_score, self.best_valid_result = self._valid_epoch(valid_data, show_progress=show_progress)
+        return self.best_valid_score, self.best_valid_result
+
+    def choose_assistant_weight(self, valid_data, show_progress=False) -> list[dict]:
+        """Rank the validation users once per ``assistant_weight`` with the best adapter and keep the best weight
+        (validation only: the test split is never looked at); store the assistant and the choice in the adapter
+        folder. Returns every weight's validation result."""
+        load_checkpoint(self.model, self.saved_model_file)
+        grid, best = [], None
+        for weight in self.model.opts.assistant_weights:
+            self.model.assistant_weight = weight
+            score, result = self._valid_epoch(valid_data, show_progress=show_progress)
+            grid.append({"assistant_weight": weight, "score": float(score),
+                         "valid": {k: float(v) for k, v in dict(result).items()}})
+            self.logger.info(f"assistant_weight {weight}: {self.config['valid_metric']} {score:.4f}")
+            better = best is None or (score > best[0] if self.valid_metric_bigger else score < best[0])
+            if better:
+                best = (score, result, weight)
+        self.best_valid_score, self.best_valid_result, self.model.assistant_weight = best
+        self.logger.info(f"assistant_weight {best[2]} kept (best {self.config['valid_metric']} on validation)")
+        if self.rank == 0:
+            record = {k: v for k, v in self.model.assistant_record.items()}
+            choice = {"assistant": {**record, "weight": best[2], "grid": grid,
+                                    "temperature": self.model.opts.assistant_temperature,
+                                    "llm_weight": self.model.opts.llm_weight}}
+            from ..assistant import save_assistant
+
+            update_checkpoint(self.saved_model_file, choice,
+                              lambda staging: save_assistant(staging, self.model.assistant, record))
+        if self.distributed:
+            dist.barrier()
+        return grid
 
     def _validation_due(self, epoch_idx, valid_data) -> bool:
         """Every ``eval_step`` epochs and after the last one, so a run shortened by --epochs still picks a model."""

@@ -1,0 +1,216 @@
+"""The assistant: a RecBole sequential model whose item distribution guides LLMMSL's beam search.
+
+It comes from one of two places: ``assistant: SASRec`` (any RecBole sequential model) is trained here,
+on the LLM run's own data set object, so on exactly its split, and selected on validation by RecBole's
+trainer; or ``assistant_checkpoint`` names one trained earlier (a ``.pth`` this plugin's runs write, or an
+LLMMSL checkpoint folder ranked with one), refused unless its items are this data set's.
+
+Its settings are RecBole's defaults for that model, the data set's and evaluation settings of the run
+(``config_dict`` and the command line; the LLM's own options and training profile are left out) and
+``assistant_config`` on top, so ``assistant_config: {epochs: 100, stopping_step: 5}`` trains what a
+comparison's SASRec row with those settings trains. A trained assistant is stored inside the adapter
+folder as plain tensors (``assistant.safetensors``) and its settings (``assistant.json``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+
+import torch
+from recbole.utils import ModelType, init_seed
+
+from .errors import ConfigError, DataMismatchError, first_line
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "assistant.safetensors"
+SETTINGS_FILE = "assistant.json"
+# LLMMSL options that only choose how titles are decoded: runs that differ in nothing else share one training
+DECODING_KEYS = ("assistant", "assistant_checkpoint", "assistant_config", "assistant_weight", "assistant_temperature",
+                 "llm_weight", "num_beams", "decode_batch_size", "show_examples")
+# run-level keys never passed on to the assistant
+_LLM_ONLY = {"resume", "trained_checkpoint", "checkpoint_dir", "allow_unknown_keys"}
+
+
+def item_identity(dataset) -> dict:
+    """The items a model's ids refer to: how many, and a SHA-256 of the item tokens in RecBole's id order."""
+    tokens = dataset.field2id_token[dataset.iid_field]
+    digest = hashlib.sha256("\n".join(str(t) for t in tokens[1:]).encode("utf-8")).hexdigest()
+    return {"items": len(tokens) - 1, "sha256": digest}
+
+
+def assistant_source(config) -> tuple[str | None, str | None]:
+    """(model name to train, checkpoint to load): at most one is set."""
+    name, path = config["assistant"], config["assistant_checkpoint"]
+    if name and path:
+        raise ConfigError("set either assistant (a model to train) or assistant_checkpoint (one trained earlier), "
+                          "not both")
+    return (str(name) if name else None), (str(path) if path else None)
+
+
+def check_assistant_model(name: str) -> None:
+    """One line for an unknown model name or one that is no sequential model (it must rank from a history)."""
+    from .registry import get_model, is_plugin_model
+
+    if is_plugin_model(name):
+        raise ConfigError(f"assistant {name} is the LLM itself; name a RecBole sequential model such as SASRec")
+    model_class = get_model(name)  # one-line error for an unknown name
+    if getattr(model_class, "type", None) != ModelType.SEQUENTIAL:
+        raise ConfigError(f"assistant {name} is not a sequential model, so it cannot rank from a history; use one "
+                          f"such as SASRec, GRU4Rec, BERT4Rec")
+
+
+def assistant_config(config, name: str, overrides: dict | None = None):
+    """RecBole Config of the assistant: the run's data and evaluation settings, not the LLM's (see the module)."""
+    from .config import Config, property_files
+
+    llm_keys = set()
+    for path in property_files(str(config["model"]), str(config["dataset"])):
+        if os.sep + "model" + os.sep in path:
+            from .config import read_config_file
+
+            llm_keys |= set(read_config_file(path))
+    dataset_keys = set(config.parameters["Dataset"])
+    own = dict(getattr(config, "variable_config_dict", {}) or {})
+    own.update(getattr(config, "cmd_config_dict", {}) or {})
+    kept = {k: v for k, v in own.items() if (k in dataset_keys or k not in llm_keys) and k not in _LLM_ONLY
+            and not k.startswith("assistant")}
+    kept.update({"seed": config["seed"], "checkpoint_dir": config["checkpoint_dir"] or "saved",
+                 "show_progress": config["show_progress"]})
+    kept.update(dict(overrides if overrides is not None else (config["assistant_config"] or {})))
+    return Config(model=name, dataset=config["dataset"], config_dict=kept, check_keys=False)
+
+
+def train_assistant(config, dataset, run_stem: str | None) -> tuple[torch.nn.Module, dict]:
+    """Train ``config['assistant']`` on ``dataset``'s split, select it on validation, test it; (model, record)."""
+    from .data import data_preparation
+    from .registry import get_model, get_trainer
+
+    name = str(config["assistant"])
+    check_assistant_model(name)
+    aconfig = assistant_config(config, name)
+    if run_stem:
+        aconfig.run_stem = f"{run_stem}-assistant"
+    start = time.perf_counter()
+    init_seed(aconfig["seed"], aconfig["reproducibility"])
+    train_data, valid_data, test_data = data_preparation(aconfig, dataset)
+    init_seed(aconfig["seed"], aconfig["reproducibility"])
+    model = get_model(name)(aconfig, train_data._dataset).to(config["device"])
+    trainer = get_trainer(aconfig["MODEL_TYPE"], name)(aconfig, model)
+    logger.info(f"training the assistant {name} on the same split ({aconfig['epochs']} epochs at most)")
+    _, valid = trainer.fit(train_data, valid_data, saved=True, show_progress=aconfig["show_progress"])
+    test = trainer.evaluate(test_data, load_best_model=True, show_progress=aconfig["show_progress"])
+    record = {"model": name, "source": "trained", "config": _plain_settings(aconfig, name),
+              "valid": {k: float(v) for k, v in dict(valid or {}).items()},
+              "test": {k: float(v) for k, v in dict(test or {}).items()},
+              "train_s": round(time.perf_counter() - start, 2), "file": os.path.abspath(trainer.saved_model_file),
+              "items": item_identity(dataset)}
+    logger.info(f"assistant {name}: valid {record['valid']}, test {record['test']}")
+    return _frozen(model), record
+
+
+def _plain_settings(aconfig, name: str) -> dict:
+    """The assistant's hyperparameters that rebuild it (its model YAML keys and the run's overrides), JSON-safe."""
+    from .trainer.checkpoint import json_safe
+
+    keep = dict(getattr(aconfig, "variable_config_dict", {}) or {})
+    keep.pop("checkpoint_dir", None)
+    return json_safe(keep)
+
+
+def _frozen(model):
+    model.eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return model
+
+
+def load_assistant(config, dataset) -> tuple[torch.nn.Module, dict]:
+    """The assistant ``config['assistant_checkpoint']`` names, checked against ``dataset``'s items."""
+    path = os.path.abspath(str(config["assistant_checkpoint"]))
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, SETTINGS_FILE)):
+            raise ConfigError(f"assistant_checkpoint {path} holds no assistant ({SETTINGS_FILE}); pass a .pth of a "
+                              f"RecBole model or an LLMMSL checkpoint folder ranked with an assistant")
+        return read_assistant(path, config, dataset)
+    if not os.path.isfile(path):
+        raise ConfigError(f"assistant_checkpoint {path} does not exist; pass the .pth a SASRec (or other sequential "
+                          f"model) run of this data set saved")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a pickle with objects, or a damaged file
+        raise ConfigError(f"assistant_checkpoint {path} cannot be read as plain tensors ({first_line(err)[:120]}); "
+                          f"pass a .pth saved by run_recbole_msl.py (RecBole's own .pth pickles its Config)") from None
+    saved = state.get("config") or {}
+    name = str(saved.get("model") or "")
+    check_assistant_model(name)
+    _check_items(state.get("items"), dataset, f"assistant_checkpoint {path}", saved.get("dataset"), config,
+                 _embedding_rows(state.get("state_dict") or {}))
+    aconfig = assistant_config(config, name, overrides=dict(config["assistant_config"] or {}))
+    model = get_assistant_class(name)(aconfig, dataset).to(config["device"])
+    try:
+        model.load_state_dict(state["state_dict"])
+    except RuntimeError as err:
+        raise ConfigError(f"assistant_checkpoint {path} does not fit {name} with these settings "
+                          f"({first_line(err)[:160]}); give the assistant_config it was trained with") from None
+    record = {"model": name, "source": "checkpoint", "file": path, "config": _plain_settings(aconfig, name),
+              "items": item_identity(dataset)}
+    return _frozen(model), record
+
+
+def get_assistant_class(name: str):
+    from .registry import get_model
+
+    return get_model(name)
+
+
+def _embedding_rows(state_dict: dict) -> int | None:
+    weight = state_dict.get("item_embedding.weight")
+    return int(weight.shape[0]) if weight is not None else None
+
+
+def _check_items(saved: dict | None, dataset, what: str, saved_dataset, config, rows: int | None) -> None:
+    """Refuse an assistant whose item ids mean other items: another data set, item count or item tokens."""
+    now = item_identity(dataset)
+    if saved_dataset and str(saved_dataset) != str(config["dataset"]):
+        raise DataMismatchError(f"{what} was trained on data set {saved_dataset}, not {config['dataset']}; train the "
+                                f"assistant on {config['dataset']} (assistant: SASRec trains one)")
+    if saved:
+        if saved.get("items") != now["items"] or saved.get("sha256") != now["sha256"]:
+            raise DataMismatchError(f"{what} was trained on other items ({saved.get('items')} items, sha256 "
+                                    f"{str(saved.get('sha256'))[:12]}) than data set {config['dataset']} has "
+                                    f"({now['items']}, sha256 {now['sha256'][:12]}); train the assistant on this data")
+        return
+    if rows is not None and rows != now["items"] + 1:
+        raise DataMismatchError(f"{what} has {rows - 1} items, data set {config['dataset']} has {now['items']}; "
+                                f"train the assistant on this data")
+    logger.warning(f"{what} records no item fingerprint: only its data set name and item count were checked")
+
+
+def save_assistant(folder: str, model, record: dict) -> None:
+    """Write the assistant's tensors and settings into ``folder`` (an adapter folder being staged)."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(tensors, os.path.join(folder, WEIGHTS_FILE))
+    with open(os.path.join(folder, SETTINGS_FILE), "w", encoding="utf-8") as f:
+        json.dump({k: v for k, v in record.items() if k != "file"} | {"trained_file": record.get("file")}, f,
+                  indent=1)
+
+
+def read_assistant(folder: str, config, dataset) -> tuple[torch.nn.Module, dict]:
+    """The assistant stored in an adapter folder, rebuilt on ``dataset`` (its items checked first)."""
+    from safetensors.torch import load_file
+
+    with open(os.path.join(folder, SETTINGS_FILE), encoding="utf-8") as f:
+        record = json.load(f)
+    name = str(record["model"])
+    _check_items(record.get("items"), dataset, f"the assistant in {folder}", None, config, None)
+    aconfig = assistant_config(config, name, overrides=dict(record.get("config") or {}))
+    model = get_assistant_class(name)(aconfig, dataset).to(config["device"])
+    model.load_state_dict(load_file(os.path.join(folder, WEIGHTS_FILE), device=str(config["device"])))
+    return _frozen(model), {**record, "source": record.get("source", "trained")}
