@@ -1,7 +1,7 @@
 """``python -m benchmarks.anomaly_mode``: what RecBole's import-time ``set_detect_anomaly(True)`` cost.
 
 RecBole 1.2.1's ``sine.py`` turns autograd anomaly detection on when the sequential models are imported
-(any RecBole model lookup does it); :mod:`recbole_msl.registry` now turns it back off. This times a
+(any RecBole model lookup does it); :mod:`recbole_msl.recbole_seam.registry` now turns it back off. This times a
 training step with the mode on and off, interleaved so that load on a shared machine hits both alike,
 for a GRU4Rec-sized GRU and a 4-layer, 576-wide Llama (SmolLM2's width and vocabulary).
 """

@@ -41,21 +41,16 @@ def load_setting(llm_path: str | None = None, **extra):
     key = (llm_path, tuple(sorted(extra.items())))
     if key in _CACHE:
         return _CACHE[key]
-    from recbole.utils import init_seed
-
     import recbole_msl  # noqa: F401  (numpy aliases for RecBole)
-    from recbole_msl.config import Config
-    from recbole_msl.data import create_dataset, data_preparation
-    from recbole_msl.model.llmmsl import LLMMSL
+    from recbole_msl.recbole_seam.build import build_run
+    from recbole_msl.recbole_seam.config import Config
 
     warnings.filterwarnings("ignore")
     logging.getLogger("recbole").setLevel(logging.ERROR)
     config = Config(model="LLMMSL", dataset="ml-100k", config_dict={**base_overrides(llm_path), **extra})
-    init_seed(config["seed"], config["reproducibility"])
-    data = create_dataset(config)
-    train, valid, _ = data_preparation(config, data)
     log(f"loading LLMMSL ({llm_path or 'default SmolLM2-135M GGUF'}) ...")
-    model = LLMMSL(config, train._dataset).to(config["device"])
+    built = build_run(config, trainer=False)
+    train, valid, model = built.train_data, built.valid_data, built.model
     model.opts.history_length = PROMPT_HISTORY  # the CPU profile's prompt; the sweep changes it
     _CACHE[key] = (config, train, valid, model)
     return _CACHE[key]

@@ -31,7 +31,7 @@ def batch_shape(model, batch) -> dict:
     lengths = [len(p) + len(r) - 1 for p, r in zip(prompts, responses)]
     rows = [p + r[:-1] for p, r in zip(prompts, responses)]
     shared = common_prefix_length(rows, min(len(p) for p in prompts) - 1) if model.opts.share_prompt_prefix else 0
-    resp, _ = model._pad(responses, left=False)
+    resp, _ = model.pad(responses, left=False)
     resp_len = torch.tensor([len(r) for r in responses], device=resp.device)
     nodes = model.trie.path(resp, resp_len)
     live = torch.arange(resp.size(1), device=resp.device) < resp_len.unsqueeze(1)

@@ -129,8 +129,8 @@ NEEDS_RECBOLE = {**NEEDS_LM, "peft": "peft", "safetensors": "safetensors", "recb
                  "colorlog": "colorlog", "colorama": "colorama", "texttable": "texttable", "pandas": "pandas",
                  "pytz": "pytz", "tzdata": "tzdata", "scipy": "scipy", "sklearn": "scikit-learn", "tqdm": "tqdm",
                  "psutil": "psutil"}
-# versions that are installed but break RecBole 1.2.1 (recbole_msl/compat.py): module -> (first bad major, why)
-TOO_NEW = {"pandas": (3, "RecBole 1.2.1 needs pandas<3 (recbole_msl/compat.py)")}
+# versions that are installed but break RecBole 1.2.1 (recbole_msl/recbole_seam/compat.py): module -> (first bad major, why)
+TOO_NEW = {"pandas": (3, "RecBole 1.2.1 needs pandas<3 (recbole_msl/recbole_seam/compat.py)")}
 NEEDS = {"1": NEEDS_RECBOLE, "2": NEEDS_LM, "3": NEEDS_LM, "4": NEEDS_RECBOLE, "5": NEEDS_RECBOLE,
          "M1": NEEDS_RECBOLE, "M2": NEEDS_RECBOLE}
 
@@ -738,7 +738,7 @@ def measure_ranking(model, valid, users: int, exact: bool):
         return model.full_sort_predict(rows)
 
     def hf(rows):
-        ids, mask = model._pad([model.prompts.prompt(h) for h in model._histories(rows)], left=True)
+        ids, mask = model.pad([model.prompts.prompt(h) for h in model._histories(rows)], left=True)
         return hf_rank(model.base, ids, mask, dict_trie, beams, model.trie.max_depth, model.opts.length_penalty)
 
     out = {"users": len(batch), "num_beams": beams, "decode_batch_size": model.opts.decode_batch_size,
@@ -792,16 +792,16 @@ class Setting:
     def load_data(self, folder: str):
         from recbole.utils import init_seed
 
-        from recbole_msl.config import Config
-        from recbole_msl.data import create_dataset, data_preparation
+        from recbole_msl.recbole_seam.config import Config
+        from recbole_msl.recbole_seam.data import create_dataset, data_preparation
 
         config = Config(model="LLMMSL", dataset="ml-100k", config_dict={**self.overrides(), "llm_path": folder})
         init_seed(config["seed"], config["reproducibility"])
         self.train, self.valid, _ = data_preparation(config, create_dataset(config))
 
     def model(self, folder: str, **extra):
-        from recbole_msl.config import Config
         from recbole_msl.model.llmmsl import LLMMSL
+        from recbole_msl.recbole_seam.config import Config
 
         config = Config(model="LLMMSL", dataset="ml-100k", config_dict={**self.overrides(), "llm_path": folder, **extra})
         torch.manual_seed(0)
@@ -823,11 +823,12 @@ def run_size(size: str, setting: Setting, report: Report, folder: str):
         if report.skip_missing("2", size, env):
             return
         from recbole_msl.lm.backbone import load_backbone
+        from recbole_msl.lm.options import BackboneOptions
 
         def backbone(dtype):
             config = {"llm_path": folder, "llm_dtype": dtype, "llm_load_in_bits": None, "trust_remote_code": False,
                       "show_progress": False}
-            return load_backbone(config, device)[0].eval()
+            return load_backbone(BackboneOptions.from_mapping(config), device)[0].eval()
 
         with report.section(f"{size}: check 2 (backbones through load_backbone, no RecBole)"):
             b32, b16 = backbone("float32"), backbone("bfloat16")

@@ -60,7 +60,7 @@ def run(quick: bool = False) -> dict:
     log(f"ranking: ours {n_users} users in {ours_s:.1f} s")
 
     histories = model._histories(users)
-    ids, mask = model._pad([model.prompts.prompt(h) for h in histories], left=True)
+    ids, mask = model.pad([model.prompts.prompt(h) for h in histories], left=True)
     sync()
     start = time.perf_counter()
     hf = hf_rank(model.base, ids, mask, dict_trie, beams, model.trie.max_depth, model.opts.length_penalty)

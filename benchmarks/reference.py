@@ -78,7 +78,7 @@ class ReferenceStep:
         model, opts = self.model, self.model.opts
         prompts = [model.prompts.prompt(h) for h in model._histories(batch)]
         responses = [model.prompts.response(t) for t in batch[model.POS_ITEM_ID].tolist()]
-        ids, attention = model._pad([p + r[:-1] for p, r in zip(prompts, responses)], left=False)
+        ids, attention = model.pad([p + r[:-1] for p, r in zip(prompts, responses)], left=False)
         logits = model.llm(input_ids=ids, attention_mask=attention).logits  # [B, T, V]: every position
 
         sample = torch.tensor([i for i, r in enumerate(responses) for _ in r], device=logits.device)

@@ -1,13 +1,13 @@
 """recbole-msl: tune an LLM as a sequential recommender with the Masked Softmax Loss, inside RecBole."""
 
-from .compat import install_numpy_aliases, quiet_recbole_warnings
+from .recbole_seam.compat import install_numpy_aliases, quiet_recbole_warnings
 
 install_numpy_aliases()
 quiet_recbole_warnings()  # before any RecBole module runs numpy-1 code
 
-from .config import Config
 from .errors import ConfigError
 from .quick_start import Recommender, recommend, run
+from .recbole_seam.config import Config
 
 __all__ = ["Config", "ConfigError", "Recommender", "recommend", "run"]
 __version__ = "0.1.0"

@@ -51,7 +51,7 @@ def _parser(prog: str, description: str, comparison: bool, single: bool) -> argp
 
 
 def _config_files(args) -> list[str] | None:
-    from .config import profile_file
+    from .recbole_seam.config import profile_file
 
     files = (args.config_files.split() if args.config_files else []) + [profile_file(p) for p in args.profile]
     return files or None
@@ -78,7 +78,7 @@ def _compare(argv: list[str], prog: str) -> int:
     from .compare.report import to_markdown
     from .compare.runner import run_comparison
     from .compare.spec import check_reference, load_spec, parse_seeds, resolve_config_file, spec_from_models
-    from .config import parse_overrides
+    from .recbole_seam.config import parse_overrides
 
     args, extra = _parser(prog, "Several models or variants, one report with paired tests.", True, False) \
         .parse_known_args(argv)
@@ -140,7 +140,7 @@ def _check_spec_keys(spec, overrides: dict) -> None:
     """The command line's overrides and every run's config files and config hold only keys some configuration
     layer knows (or one of them sets allow_unknown_keys): checked before the first run starts, since otherwise
     each run would fail on its own, or (before this check) ignore the key."""
-    from .config import ALLOW_UNKNOWN, allows_unknown, check_option_keys, read_config_file
+    from .recbole_seam.config import ALLOW_UNKNOWN, allows_unknown, check_option_keys, read_config_file
 
     for run in spec.runs:
         files = {path: read_config_file(path) for path in run.config_files}
@@ -164,10 +164,10 @@ def _positive_topk(text: str) -> int:
 
 
 def _recommend(argv: list[str], prog: str) -> int:
-    from .config import check_override_args
     from .quick_start import Recommender
+    from .recbole_seam.config import check_override_args
 
-    parser = argparse.ArgumentParser(prog=prog, allow_abbrev=False,
+    parser = OneLineErrorParser(prog=prog, allow_abbrev=False,
                                      description="Top-k new items for a history, from a saved LLMMSL checkpoint.")
     parser.add_argument("--checkpoint", required=True, help="folder saved by a training run (saved/LLMMSL-...)")
     parser.add_argument("--history", required=True,
@@ -175,7 +175,7 @@ def _recommend(argv: list[str], prog: str) -> int:
     parser.add_argument("--topk", type=_positive_topk, default=10, help="how many items (at most num_beams)")
     parser.add_argument("--include_history", action="store_true",
                         help="also recommend items of the history (excluded by default)")
-    args, extra = _parse_or_error(parser, argv)
+    args, extra = parser.parse_known_args(argv)
     # a typo (--top_k=2) would otherwise be a config override nothing reads; this sub-command's flags count as known
     own = [a.dest for a in parser._actions if a.option_strings and a.dest != "help"]
     overrides = check_override_args(extra, extra_known=own)
@@ -188,13 +188,11 @@ def _recommend(argv: list[str], prog: str) -> int:
     return 0
 
 
-def _parse_or_error(parser: argparse.ArgumentParser, argv: list[str]):
-    """parse_known_args, with argparse's usage errors turned into our one-line ConfigError."""
-    def fail(message):
-        raise ConfigError(f"{message}; see {parser.prog} --help")
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse with its usage errors as our one-line ConfigError (argparse's own way: overriding ``error``)."""
 
-    parser.error = fail
-    return parser.parse_known_args(argv)
+    def error(self, message):
+        raise ConfigError(f"{message}; see {self.prog} --help")
 
 
 def _convert(argv: list[str], prog: str) -> int:

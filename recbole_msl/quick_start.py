@@ -18,17 +18,19 @@ from logging import getLogger
 import torch
 from recbole.utils import get_flops, init_seed, set_color
 
-from .assistant import assistant_source, check_assistant_model, load_assistant, train_assistant
-from .compat import init_logger
-from .config import Config
-from .data import create_dataset, data_preparation
+from .checkpoint import check_data_identity, data_identity, load_checkpoint, read_adapter, read_state
 from .errors import ConfigError, EmptyRankingError, first_line
+from .evaluation.protocol import seen_items
+from .evaluation.records import ranked_hits
 from .files import write_json
-from .item_text import item_titles
-from .registry import get_model, get_trainer, is_plugin_model
-from .trainer.capture import ranked_hits
-from .trainer.checkpoint import check_data_identity, data_identity, load_checkpoint, read_adapter, read_state
-from .trainer.protocol import seen_items
+from .model.options import check_beams_cover
+from .recbole_seam.assistant import assistant_source, check_assistant_model, load_assistant, train_assistant
+from .recbole_seam.build import build_run
+from .recbole_seam.compat import init_logger
+from .recbole_seam.config import Config
+from .recbole_seam.data import create_dataset
+from .recbole_seam.item_text import item_titles
+from .recbole_seam.registry import is_plugin_model
 from .validate import is_int, positive_int
 
 
@@ -80,15 +82,14 @@ def check_run_config(config) -> None:
         raise ConfigError(f"epochs is {config['epochs']}, so nothing would be trained and no model tested; "
                           f"pass --epochs=1 or more")
     if is_plugin_model(config["model"]):
-        from .lm.backbone import check_llm_path, lora_config
+        from .lm.backbone import check_llm_path
         from .model.options import LLMMSLOptions
 
-        LLMMSLOptions.from_config(config)
+        options = LLMMSLOptions.from_config(config)  # every LLMMSL option, LoRA's and the backbone's included
         name, _ = assistant_source(config)
         if name:
             check_assistant_model(name)
-        lora_config(config)
-        check_llm_path(config)  # the default backbone: is its wheel installed?
+        check_llm_path(options.backbone)  # the default backbone: is its wheel installed?
 
 
 def guided_run(config) -> bool:
@@ -109,7 +110,7 @@ def _run_stem(config) -> str:
         if not any(os.path.exists(name) for name in names):
             break
     if not config["single_spec"] and torch.distributed.is_initialized():
-        from .trainer.distributed import broadcast_text
+        from .distributed import broadcast_text
 
         stem = broadcast_text(stem, config["device"])
     return stem
@@ -165,13 +166,11 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd
     data = _load_dataset(config, dataset_cache)
     logger.info(data)
     unbuilt = copy.deepcopy(data) if guided_run(config) and config["assistant"] else None  # the assistant's split
-    train_data, valid_data, test_data = data_preparation(config, data)
-    data_time = time.perf_counter() - start
-
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    start = time.perf_counter()
-    net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    model_time = time.perf_counter() - start
+    load_s = time.perf_counter() - start
+    built = build_run(config, dataset=data)
+    train_data, valid_data, test_data, net, trainer = (built.train_data, built.valid_data, built.test_data,
+                                                       built.model, built.trainer)
+    data_time, model_time = load_s + built.data_s, built.model_s
     logger.info(net)
     if not is_plugin_model(config["model"]):  # get_flops deep-copies the model: not for an LLM
         from recbole.data.transform import construct_transform
@@ -179,7 +178,6 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd
         flops = get_flops(net, data, config["device"], logger, construct_transform(config))
         logger.info(set_color("FLOPs", "blue") + f": {flops}")
 
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
     start = time.perf_counter()
     try:
         best_valid_score, best_valid_result = trainer.fit(
@@ -245,7 +243,7 @@ class Recommender:
         """Checked before the backbone is loaded: the folder's checksums and weights, then that the data found
         (the data set's folder stored in the checkpoint, or ``config_dict['data_path']``) is the data it was
         trained on. A checkpoint saved before data fingerprints loads with a warning."""
-        from .config import ALLOW_UNKNOWN, allows_unknown, check_option_keys
+        from .recbole_seam.config import ALLOW_UNKNOWN, allows_unknown, check_option_keys
 
         config_dict = dict(config_dict or {})
         if not allows_unknown(config_dict.get(ALLOW_UNKNOWN, False)):
@@ -260,15 +258,14 @@ class Recommender:
         overrides.update({"show_progress": False, "eval_max_users": None})
         # the stored overrides were checked when the run started (and may hold custom keys it allowed)
         self.config = Config(model=state["model"], dataset=state["dataset"], config_dict=overrides, check_keys=False)
-        init_seed(self.config["seed"], self.config["reproducibility"])
         logging.getLogger().setLevel(logging.WARNING)
         self.dataset = create_dataset(self.config)
         check_data_identity(saved_data, data_identity(self.config, self.dataset, item_titles(self.config, self.dataset)),
                             f"checkpoint {checkpoint}")
-        self.model = get_model(self.config["model"])(self.config, self.dataset).to(self.config["device"])
+        self.model = build_run(self.config, dataset=self.dataset, splits=False).model
         load_checkpoint(self.model, checkpoint, weights)
         if state.get("assistant"):  # ranked with an assistant: the same one, at the weight chosen on validation
-            from .assistant import read_assistant
+            from .recbole_seam.assistant import read_assistant
 
             assistant, record = read_assistant(checkpoint, self.config, self.dataset)
             self.model.attach_assistant(assistant, record)
@@ -315,11 +312,9 @@ class Recommender:
                        f"lower topk to at most {left} or pass exclude_history=False")
                 raise ConfigError(f"only {left} items of data set {name} are not in the history, fewer than "
                                   f"{asked}; {fix}")
-        beams = self.model.opts.num_beams
-        if topk > beams:
-            fix = (f"pass --num_beams={topk} (or a lower --topk)" if cli else
-                   f"lower topk or load the checkpoint with config_dict={{'num_beams': {topk}}}")
-            raise ConfigError(f"{asked} exceeds num_beams {beams}; {fix}")
+        check_beams_cover(topk, self.model.opts.num_beams, asked,
+                          f"pass --num_beams={topk} (or a lower --topk)" if cli else
+                          f"lower topk or load the checkpoint with config_dict={{'num_beams': {topk}}}")
 
     @torch.no_grad()
     def recommend(self, history, topk: int = 10, exclude_history: bool = True):

@@ -136,11 +136,11 @@ def test_weight_zero_equals_the_search_without_a_guide_exactly(tiny_llm):
 # ----------------------------------------------------------------------------- the model
 @pytest.fixture(scope="module")
 def guided_model(tiny_llm_dir, tmp_path_factory):
-    from recbole_msl.assistant import assistant_config
-    from recbole_msl.config import Config
-    from recbole_msl.data import create_dataset, data_preparation
     from recbole_msl.model.llmmsl import LLMMSL
-    from recbole_msl.registry import get_model
+    from recbole_msl.recbole_seam.assistant import assistant_config
+    from recbole_msl.recbole_seam.config import Config
+    from recbole_msl.recbole_seam.data import create_dataset, data_preparation
+    from recbole_msl.recbole_seam.registry import get_model
 
     overrides = {"llm_path": tiny_llm_dir, "num_beams": 10, "eval_max_users": 4, "show_progress": False,
                  "checkpoint_dir": str(tmp_path_factory.mktemp("saved")), "assistant": "SASRec",
@@ -185,7 +185,7 @@ def test_model_weight_zero_ranks_exactly_as_without_an_assistant(guided_model):
 
 
 def test_assistant_checkpoint_of_other_items_is_refused(guided_model, tmp_path):
-    from recbole_msl.assistant import load_assistant
+    from recbole_msl.recbole_seam.assistant import load_assistant
 
     model, _, config, dataset = guided_model
     state = {"config": {"model": "SASRec", "dataset": "ml-100k"}, "items": {"items": 5, "sha256": "0" * 64},
@@ -199,7 +199,7 @@ def test_assistant_checkpoint_of_other_items_is_refused(guided_model, tmp_path):
         torch.save({**state, "config": {"model": "SASRec", "dataset": "ml-1m"}}, path)
         with pytest.raises(DataMismatchError, match="data set ml-1m"):
             load_assistant(config, dataset)
-        from recbole_msl.assistant import item_identity
+        from recbole_msl.recbole_seam.assistant import item_identity
 
         torch.save({**state, "items": item_identity(dataset)}, path)  # the right items load, with equal scores
         loaded, _ = load_assistant(config, dataset)
@@ -221,8 +221,8 @@ def test_assistant_checkpoint_of_other_items_is_refused(guided_model, tmp_path):
     ({"assistant": "SASRec", "llm_weight": 0, "assistant_weight": [0, 1]}, "ranks nothing"),
 ])
 def test_bad_assistant_settings_give_one_line_errors(tiny_llm_dir, override, message):
-    from recbole_msl.config import Config
     from recbole_msl.quick_start import check_run_config
+    from recbole_msl.recbole_seam.config import Config
 
     config = Config(model="LLMMSL", dataset="ml-100k", config_dict={"llm_path": tiny_llm_dir, **override})
     with pytest.raises(ConfigError, match=message) as err:

@@ -5,12 +5,11 @@ import itertools
 
 import pytest
 import torch
-from recbole.utils import init_seed
-from transformers import get_constant_schedule
+from torch.optim.lr_scheduler import LambdaLR
 
-from recbole_msl.config import Config
-from recbole_msl.data import create_dataset, data_preparation
-from recbole_msl.model.llmmsl import LLMMSL
+from recbole_msl.recbole_seam.build import build_run
+from recbole_msl.recbole_seam.config import Config
+from recbole_msl.recbole_seam.data import create_dataset
 from recbole_msl.trainer.llmmsl_trainer import LLMMSLTrainer
 
 STEPS = [list(range(200, 208)), list(range(300, 308)), list(range(400, 408))]  # three effective batches of 8
@@ -27,10 +26,10 @@ def _trace(tiny_llm_dir, dataset, tmp_path, micro_batch_size: int, **extra):
     config = Config(model="LLMMSL", dataset="ml-100k", config_dict={
         "llm_path": tiny_llm_dir, "train_batch_size": 8, "micro_batch_size": micro_batch_size, "lora_dropout": 0.0,
         "ats_range": [0.01, 50.0], "checkpoint_dir": str(tmp_path), "show_progress": False, **extra})
-    init_seed(config["seed"], config["reproducibility"])
-    train, _, _ = data_preparation(config, copy.deepcopy(dataset))  # building the split changes the data set
-    trainer = LLMMSLTrainer(config, LLMMSL(config, train._dataset))
-    trainer.scheduler = get_constant_schedule(trainer.optimizer)
+    built = build_run(config, dataset=copy.deepcopy(dataset))  # building the split changes the data set
+    train, trainer = built.train_data, built.trainer
+    assert isinstance(trainer, LLMMSLTrainer)
+    trainer.scheduler = LambdaLR(trainer.optimizer, lambda step: 1.0)  # a constant rate
     trainer.model.train()
     for rows in STEPS:
         trainer._optimizer_step(train._dataset[torch.tensor(rows)])

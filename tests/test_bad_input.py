@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from recbole_msl.cli import main
-from recbole_msl.config import Config
-from recbole_msl.data import create_dataset, data_preparation
 from recbole_msl.errors import ConfigError
-from recbole_msl.item_text import item_titles
+from recbole_msl.recbole_seam.config import Config
+from recbole_msl.recbole_seam.data import create_dataset, data_preparation
+from recbole_msl.recbole_seam.item_text import item_titles
 
 N_ITEMS = 20
 LOAD_COL = "--load_col={'inter': ['user_id', 'item_id', 'timestamp'], 'item': ['item_id', 'title']}"

@@ -108,7 +108,7 @@ def test_hugging_face_generate_returns_our_top_k(setting):
     model.eval()
     with torch.no_grad():
         ours = ranking.our_titles(model, model.full_sort_predict(users))
-    ids, mask = model._pad([model.prompts.prompt(h) for h in model._histories(users)], left=True)
+    ids, mask = model.pad([model.prompts.prompt(h) for h in model._histories(users)], left=True)
     hf = hf_rank(model.base, ids, mask, DictTrie(model.prompts.sequences()[0]), model.opts.num_beams,
                  model.trie.max_depth, model.opts.length_penalty)
     records = ranking.compare_users(ours, hf)

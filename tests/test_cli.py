@@ -100,7 +100,7 @@ def test_train_refuses_bad_flags_in_one_line_before_loading(flags, message, tiny
 
 
 def test_profiles_resolve_by_name_from_anywhere(tmp_path, monkeypatch):
-    from recbole_msl.config import resolve_config_files
+    from recbole_msl.recbole_seam.config import resolve_config_files
 
     monkeypatch.chdir(tmp_path)  # not the checkout: the packaged file is found
     (path,) = resolve_config_files(["cpu"])
@@ -223,9 +223,9 @@ def test_recommender_refuses_a_string_history(trained_recommender):
 
 def test_evaluation_progress_bar_counts_users(tiny_checkpoint, capsys):
     """The bar of a full-sort evaluation moves by users ranked (6 here), not by RecBole's batches of 64."""
-    from recbole_msl.config import Config
-    from recbole_msl.data import create_dataset, data_preparation
     from recbole_msl.model.llmmsl import LLMMSL
+    from recbole_msl.recbole_seam.config import Config
+    from recbole_msl.recbole_seam.data import create_dataset, data_preparation
     from recbole_msl.trainer.llmmsl_trainer import LLMMSLTrainer
 
     result, overrides = tiny_checkpoint

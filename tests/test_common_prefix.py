@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from recbole_msl.config import Config
-from recbole_msl.data import create_dataset, data_preparation
 from recbole_msl.lm.common_prefix import MIN_COMMON_TOKENS, common_prefix_length
 from recbole_msl.model.llmmsl import LLMMSL
+from recbole_msl.recbole_seam.config import Config
+from recbole_msl.recbole_seam.data import create_dataset, data_preparation
 
 
 def test_common_prefix_length_leaves_a_token_and_respects_limit():

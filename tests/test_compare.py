@@ -18,7 +18,7 @@ from recbole_msl.compare.spec import load_spec, parse_seeds, spec_from_models
 from recbole_msl.compare.stats import paired_test
 from recbole_msl.compare.user_metrics import per_user_metrics
 from recbole_msl.errors import ConfigError
-from recbole_msl.trainer.capture import encode_hits, split_fingerprint
+from recbole_msl.evaluation.records import encode_hits, split_fingerprint
 
 N_USERS, MAXK = 400, 10
 
@@ -283,7 +283,7 @@ def test_bad_comparison_arguments(tmp_path, capsys):
 
 
 def test_shipped_comparisons_parse():
-    from recbole_msl.config import PROPERTIES_DIR
+    from recbole_msl.recbole_seam.config import PROPERTIES_DIR
 
     folder = os.path.join(PROPERTIES_DIR, "comparisons")
     names = sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml"))

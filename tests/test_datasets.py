@@ -11,10 +11,10 @@ import torch
 from safetensors.torch import load_file
 
 from recbole_msl import run
-from recbole_msl.config import Config
-from recbole_msl.data import create_dataset, data_preparation
 from recbole_msl.errors import ConfigError
 from recbole_msl.model.llmmsl import LLMMSL
+from recbole_msl.recbole_seam.config import Config
+from recbole_msl.recbole_seam.data import create_dataset, data_preparation
 
 ML1M_ITEMS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets", "ml-1m-items", "ml-1m.item")
 
@@ -159,8 +159,8 @@ def test_missing_data_set_is_downloaded_from_an_overridable_url(tmp_path):
 _DOWNLOAD_WORKER = """
 import json, os, sys
 import recbole_msl
-from recbole_msl.config import Config
-from recbole_msl.data import create_dataset
+from recbole_msl.recbole_seam.config import Config
+from recbole_msl.recbole_seam.data import create_dataset
 
 config = Config(model="SASRec", dataset="ml-tiny", config_dict={
     "data_path": sys.argv[2], "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "download_url": sys.argv[1]})

@@ -57,19 +57,15 @@ STEP_SETTINGS = {"learner": "sgd", "learning_rate": 1.0, "clip_grad_norm": None,
 def _steps(config_dict: dict, batches: list[list[int]]):
     """(LoRA weights, tau trace) after one optimizer step per batch of rows (this rank's share under torchrun)."""
     from peft import get_peft_model_state_dict
-    from recbole.utils import init_seed
-    from transformers import get_constant_schedule
+    from torch.optim.lr_scheduler import LambdaLR
 
-    from recbole_msl.config import Config
-    from recbole_msl.data import create_dataset, data_preparation
-    from recbole_msl.model.llmmsl import LLMMSL
-    from recbole_msl.trainer.llmmsl_trainer import LLMMSLTrainer
+    from recbole_msl.recbole_seam.build import build_run
+    from recbole_msl.recbole_seam.config import Config
 
     config = Config(model="LLMMSL", dataset="ml-100k", config_dict={**config_dict, **STEP_SETTINGS})
-    init_seed(config["seed"], config["reproducibility"])
-    train, _, _ = data_preparation(config, create_dataset(config))
-    trainer = LLMMSLTrainer(config, LLMMSL(config, train._dataset))
-    trainer.scheduler = get_constant_schedule(trainer.optimizer)
+    built = build_run(config)
+    train, trainer = built.train_data, built.trainer
+    trainer.scheduler = LambdaLR(trainer.optimizer, lambda step: 1.0)  # a constant rate
     trainer.model.train()
     with torch.no_grad():  # non-zero B, so that A gets a gradient too
         for name, param in trainer.model.named_parameters():
@@ -118,17 +114,12 @@ def _worker(out_dir: str, config_file: str) -> None:
 
 def _single_process_evaluation(config_dict: dict, checkpoint: str):
     """Valid and test metrics of ``checkpoint`` evaluated by one process."""
-    from recbole.utils import init_seed
-
-    from recbole_msl.config import Config
-    from recbole_msl.data import create_dataset, data_preparation
-    from recbole_msl.model.llmmsl import LLMMSL
-    from recbole_msl.trainer.llmmsl_trainer import LLMMSLTrainer
+    from recbole_msl.recbole_seam.build import build_run
+    from recbole_msl.recbole_seam.config import Config
 
     config = Config(model="LLMMSL", dataset="ml-100k", config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
-    train, valid, test = data_preparation(config, create_dataset(config))
-    trainer = LLMMSLTrainer(config, LLMMSL(config, train._dataset))
+    built = build_run(config)
+    train, valid, test, trainer = built.train_data, built.valid_data, built.test_data, built.trainer
     trainer.eval_collector.data_collect(train)
     with _record_rankings() as rankings:
         valid_result = trainer.evaluate(valid, model_file=checkpoint)

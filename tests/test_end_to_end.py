@@ -231,9 +231,9 @@ def test_looking_up_a_recbole_model_leaves_autograd_anomaly_mode_as_it_was():
     import subprocess
     import sys
 
-    from recbole_msl.registry import get_model
+    from recbole_msl.recbole_seam.registry import get_model
 
-    code = ("import sys, torch; from recbole_msl.registry import get_model; get_model('SASRec'); "
+    code = ("import sys, torch; from recbole_msl.recbole_seam.registry import get_model; get_model('SASRec'); "
             "print('recbole.model.sequential_recommender.sine' in sys.modules, torch.is_anomaly_enabled())")
     fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert fresh.stdout.split()[-2:] == ["True", "False"]  # SINE was imported, and its switch undone

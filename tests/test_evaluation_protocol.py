@@ -11,13 +11,13 @@ import math
 import pytest
 import torch
 
-from recbole_msl.config import Config
-from recbole_msl.data import create_dataset, data_preparation
 from recbole_msl.errors import ConfigError
+from recbole_msl.evaluation.records import ranked_hits
 from recbole_msl.model.llmmsl import LLMMSL
 from recbole_msl.quick_start import Recommender
-from recbole_msl.registry import get_trainer
-from recbole_msl.trainer.capture import ranked_hits
+from recbole_msl.recbole_seam.config import Config
+from recbole_msl.recbole_seam.data import create_dataset, data_preparation
+from recbole_msl.recbole_seam.registry import get_trainer
 
 TITLES = ["Alpha Road", "Blue Harbor", "Cedar Lake", "Desert Wind", "Echo Valley", "Frozen River",
           "Golden Hill", "Hidden Bay", "Iron Bridge", "Jade Garden"]
@@ -102,7 +102,7 @@ def test_collector_counts_no_hit_at_an_unscored_rank():
     a matrix without -inf gives RecBole's own rec.topk."""
     from recbole.evaluator import Collector
 
-    from recbole_msl.trainer.protocol import ReachedOnlyCollector
+    from recbole_msl.evaluation.protocol import ReachedOnlyCollector
 
     config = Config(model="SASRec", dataset="ml-100k", config_dict={"topk": [3], "metrics": ["Hit"],
                                                                      "valid_metric": "Hit@3"})
@@ -175,19 +175,13 @@ def seen_beyond_window(rows, items) -> int:
 
 
 def prepared(model_name, overrides):
-    from recbole.utils import init_seed
-
-    from recbole_msl.registry import get_model
+    from recbole_msl.recbole_seam.build import build_run
 
     config = Config(model=model_name, dataset="ml-100k", config_dict={"show_progress": False, **overrides})
-    init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     items = user_items(dataset)
-    train, valid, test = data_preparation(config, dataset)
-    init_seed(config["seed"], config["reproducibility"])
-    model = get_model(model_name)(config, train._dataset).to(config["device"])
-    trainer = get_trainer(config["MODEL_TYPE"], model_name)(config, model)
-    return config, items, (train, valid, test), model, trainer
+    built = build_run(config, dataset=dataset)
+    return config, items, (built.train_data, built.valid_data, built.test_data), built.model, built.trainer
 
 
 SASREC = {"hidden_size": 16, "inner_size": 32, "n_layers": 1, "n_heads": 1, "epochs": 1, "train_batch_size": 1024,

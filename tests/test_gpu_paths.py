@@ -21,7 +21,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # the benchmarks package lives at the repo root
 
 from benchmarks import gpu_check
-from recbole_msl.config import Config
 from recbole_msl.core.losses import (
     ats_estimate,
     ats_positions,
@@ -30,6 +29,7 @@ from recbole_msl.core.losses import (
     masked_softmax_loss_terms,
 )
 from recbole_msl.errors import ConfigError
+from recbole_msl.recbole_seam.config import Config
 
 # bf16 against fp32 on the tiny model (the device check states the same numbers for CUDA)
 LOSS_REL, GRAD_COS, GRAD_NORM_REL = 2e-2, 0.99, 5e-2
@@ -137,7 +137,7 @@ def test_missing_package_is_installed_from_the_wheels_folder(tmp_path):
 
 def test_pandas_3_is_unusable_for_recbole_and_replaced_from_the_wheels():
     """The GPU image's pandas may be 3.x, which RecBole 1.2.1 breaks on: it then counts as missing."""
-    assert gpu_check.too_new("pandas", "3.0.1") == "3.0.1 installed; RecBole 1.2.1 needs pandas<3 (recbole_msl/compat.py)"
+    assert gpu_check.too_new("pandas", "3.0.1") == "3.0.1 installed; RecBole 1.2.1 needs pandas<3 (recbole_msl/recbole_seam/compat.py)"
     assert gpu_check.too_new("pandas", "2.3.3") is None and gpu_check.too_new("numpy", "9.1") is None
     import pandas
 
@@ -164,8 +164,8 @@ def test_the_tokenizer_folder_is_the_default_backbones_tokenizer(smol_tokenizer)
 @pytest.fixture(scope="module")
 def models(tiny_llm_dir, tmp_path_factory):
     """(fp32 model, bf16 model, training batch, valid users) with the same non-zero LoRA weights, no dropout."""
-    from recbole_msl.data import create_dataset, data_preparation
     from recbole_msl.model.llmmsl import LLMMSL
+    from recbole_msl.recbole_seam.data import create_dataset, data_preparation
 
     overrides = {"llm_path": tiny_llm_dir, "lora_dropout": 0.0, "num_beams": 10, "show_progress": False,
                  "checkpoint_dir": str(tmp_path_factory.mktemp("saved"))}
@@ -196,8 +196,8 @@ def _loss_inputs(model, batch):
         hidden, targets, nodes, sample = model._response_states(model._histories(batch),
                                                                 batch[model.POS_ITEM_ID].tolist())
         branch = model.trie.num_children(nodes) > 1
-        tokens, valid, target_index = model._valid_sets(nodes[branch], targets[branch])
-        return (model._head(hidden[branch], tokens), valid, target_index, model._head(hidden), targets,
+        tokens, valid, target_index = model.valid_sets(nodes[branch], targets[branch])
+        return (model.head(hidden[branch], tokens), valid, target_index, model.head(hidden), targets,
                 sample[branch])
 
 
@@ -320,12 +320,13 @@ def _find_spec_without(monkeypatch, *absent, present=()):
 @pytest.mark.parametrize("bits", [4, 8])
 def test_quantized_loading_is_refused_without_cuda_or_bitsandbytes(bits, monkeypatch, tiny_llm_dir):
     from recbole_msl.lm import backbone
+    from recbole_msl.lm.options import BackboneOptions
 
     config = {"llm_path": tiny_llm_dir, "llm_load_in_bits": bits, "llm_dtype": "auto", "trust_remote_code": False,
               "show_progress": False}
     _find_spec_without(monkeypatch, present=("bitsandbytes",))  # bitsandbytes there, but no CUDA
     with pytest.raises(ConfigError) as err:
-        backbone.load_backbone(config, torch.device("cpu"))  # refused before anything is loaded
+        backbone.load_backbone(BackboneOptions.from_mapping(config), torch.device("cpu"))  # refused before anything is loaded
     assert "needs CUDA and the bitsandbytes package" in str(err.value) and "\n" not in str(err.value)
 
     _find_spec_without(monkeypatch, "bitsandbytes")  # CUDA (as the device says), but no bitsandbytes
@@ -352,7 +353,7 @@ def test_other_widths_are_refused_and_none_means_unquantized():
 @pytest.fixture
 def torchrun_env(monkeypatch):
     """WORLD_SIZE=2 as torchrun sets it (this process: rank 0, local rank 1); joining the group is recorded, not done."""
-    from recbole_msl import config as config_module
+    from recbole_msl.recbole_seam import config as config_module
 
     for name, value in {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1",
                         "MASTER_PORT": "29500"}.items():

@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recbole_msl.config import Config
-from recbole_msl.data import create_dataset, data_preparation
 from recbole_msl.errors import ConfigError
 from recbole_msl.model.llmmsl import LLMMSL
+from recbole_msl.recbole_seam.config import Config
+from recbole_msl.recbole_seam.data import create_dataset, data_preparation
 
 
 def make_config(overrides, **extra):

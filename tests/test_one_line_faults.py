@@ -266,7 +266,8 @@ def test_log_tensorboard_and_checkpoint_share_one_tag(tiny_run_config, tmp_path,
 def test_recbole_future_warnings_are_silenced_at_their_source(tmp_path, monkeypatch):
     """A plain run of a RecBole model on data with a token_seq title column: RecBole's ``torch.cuda.amp.GradScaler``
     and its ``Series.agg(len)`` (dataset.py, sequential_dataset.py) warn under torch 2.4+ and pandas 2.1+."""
-    from recbole_msl import compat, run
+    from recbole_msl import run
+    from recbole_msl.recbole_seam import compat
 
     monkeypatch.chdir(tmp_path)
     write_atomic(str(tmp_path / "data"), "set")

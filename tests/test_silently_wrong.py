@@ -19,7 +19,6 @@ from test_bad_input import LOAD_COL, write_atomic
 
 from recbole_msl import Recommender, run
 from recbole_msl.cli import main
-from recbole_msl.config import Config
 from recbole_msl.errors import (
     ConfigError,
     DamagedCheckpointError,
@@ -27,6 +26,7 @@ from recbole_msl.errors import (
     EmptyRankingError,
     UnknownOptionError,
 )
+from recbole_msl.recbole_seam.config import Config
 
 
 def _error_line(capsys) -> str:
@@ -180,7 +180,7 @@ def test_custom_keys_pass_with_the_escape_hatch(tmp_path):
 
 def test_every_key_of_recbole_and_the_plugin_is_known():
     """RecBole's data-set keys and YAMLs, every model's YAML, the plugin's YAMLs and profiles: nothing valid refused."""
-    from recbole_msl.config import known_option_keys
+    from recbole_msl.recbole_seam.config import known_option_keys
 
     known = known_option_keys()
     assert {"RATING_FIELD", "benchmark_filename", "load_col", "threshold", "val_interval", "hidden_size", "n_heads",

@@ -6,9 +6,10 @@ import shutil
 import pytest
 import torch
 
-from recbole_msl.config import Config
 from recbole_msl.errors import ConfigError
 from recbole_msl.lm.backbone import load_backbone
+from recbole_msl.lm.options import BackboneOptions
+from recbole_msl.recbole_seam.config import Config
 
 # Imported by transformers only if it trusts the folder's code: leaves a marker file behind, then fails.
 CUSTOM_CODE = """
@@ -43,7 +44,7 @@ def test_default_is_off():
 def test_folder_code_is_not_run_by_default(folder_with_code):
     folder, marker = folder_with_code
     with pytest.raises(ConfigError, match="could not load a causal LM"):
-        load_backbone(_config(folder, trust_remote_code=False), torch.device("cpu"))
+        load_backbone(BackboneOptions.from_mapping(_config(folder, trust_remote_code=False)), torch.device("cpu"))
     assert not marker.exists()
 
 
@@ -51,7 +52,7 @@ def test_only_a_literal_true_enables_it(folder_with_code):
     folder, marker = folder_with_code
     for value in ("no", "false", 1, "yes"):
         with pytest.raises(ConfigError, match="trust_remote_code must be True or False"):
-            load_backbone(_config(folder, trust_remote_code=value), torch.device("cpu"))
+            load_backbone(BackboneOptions.from_mapping(_config(folder, trust_remote_code=value)), torch.device("cpu"))
     assert not marker.exists()
 
 
@@ -63,5 +64,5 @@ def test_explicit_true_does_run_it(folder_with_code, tmp_path, monkeypatch):
     monkeypatch.setattr(dynamic, "HF_MODULES_CACHE", str(modules))  # keep the copied module out of ~/.cache
     folder, marker = folder_with_code
     with pytest.raises(Exception):  # noqa: B017 - the planted code raises on import
-        load_backbone(_config(folder, trust_remote_code=True), torch.device("cpu"))
+        load_backbone(BackboneOptions.from_mapping(_config(folder, trust_remote_code=True)), torch.device("cpu"))
     assert marker.exists()

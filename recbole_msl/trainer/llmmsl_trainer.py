@@ -5,12 +5,12 @@ Overridden: the optimizer (AdamW on the LoRA parameters only), the epoch loop
 decay, clipping, tau logging), the fit loop (a resume checkpoint after every epoch)
 and checkpoints (peft adapter folders, no pickle). RecBole's early stopping and
 evaluator run unchanged; what counts as a hit (never an item no beam reached) and ``eval_exclude_seen``
-come from :mod:`recbole_msl.trainer.protocol`, shared with RecBole's models.
+come from :mod:`recbole_msl.evaluation.protocol`, shared with RecBole's models.
 
 Under torchrun every rank trains on its DistributedSampler share, and a step equals the
 single-process step on the union of the ranks' batches; evaluation metrics equal a
-single-process evaluation (:mod:`recbole_msl.trainer.distributed`). Resume state lives in
-:mod:`recbole_msl.trainer.resume`; per-user evaluation records in :mod:`recbole_msl.trainer.capture`.
+single-process evaluation (:mod:`recbole_msl.distributed`). Resume state lives in
+:mod:`recbole_msl.trainer.resume`; per-user evaluation records in :mod:`recbole_msl.evaluation.records`.
 """
 
 from __future__ import annotations
@@ -25,14 +25,9 @@ from recbole.trainer import Trainer
 from recbole.utils import dict2str, early_stopping, set_color
 from torch.nn.utils import clip_grad_norm_
 from tqdm import tqdm
-from transformers import get_linear_schedule_with_warmup
 
-from ..errors import ConfigError, TrainingDivergedError, disk_write_error
-from ..files import run_path
-from ..validate import positive_int
-from . import distributed, resume
-from .capture import EvaluationRecordMixin
-from .checkpoint import (
+from .. import distributed
+from ..checkpoint import (
     check_data_identity,
     data_identity,
     load_checkpoint,
@@ -41,7 +36,13 @@ from .checkpoint import (
     save_checkpoint,
     update_checkpoint,
 )
-from .protocol import EvaluationProtocolMixin
+from ..errors import ConfigError, TrainingDivergedError, disk_write_error
+from ..evaluation.protocol import EvaluationProtocolMixin
+from ..evaluation.records import EvaluationRecordMixin
+from ..files import run_path
+from ..validate import positive_int
+from . import resume
+from .schedule import warmup_then_linear_decay
 
 # path options stored absolute in a checkpoint's state, so it loads the same files from any working directory
 PATH_OPTIONS = ("data_path", "llm_path", "gguf_cache_dir", "checkpoint_dir")
@@ -79,6 +80,7 @@ class LLMMSLTrainer(EvaluationRecordMixin, EvaluationProtocolMixin, Trainer):
         self.data_identity: dict | None = None  # the data the model is trained on (set by start), saved with it
         self.pending_validation: int | None = None  # resumed from a stop during this epoch's validation
         self.epoch_idx = 0  # the epoch being trained, for messages
+        self.epochs_done = 0  # epochs trained so far (train_until)
 
     def _trainable(self):
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -117,7 +119,7 @@ class LLMMSLTrainer(EvaluationRecordMixin, EvaluationProtocolMixin, Trainer):
         self.scheduler.step()
         self.global_step += 1
         self.tensorboard.add_scalar("Loss/step", loss, self.global_step)
-        if self.model.opts.loss == "msl":  # tau means nothing for LML
+        if self.model.uses_tau:  # tau means nothing for LML
             self.tau_trace.append({"step": self.global_step, **ats})
             for key, value in ats.items():
                 self.tensorboard.add_scalar(f"ATS/{key}", value, self.global_step)
@@ -179,18 +181,34 @@ class LLMMSLTrainer(EvaluationRecordMixin, EvaluationProtocolMixin, Trainer):
         return sum(losses) / max(len(losses), 1)
 
     def _tau_note(self) -> dict:
-        return {"tau": f"{self.model.tau:.4f}"} if self.model.opts.loss == "msl" else {}
+        return {"tau": f"{self.model.tau:.4f}"} if self.model.uses_tau else {}
 
     def start(self, train_data) -> None:
         """Before the first epoch: the schedule over all optimizer steps, then the resume state if asked for."""
         per_step = train_data.step  # this rank's share of train_batch_size
         steps_per_epoch = math.ceil(self._epoch_budget(train_data) / per_step)
         total = max(steps_per_epoch * self.epochs, 1)
-        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, round(self.warmup_ratio * total), total)
+        self.scheduler = warmup_then_linear_decay(self.optimizer, round(self.warmup_ratio * total), total)
         self.data_identity = data_identity(self.config, train_data._dataset, self.model.titles)
         if self.config["resume"]:
             self.resume_checkpoint(self.config["resume"], train_data)
         self.eval_collector.data_collect(train_data)
+        self.epochs_done = self.start_epoch
+
+    def train_until(self, train_data, sequences: int) -> int:
+        """Train whole epochs until at least ``sequences`` training sequences have been seen since the start (over
+        all processes), saving the resume state after each epoch, then hand control back (a learning curve
+        measures in between). Call :meth:`start` first. Returns the epochs trained so far."""
+        per_epoch = self._epoch_budget(train_data) * self.world_size
+        while self.epochs_done * per_epoch < sequences:
+            self._train_epoch(train_data, self.epochs_done)
+            self._save_resume_checkpoint(self.epochs_done, train_data)
+            self.epochs_done += 1
+        return self.epochs_done
+
+    def save_model(self, epoch: int | None = None) -> None:
+        """Save the adapter as it is now as the run's model (``saved_model_file``)."""
+        self._save_checkpoint(self.epochs_done - 1 if epoch is None else epoch, verbose=False)
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         """RecBole's epoch loop plus a resume checkpoint (``<saved>-last``) after every epoch.
@@ -266,7 +284,7 @@ class LLMMSLTrainer(EvaluationRecordMixin, EvaluationProtocolMixin, Trainer):
             choice = {"assistant": {**record, "weight": best[2], "grid": grid,
                                     "temperature": self.model.opts.assistant_temperature,
                                     "llm_weight": self.model.opts.llm_weight}}
-            from ..assistant import save_assistant
+            from ..recbole_seam.assistant import save_assistant
 
             update_checkpoint(self.saved_model_file, choice,
                               lambda staging: save_assistant(staging, self.model.assistant, record))
@@ -369,7 +387,7 @@ class LLMMSLTrainer(EvaluationRecordMixin, EvaluationProtocolMixin, Trainer):
             self.logger.info(f"Loading LoRA adapter and tau from {folder}")
         if not show_progress or not isinstance(eval_data, FullSortEvalDataLoader):  # sampled: RecBole's own bar
             return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
-        users = len(eval_data.batch_sampler.sampler) if self.distributed else eval_data.sample_size  # this shard
+        users = eval_data.sample_size  # this process's shard under torchrun
         with tqdm(total=users, ncols=100, unit="user", desc=set_color("Evaluate", "pink")) as bar:
             self.model.on_users_ranked = bar.update
             try:

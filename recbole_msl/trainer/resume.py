@@ -1,6 +1,6 @@
 """Resume checkpoints: everything a run needs to continue after an epoch as if it had never stopped.
 
-``<saved>-last/`` is the adapter folder of :mod:`recbole_msl.trainer.checkpoint` plus
+``<saved>-last/`` is the adapter folder of :mod:`recbole_msl.checkpoint` plus
 ``trainer_state.json`` (epoch, step, scheduler, early-stopping counters, best result, tau trace,
 the settings a continuation must share), ``trainer_state.safetensors`` (optimizer moments and
 every rank's RNG states as plain tensors) and ``manifest.json`` (SHA-256 of every file), so a
@@ -16,8 +16,7 @@ import random
 import numpy as np
 import torch
 
-from ..errors import ConfigError, first_line
-from .checkpoint import (
+from ..checkpoint import (
     MANIFEST_FILE,
     STATE_FILE,
     WEIGHTS_FILE,
@@ -27,16 +26,18 @@ from .checkpoint import (
     read_state,
     save_checkpoint,
 )
+from ..errors import ConfigError, first_line
+from ..lm.options import LoraOptions, resume_keys
+from ..model.options import LLMMSLOptions
+from .options import TrainingSettings
 
 TRAINER_STATE_FILE = "trainer_state.json"
 TRAINER_TENSORS_FILE = "trainer_state.safetensors"
 RESUME_FORMAT = 2  # 2: tau_trace holds one record per optimizer step (tau used, ATS estimate)
 
-# Settings a resumed run must share with the run it continues, or it would not be the same run.
-FINGERPRINT_KEYS = ("model", "dataset", "seed", "epochs", "train_batch_size", "micro_batch_size",
-                    "train_samples_per_epoch", "learner", "learning_rate", "weight_decay", "warmup_ratio",
-                    "clip_grad_norm", "llm_loss", "tau", "lora_r", "lora_alpha", "lora_dropout",
-                    "lora_target_modules", "eval_step", "stopping_step", "valid_metric", "world_size")
+# Settings a resumed run must share with the run it continues, or it would not be the same run: the fields marked
+# ``resume`` in the options dataclasses, and the number of processes
+FINGERPRINT_KEYS = (*resume_keys(TrainingSettings, LLMMSLOptions, LoraOptions), "world_size")
 
 
 def fingerprint(config, world_size: int) -> dict:
@@ -133,7 +134,7 @@ def trainer_state(trainer, epoch: int, validated: bool = True) -> tuple[dict, di
 
 def restore_trainer(trainer, folder: str, train_data=None) -> None:
     """Load a verified ``-last`` folder into ``trainer`` (its schedule already built); one-line errors."""
-    from .checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint
 
     state, tensors = load_resume_checkpoint(folder)
     try:

@@ -5,7 +5,7 @@ significance test between two runs needs them. :class:`RecordingEvaluator` keeps
 matrix of the latest evaluation (for each evaluated row: a 0/1 hit flag per rank, then the number
 of positives; a rank holding an item the model left unscored is never a hit: :mod:`.protocol`), and
 :class:`EvaluationRecordMixin` puts it on any RecBole trainer together with the time ``fit`` spends
-validating (so training and evaluation time can be told apart). The registry (:mod:`recbole_msl.registry`)
+validating (so training and evaluation time can be told apart). The registry (:mod:`recbole_msl.recbole_seam.registry`)
 adds the mixin to RecBole's trainers; LLMMSL's trainer inherits it.
 """
 

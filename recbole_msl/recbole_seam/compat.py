@@ -45,8 +45,8 @@ import warnings
 import numpy as np
 import torch
 
-from .errors import TrainingDivergedError
-from .files import run_path, write_atomic
+from ..errors import TrainingDivergedError
+from ..files import run_path, write_atomic
 
 _NUMPY_ALIASES = {"bool": np.bool_, "int": np.int_, "float": np.float64, "complex": np.complex128,
                   "object": np.object_, "str": np.str_, "long": np.int_, "unicode": np.str_}

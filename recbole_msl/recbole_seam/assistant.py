@@ -21,9 +21,9 @@ import os
 import time
 
 import torch
-from recbole.utils import ModelType, init_seed
+from recbole.utils import ModelType
 
-from .errors import ConfigError, DataMismatchError, first_line
+from ..errors import ConfigError, DataMismatchError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +87,7 @@ def assistant_config(config, name: str, overrides: dict | None = None):
 
 def train_assistant(config, dataset, run_stem: str | None) -> tuple[torch.nn.Module, dict]:
     """Train ``config['assistant']`` on ``dataset``'s split, select it on validation, test it; (model, record)."""
-    from .data import data_preparation
-    from .registry import get_model, get_trainer
+    from .build import build_run
 
     name = str(config["assistant"])
     check_assistant_model(name)
@@ -96,11 +95,9 @@ def train_assistant(config, dataset, run_stem: str | None) -> tuple[torch.nn.Mod
     if run_stem:
         aconfig.run_stem = f"{run_stem}-assistant"
     start = time.perf_counter()
-    init_seed(aconfig["seed"], aconfig["reproducibility"])
-    train_data, valid_data, test_data = data_preparation(aconfig, dataset)
-    init_seed(aconfig["seed"], aconfig["reproducibility"])
-    model = get_model(name)(aconfig, train_data._dataset).to(config["device"])
-    trainer = get_trainer(aconfig["MODEL_TYPE"], name)(aconfig, model)
+    built = build_run(aconfig, dataset=dataset)
+    train_data, valid_data, test_data, model, trainer = (built.train_data, built.valid_data, built.test_data,
+                                                         built.model, built.trainer)
     logger.info(f"training the assistant {name} on the same split ({aconfig['epochs']} epochs at most)")
     _, valid = trainer.fit(train_data, valid_data, saved=True, show_progress=aconfig["show_progress"])
     test = trainer.evaluate(test_data, load_best_model=True, show_progress=aconfig["show_progress"])
@@ -115,7 +112,7 @@ def train_assistant(config, dataset, run_stem: str | None) -> tuple[torch.nn.Mod
 
 def _plain_settings(aconfig, name: str) -> dict:
     """The assistant's hyperparameters that rebuild it (its model YAML keys and the run's overrides), JSON-safe."""
-    from .trainer.checkpoint import json_safe
+    from ..checkpoint import json_safe
 
     keep = dict(getattr(aconfig, "variable_config_dict", {}) or {})
     keep.pop("checkpoint_dir", None)

@@ -3,17 +3,20 @@
 Training: every rank keeps the same LoRA weights (rank 0's initialisation is broadcast) and the
 LoRA gradients, loss sums, loss-position counts and ATS statistics are summed over ranks before
 they are used (an exact all-reduce; no DDP wrapper around the frozen backbone). Evaluation: each
-rank ranks a contiguous shard of the users, and the collected rows are gathered in rank order, so
-RecBole's evaluator sees every user exactly once, as in one process.
+rank ranks a contiguous shard of the users (:func:`shard_split`, used by the data preparation), and the
+collected rows are gathered in rank order, so RecBole's evaluator sees every user exactly once, as in one
+process.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.distributed as dist
 
-from ..errors import ConfigError
-from .protocol import ReachedOnlyCollector
+from .errors import ConfigError
+from .evaluation.protocol import ReachedOnlyCollector
 
 _ROW_KEYS = ("rec.items", "rec.topk", "rec.meanrank", "rec.score", "data.label")  # one row per evaluated user
 _DTYPES = (torch.bool, torch.int32, torch.int64, torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -116,30 +119,35 @@ class PooledCollector(ReachedOnlyCollector):
         return struct
 
 
-class ContiguousShard(torch.utils.data.Sampler):
-    """Rows ``[n*rank/world, n*(rank+1)/world)``: every row exactly once over all ranks, in the original order.
-
-    RecBole's DistributedSampler pads the last shard with repeated rows, which would count
-    some users twice in the metrics; contiguous shards gathered in rank order do not.
-    """
-
-    def __init__(self, n_rows: int, rank: int, world: int):
-        super().__init__()
-        self.start, self.stop = n_rows * rank // world, n_rows * (rank + 1) // world
-
-    def __iter__(self):
-        return iter(range(self.start, self.stop))
-
-    def __len__(self):
-        return self.stop - self.start
+@contextlib.contextmanager
+def single_process_loaders(config):
+    """Loaders built inside the block get no DistributedSampler (RecBole adds one, which repeats rows to pad
+    the last shard, whenever ``single_spec`` is off): evaluation splits are sharded beforehand instead."""
+    previous = config["single_spec"]
+    config["single_spec"] = True
+    try:
+        yield
+    finally:
+        config["single_spec"] = previous
 
 
-def shard_evaluation(loader, phase: str) -> None:
-    """Give this rank its contiguous share of an evaluation loader (under torchrun; a no-op otherwise)."""
-    if loader is None or not is_distributed():
-        return
+def shard_split(config, split, phase: str):
+    """This process's contiguous share of an evaluation split: rows for a sequential model (one row per ranked
+    history), users in id order otherwise (RecBole's full-sort loader groups a user's rows). Gathered in rank
+    order (:class:`PooledCollector`), the shards give every row exactly once, in the one-process order."""
+    from recbole.utils import ModelType
+
     world, this = dist.get_world_size(), dist.get_rank()
-    if loader.sample_size < world:
-        raise ConfigError(f"the {phase} split has {loader.sample_size} rows for {world} processes; "
+    if config["MODEL_TYPE"] == ModelType.SEQUENTIAL:
+        size = len(split)
+        rows = torch.arange(size * this // world, size * (this + 1) // world)
+    else:
+        users = split.inter_feat[split.uid_field]
+        ids = torch.unique(users)  # sorted, as the loader orders them
+        size = len(ids)
+        mine = ids[size * this // world:size * (this + 1) // world]
+        rows = torch.isin(users, mine).nonzero().squeeze(1)
+    if size < world:
+        raise ConfigError(f"the {phase} split has {size} rows for {world} processes; "
                           f"use fewer processes (--nproc_per_node) or more users (eval_max_users)")
-    loader.batch_sampler.sampler = ContiguousShard(loader.sample_size, this, world)
+    return split.copy(split.inter_feat[rows])

@@ -13,14 +13,13 @@ import torch
 import torch.distributed as dist
 import yaml
 from recbole.data import create_dataset as recbole_create_dataset
-from recbole.data import data_preparation as recbole_data_preparation
 from recbole.utils import ModelType
 
+from ..distributed import is_distributed, rank, shard_split, single_process_loaders
+from ..errors import ConfigError, first_line
+from ..evaluation.protocol import UserHistories
+from ..validate import flag, positive_int
 from .data_checks import check_atomic_files
-from .errors import ConfigError, first_line
-from .trainer.distributed import is_distributed, rank, shard_evaluation
-from .trainer.protocol import UserHistories
-from .validate import flag, positive_int
 
 logger = logging.getLogger(__name__)
 DOWNLOAD_TIMEOUT_S = 60  # per network operation
@@ -191,45 +190,79 @@ def data_preparation(config, dataset):
     """RecBole's data_preparation, keeping only part of the valid and test splits when asked to:
     ``eval_max_users`` (the first N users, for smoke runs) or ``eval_sample_users`` (a fixed random sample).
 
-    Under torchrun the valid and test loaders are sharded without repeats (:func:`shard_evaluation`).
+    The loaders are built here from ``dataset.build()``'s splits, as RecBole's data_preparation builds them (and
+    as RecBole-GNN does), so the splits can be checked, cut and sharded before any loader sees them. Under torchrun
+    each process gets a contiguous shard of the valid and test users (:func:`shard_split`).
     With ``eval_exclude_seen`` every split carries each user's whole sequence (``user_histories``), read
     from the augmented data set right after RecBole's build; RecBole's benchmark files hold no more than
     their rows' windows, so there the window is the history.
     """
+    from recbole.data.utils import load_split_dataloaders, save_split_dataloaders
+
     subsets = _evaluation_subsets(config)
-    whole_histories = (flag(config["eval_exclude_seen"], "eval_exclude_seen", False)
-                       and not config["benchmark_filename"] and config["MODEL_TYPE"] == ModelType.SEQUENTIAL)
-    unit, seed = config["eval_sample_unit"] or "user", int(config["eval_sample_seed"] or 0)
     _check_catalogue(config, dataset)
-    build = dataset.build
-
-    def build_checked():
-        splits = build()
-        _check_splits(config, splits)
-        if whole_histories:  # build() has augmented the data set: every row of every user, in RecBole's order
-            histories = UserHistories(dataset)
-            for split in splits:
-                split.user_histories = histories
-        if not subsets or len(splits) != 3:
-            return splits
-        kept = list(splits)
-        for index, name in ((1, "valid"), (2, "test")):
-            if name in subsets:
-                kind, n = subsets[name]
-                before = len(kept[index])
-                kept[index] = _first_users(kept[index], n) if kind == "first" else _sample(kept[index], n, unit, seed)
-                what = f"the first {n} users" if kind == "first" else f"a random sample of {n} {unit}s (seed {seed})"
-                if len(kept[index]) < before:
-                    logger.warning(f"{name} metrics cover {len(kept[index])} of {before} rows: {what}")
-                else:  # a subset as large as the split keeps every row
-                    logger.info(f"{name} metrics cover all {before} rows ({what} takes every one)")
-        return tuple(kept)
-
-    dataset.build = build_checked
+    loaded = load_split_dataloaders(config)
+    if loaded is not None:  # RecBole's saved loaders (save_dataloaders): taken as they are
+        if is_distributed():
+            raise ConfigError("loaders saved with save_dataloaders cannot be sharded over processes; run one "
+                              "process or drop dataloaders_save_path")
+        dataset._change_feat_format()
+        return loaded
     if any(kind == "first" for kind, _ in subsets.values()):
         logger.warning("eval_max_users: the first users of RecBole's order are not a random sample (a smoke-run "
                        "setting; use eval_sample_users for figures)")
-    train, valid, test = recbole_data_preparation(config, dataset)
-    shard_evaluation(valid, "valid")
-    shard_evaluation(test, "test")
+    splits = _checked_splits(config, dataset, subsets)
+    if is_distributed():
+        splits[1], splits[2] = shard_split(config, splits[1], "valid"), shard_split(config, splits[2], "test")
+    loaders = _loaders(config, dataset, splits)
+    if config["save_dataloaders"]:
+        save_split_dataloaders(config, dataloaders=loaders)
+    return loaders
+
+
+def _checked_splits(config, dataset, subsets) -> list:
+    """RecBole's train / valid / test splits, checked, with their histories and evaluation subsets."""
+    whole_histories = (flag(config["eval_exclude_seen"], "eval_exclude_seen", False)
+                       and not config["benchmark_filename"] and config["MODEL_TYPE"] == ModelType.SEQUENTIAL)
+    unit, seed = config["eval_sample_unit"] or "user", int(config["eval_sample_seed"] or 0)
+    splits = list(dataset.build())
+    _check_splits(config, splits)
+    if whole_histories:  # build() has augmented the data set: every row of every user, in RecBole's order
+        histories = UserHistories(dataset)
+        for split in splits:
+            split.user_histories = histories
+    for index, name in ((1, "valid"), (2, "test")):
+        if name in subsets and len(splits) == 3:
+            kind, n = subsets[name]
+            before = len(splits[index])
+            splits[index] = (_first_users(splits[index], n) if kind == "first"
+                             else _sample(splits[index], n, unit, seed))
+            what = f"the first {n} users" if kind == "first" else f"a random sample of {n} {unit}s (seed {seed})"
+            if len(splits[index]) < before:
+                logger.warning(f"{name} metrics cover {len(splits[index])} of {before} rows: {what}")
+            else:  # a subset as large as the split keeps every row
+                logger.info(f"{name} metrics cover all {before} rows ({what} takes every one)")
+    return splits
+
+
+def _loaders(config, dataset, splits) -> tuple:
+    """The three loaders from the splits, made as RecBole's data_preparation makes them. Under torchrun the
+    evaluation loaders are built as in one process: their splits are already this process's shard."""
+    from recbole.data.utils import create_samplers, get_dataloader
+    from recbole.sampler import KGSampler
+
+    train_split, valid_split, test_split = splits
+    train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, splits)
+    if config["MODEL_TYPE"] == ModelType.KNOWLEDGE:
+        neg = config["train_neg_sample_args"]
+        kg_sampler = KGSampler(dataset, neg["distribution"], neg["alpha"])
+        train = get_dataloader(config, "train")(config, train_split, train_sampler, kg_sampler, shuffle=True)
+    else:
+        train = get_dataloader(config, "train")(config, train_split, train_sampler, shuffle=config["shuffle"])
+    with single_process_loaders(config):
+        valid = get_dataloader(config, "valid")(config, valid_split, valid_sampler, shuffle=False)
+        test = get_dataloader(config, "test")(config, test_split, test_sampler, shuffle=False)
+    logger.info(f"[Training]: train_batch_size = [{config['train_batch_size']}] train_neg_sample_args: "
+                f"[{config['train_neg_sample_args']}]")
+    logger.info(f"[Evaluation]: eval_batch_size = [{config['eval_batch_size']}] eval_args: [{config['eval_args']}]")
     return train, valid, test

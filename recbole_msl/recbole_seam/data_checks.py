@@ -14,7 +14,7 @@ import os
 
 import pandas as pd
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 TIME_SUFFIXES = ("inter",)
 

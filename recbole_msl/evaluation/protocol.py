@@ -1,6 +1,6 @@
 """What a ranking evaluation counts: one rule for every model run through the plugin (issue 29).
 
-This is the one seam with RecBole's evaluation; the registry (:mod:`recbole_msl.registry`) puts
+This is the one seam with RecBole's evaluation; the registry (:mod:`recbole_msl.recbole_seam.registry`) puts
 :class:`EvaluationProtocolMixin` on RecBole's trainers and LLMMSL's trainer inherits it.
 
 * **An item the model gave no score is never a hit.** LLMMSL scores only the titles its beams
@@ -8,7 +8,7 @@ This is the one seam with RecBole's evaluation; the registry (:mod:`recbole_msl.
   RecBole's ``torch.topk`` fills the list with tied -inf items in an arbitrary order and can count
   a target the model never produced as a hit. :class:`ReachedOnlyCollector` marks those ranks as
   misses in ``rec.topk``, the matrix every top-k metric (Hit, NDCG, MRR, Recall, Precision, MAP)
-  and the per-user records (:mod:`recbole_msl.trainer.capture`) are computed from. It covers
+  and the per-user records (:mod:`recbole_msl.evaluation.records`) are computed from. It covers
   full-sort and sampled (``predict``) evaluation alike, since both reach the collector as a score
   matrix. Only hit flags at -inf ranks change, so RecBole's models keep RecBole's matrix: their
   -inf scores are the padding item (never a target) and, for general models, the training items

@@ -12,8 +12,8 @@ import logging
 import os
 import re
 
+from ..errors import ConfigError
 from .data_checks import header, read_columns
-from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

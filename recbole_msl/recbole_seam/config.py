@@ -12,13 +12,13 @@ import yaml
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
+from ..errors import ConfigError, UnknownOptionError, first_line
+from ..validate import is_int
 from .compat import install_numpy_aliases
 from .data_checks import sequential_load_col
-from .errors import ConfigError, UnknownOptionError, first_line
 from .registry import get_model
-from .validate import is_int
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
+_HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the package
 # Installed wheels carry the YAMLs inside the package; a source checkout has them at the top level.
 PROPERTIES_DIR = next((p for p in (os.path.join(_HERE, "properties"), os.path.join(os.path.dirname(_HERE), "properties"))
                        if os.path.isdir(p)), os.path.join(_HERE, "properties"))
@@ -238,6 +238,8 @@ class Config(RecBoleConfig):
     RecBole reads ``sys.argv`` itself; here the command-line overrides are passed in explicitly
     (``cmd_args``), so the Python API is never affected by the caller's argv (pytest, notebooks).
     """
+
+    run_stem: str | None = None  # the run's <date>-<tag>, which its log, checkpoint and result file share
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None,
                  check_keys: bool = True):

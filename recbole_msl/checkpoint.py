@@ -22,7 +22,7 @@ import tempfile
 
 import torch
 
-from ..errors import ConfigError, DamagedCheckpointError, DataMismatchError, first_line
+from .errors import ConfigError, DamagedCheckpointError, DataMismatchError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def save_checkpoint(model, folder: str, state: dict, extra=None) -> None:
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     staging = tempfile.mkdtemp(dir=os.path.dirname(folder), prefix=f".tmp-{os.path.basename(folder)}-")
     try:
-        model.llm.save_pretrained(staging, save_embedding_layers=False)
+        model.save_adapter(staging)
         with open(os.path.join(staging, STATE_FILE), "w", encoding="utf-8") as f:
             json.dump(json_safe(state), f, indent=1)
         if extra is not None:

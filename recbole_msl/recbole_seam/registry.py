@@ -8,10 +8,10 @@ import torch
 from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 
+from ..errors import ConfigError
+from ..evaluation.protocol import EvaluationProtocolMixin
+from ..evaluation.records import EvaluationRecordMixin
 from .compat import SafeCheckpointMixin
-from .errors import ConfigError
-from .trainer.capture import EvaluationRecordMixin
-from .trainer.protocol import EvaluationProtocolMixin
 
 PLUGIN_MODELS = {"llmmsl": "LLMMSL"}
 
@@ -49,9 +49,9 @@ def _without_recbole_anomaly_mode(lookup, model_name: str):
 
 def get_trainer(model_type, model_name: str):
     """Trainer class: ours for plugin models; RecBole's otherwise, with safe checkpoints, evaluation records and
-    the plugin's evaluation protocol (:mod:`recbole_msl.trainer.protocol`), so every model is ranked by one rule."""
+    the plugin's evaluation protocol (:mod:`recbole_msl.evaluation.protocol`), so every model is ranked by one rule."""
     if is_plugin_model(model_name):
-        from .trainer import LLMMSLTrainer
+        from ..trainer import LLMMSLTrainer
 
         return LLMMSLTrainer
     base = recbole_get_trainer(model_type, model_name)

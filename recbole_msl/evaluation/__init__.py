@@ -1,0 +1,1 @@
+"""How models are evaluated: the plugin's protocol (what counts as a hit, seen items) and per-user records."""

@@ -1,0 +1,77 @@
+"""What the language-model side needs to know, as typed options (the model layer reads them from the config).
+
+Each field's ``key`` metadata is the config key it comes from; ``resume`` marks the settings a resumed run must
+share with the run it continues (:mod:`recbole_msl.trainer.resume` collects them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from ..errors import ConfigError
+from ..validate import positive_int
+
+
+def option(key: str, default=None, resume: bool = False):
+    return field(default=default, metadata={"key": key, "resume": resume})
+
+
+def _read(cls, values) -> dict:
+    """``{field: values[key]}`` for the keys ``values`` (a RecBole Config or a dict) has, defaults otherwise."""
+    found = {}
+    for f in fields(cls):
+        key = f.metadata["key"]
+        if key in values and values[key] is not None:
+            found[f.name] = values[key]
+    return found
+
+
+def resume_keys(*classes) -> list[str]:
+    """The config keys of the fields marked ``resume`` in ``classes``, in field order."""
+    return [f.metadata["key"] for cls in classes for f in fields(cls) if f.metadata.get("resume")]
+
+
+@dataclass(frozen=True)
+class BackboneOptions:
+    llm_path: str | None = option("llm_path")
+    llm_dtype: str = option("llm_dtype", "auto")
+    llm_load_in_bits: int | None = option("llm_load_in_bits")
+    gguf_cache: bool = option("gguf_cache", True)
+    gguf_cache_dir: str | None = option("gguf_cache_dir")
+    trust_remote_code: bool = option("trust_remote_code", False)
+    gradient_checkpointing: bool = option("gradient_checkpointing", False)
+    show_progress: bool = option("show_progress", False)
+
+    @classmethod
+    def from_mapping(cls, values) -> BackboneOptions:
+        found = _read(cls, values)
+        trust = found.get("trust_remote_code", False)
+        if trust not in (True, False):  # only a literal True runs code shipped with a checkpoint
+            raise ConfigError(f"trust_remote_code must be True or False, not {trust!r}; leave it False unless you "
+                              f"trust the checkpoint's code")
+        return cls(**found)
+
+
+@dataclass(frozen=True)
+class LoraOptions:
+    r: int = option("lora_r", 8, resume=True)
+    alpha: float = option("lora_alpha", 16, resume=True)
+    dropout: float = option("lora_dropout", 0.05, resume=True)
+    target_modules: tuple[str, ...] = option("lora_target_modules", ("q_proj", "v_proj"), resume=True)
+
+    @classmethod
+    def from_mapping(cls, values) -> LoraOptions:
+        """The flat ``lora_*`` keys, validated here, in one place."""
+        found = _read(cls, values)
+        r, alpha = found.get("r", cls.r), found.get("alpha", cls.alpha)
+        dropout, targets = found.get("dropout", cls.dropout), found.get("target_modules", cls.target_modules)
+        positive_int(r, "lora_r")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
+            raise ConfigError(f"lora_alpha must be a positive number, not {alpha!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ConfigError(f"lora_dropout must be in [0, 1), not {dropout!r}")
+        if isinstance(targets, str):
+            targets = [targets]
+        if not targets or not all(isinstance(t, str) for t in targets):
+            raise ConfigError(f"lora_target_modules must be a list of module names, not {targets!r}")
+        return cls(r=r, alpha=alpha, dropout=float(dropout), target_modules=tuple(targets))
