@@ -63,6 +63,25 @@ def _trie_queries(trie, sequences, rng) -> dict:
     return {"train_step_trie_s": median(timed(train_work, 5)), "beam_step_trie_s": median(timed(beam_work, 5))}
 
 
+def _mass_queries(trie, sequences) -> dict:
+    """Seconds of the assistant's work on ``trie``: the depth-first leaf ranges (once per trie), the cumulative
+    masses of 10 users (once per decoding batch, linear in the catalogue) and one beam step's lookups for 10 users
+    x 10 beams (a fixed number of gathers, whatever the catalogue)."""
+    from recbole_msl.core.subtree_mass import SubtreeRanges
+
+    start = time.perf_counter()
+    ranges = SubtreeRanges.of(trie)
+    ranges_s = time.perf_counter() - start
+    log_p = torch.randn(10, trie.item_leaf.numel(), generator=torch.Generator().manual_seed(0)).log_softmax(-1)
+    masses_s = median(timed(lambda: ranges.masses(log_p), 3))
+    masses = ranges.masses(log_p)
+    nodes = torch.arange(1, min(trie.num_nodes, 101)).repeat(2)[:100]
+    edges, _ = trie.children_padded(nodes)
+    users = torch.arange(100) // 10
+    lookup_s = median(timed(lambda: masses.log_share(users, edges + 1), 5))
+    return {"ranges_s": ranges_s, "masses_s": masses_s, "lookup_s": lookup_s}
+
+
 def trie_scaling(sizes) -> list[dict]:
     from recbole_msl.core.trie import TokenTrie
 
@@ -77,10 +96,12 @@ def trie_scaling(sizes) -> list[dict]:
             build_s = time.perf_counter() - start
         row = {"titles": n, "tokens": sum(len(s) for s in sequences), "build_s": build_s,
                "build_peak_above_input_bytes": mem.delta, "trie_bytes": _tensor_bytes(trie),
-               "nodes": trie.num_nodes, **_trie_queries(trie, sequences, rng)}
+               "nodes": trie.num_nodes, **_trie_queries(trie, sequences, rng), **_mass_queries(trie, sequences)}
         log(f"trie {n:>8} titles: build {build_s:.2f} s, peak +{mem.delta / 2 ** 20:.0f} MiB, "
             f"arrays {row['trie_bytes'] / 2 ** 20:.0f} MiB, train-step trie work {1e3 * row['train_step_trie_s']:.1f} ms,"
-            f" beam-step trie work {1e3 * row['beam_step_trie_s']:.2f} ms")
+            f" beam-step trie work {1e3 * row['beam_step_trie_s']:.2f} ms; assistant: ranges {row['ranges_s']:.2f} s "
+            f"once, masses {1e3 * row['masses_s']:.1f} ms per 10 users, lookup {1e3 * row['lookup_s']:.2f} ms "
+            f"per beam step")
         rows.append(row)
         del sequences, items, trie
     return rows
@@ -158,6 +179,15 @@ def summary(figures: dict) -> list[tuple]:
         rows.append((f"trie work per train / beam step, {t['titles']:,} titles: ms",
                      f"{1e3 * t['train_step_trie_s']:.1f} / {1e3 * t['beam_step_trie_s']:.2f}", None, None,
                      "flat in catalogue", None))
+        if "lookup_s" in t:
+            rows.append((f"assistant per decoding batch / beam step, {t['titles']:,} titles: ms",
+                         f"{1e3 * t['masses_s']:.1f} / {1e3 * t['lookup_s']:.2f}", None, None,
+                         "linear / flat in catalogue", None))
+    lookups = [t["lookup_s"] for t in figures["trie"] if "lookup_s" in t]
+    if len(lookups) > 1:
+        growth = lookups[-1] / lookups[0]
+        what = f"assistant lookup per beam step, {figures['trie'][-1]['titles']:,} vs {figures['trie'][0]['titles']:,}"
+        rows.append((what + " titles", None, None, growth, "no quadratic term (< 10x)", growth < 10))
     for h in figures["history"]:
         rows.append((f"train step, {h['history_items']} history items: s ({h['real_tokens']} tokens)", h["step_s"],
                      None, h["time_vs_10_items"], "report (ratio: vs 10 items)", None))

@@ -217,6 +217,8 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd
     if assistant_grid is not None:
         result["assistant"] = {**{k: v for k, v in net.assistant_record.items() if k != "config"},
                                "weight": net.assistant_weight, "grid": assistant_grid}
+        if not net.opts.trains_llm:  # the assistant alone through the trie: how much of its own top 10 it keeps
+            result["assistant"]["search_overlap"] = search_overlap(net, test_data, max(config["topk"]))
     if config["trained_checkpoint"]:
         result["trained_checkpoint"] = os.path.abspath(str(config["trained_checkpoint"]))
     if keep_test_hits and trainer.last_topk is not None:
@@ -234,6 +236,15 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd
     if not config["single_spec"] and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     return result
+
+
+def search_overlap(model, eval_data, k: int) -> dict:
+    """Mean share of the assistant's own top ``k`` that ranking through the trie keeps, over ``eval_data``'s rows,
+    with its standard error (the search error of the title decomposition)."""
+    counts = torch.cat([model.search_overlap(model._histories(batch[0]), k) for batch in eval_data]) / k
+    se = float(counts.std(unbiased=True) / counts.numel() ** 0.5) if counts.numel() > 1 else float("nan")
+    return {"k": k, "mean": float(counts.mean()), "se": se, "rows": int(counts.numel()),
+            "all_kept": float((counts == 1).double().mean())}
 
 
 class Recommender:

@@ -292,3 +292,16 @@ def test_assistant_alone_through_the_trie_trains_nothing(tiny_llm_dir, tmp_path)
     result = run("LLMMSL", "ml-100k", config_dict=overrides)
     assert result["tau_trace"] == []  # no optimizer step
     assert result["assistant"]["grid"][0]["assistant_weight"] == 1.0
+
+
+def test_the_assistant_is_what_a_sasrec_run_with_its_settings_trains(guided_run, tmp_path):
+    """Trained inside the LLM run on the same split, the assistant equals a standalone SASRec run given the same
+    data, evaluation and assistant_config settings: so a comparison's SASRec row is the model the hybrid used."""
+    from recbole_msl import run
+
+    result, overrides = guided_run
+    alone = run("SASRec", "ml-100k", config_dict={"epochs": 2, "eval_max_users": overrides["eval_max_users"],
+                                                  "MAX_ITEM_LIST_LENGTH": 10, "show_progress": False,
+                                                  "checkpoint_dir": str(tmp_path)})
+    assert alone["test_result"] == result["assistant"]["test"]
+    assert alone["best_valid_result"] == result["assistant"]["valid"]

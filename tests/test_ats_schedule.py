@@ -60,3 +60,25 @@ def test_tau_moves_by_one_ema_step_per_optimizer_step_with_a_one_step_lag(tiny_l
 def test_fixed_tau_records_only_the_tau(tiny_llm_dir, dataset, tmp_path):
     trace = _trace(tiny_llm_dir, dataset, tmp_path, 4, tau=4.5)
     assert trace == [{"step": s, "tau": 4.5} for s in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("warmup, total", [(0, 5), (3, 10), (10, 10), (1, 80)])
+def test_warmup_schedule_equals_transformers_linear_schedule(warmup, total):
+    """The schedule is ours (no transformers import in the trainer) and gives transformers' rates step for step."""
+    from transformers import get_linear_schedule_with_warmup
+
+    from recbole_msl.trainer.schedule import warmup_then_linear_decay
+
+    def rates(make):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+        scheduler = make(optimizer)
+        out = []
+        for _ in range(total + 2):
+            out.append(scheduler.get_last_lr()[0])
+            optimizer.step()
+            scheduler.step()
+        return out
+
+    ours = rates(lambda o: warmup_then_linear_decay(o, warmup, total))
+    assert ours == rates(lambda o: get_linear_schedule_with_warmup(o, warmup, total))
+    assert ours[-1] == 0.0 and max(ours) <= 0.5

@@ -134,3 +134,25 @@ def test_end_to_end_reads_the_timings_from_the_result_file_the_summary_names(tmp
     text = run_summary(result) + "\n05 Dec 20:17    INFO  epoch 0 training [time: 94.47s, train loss: 4.5490]\n"
     figures = end_to_end.parse(text)
     assert figures["timings"] == timings and figures["train_epoch_s"] == [94.47]
+
+
+def test_assistant_timing_ranks_both_ways_and_leaves_the_model_unguided(setting):
+    config, train, valid, model = setting
+    users = fixture.valid_users(valid, 2)
+    model.eval()
+    figures = ranking._guided_ranking(config, train._dataset, model, users)
+    assert figures["plain_s"] > 0 and figures["guided_s"] > 0
+    assert model.assistant is None and model.assistant_weight == 0.0  # the other benchmarks rank unguided
+    rows = ranking.summary({"ours_users_per_s": 1.0, "hf_users_per_s": 1.0, "speedup": 1.0, "identical_users": 2,
+                            "users": 2, **figures})
+    assert rows[-1][0].startswith("ranking users/s with / without an assistant")
+
+
+def test_mass_lookup_figures_are_measured_on_a_small_trie():
+    from benchmarks import scale
+    from recbole_msl.core.trie import TokenTrie
+
+    sequences = scale.synthetic_titles(500)
+    trie = TokenTrie.build(sequences, [[i] for i in range(500)], 500)
+    figures = scale._mass_queries(trie, sequences)
+    assert set(figures) == {"ranges_s", "masses_s", "lookup_s"} and all(v > 0 for v in figures.values())

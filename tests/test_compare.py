@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from recbole_msl.cli import main
-from recbole_msl.compare import runner
+from recbole_msl.compare import runner, store
 from recbole_msl.compare.spec import load_spec, parse_seeds, spec_from_models
 from recbole_msl.compare.stats import paired_test
 from recbole_msl.compare.user_metrics import per_user_metrics
@@ -50,6 +50,8 @@ class FakeRuns:
         if self.interrupt_after is not None and len(self.calls) == self.interrupt_after:
             raise KeyboardInterrupt
         self.calls.append((config_dict.get("name_for_test"), config_dict["seed"]))
+        self.trained_from = getattr(self, "trained_from", [])
+        self.trained_from.append(config_dict.get("trained_checkpoint"))
         if config_dict.get("fail"):
             raise ConfigError("lora_r must be a positive integer, not -1")
         if config_dict.get("oom"):
@@ -60,7 +62,7 @@ class FakeRuns:
         users = [str(u) for u in range(N_USERS)]
         return {"best_valid_result": {"ndcg@10": 0.1}, "test_result": test,
                 "timings": {"data_s": 0.1, "model_load_s": 0.2, "fit_s": 3.0, "test_s": 1.0},
-                "trainable_parameters": 460800, "saved_model_file": "saved/x",
+                "trainable_parameters": 460800, "saved_model_file": config_dict.get("saved_for_test", "saved/x"),
                 "test_hits": {"users": users, "targets": users, **encoded,
                                   "fingerprint": split_fingerprint(users, users)}}
 
@@ -605,3 +607,57 @@ def test_a_run_may_take_only_some_of_the_seeds(tmp_path, monkeypatch):
     assert sorted(fake.calls) == [("once", 2), ("ref", 1), ("ref", 2), ("ref", 3)]
     row = next(r for r in report["runs"] if r["name"] == "once")
     assert row["seeds_ok"] == [2] and row["gains"]["ndcg@10"]["seeds"] == [2]
+
+
+def test_listed_pairs_are_tested_in_the_same_holm_family(tmp_path, monkeypatch):
+    monkeypatch.setattr("recbole_msl.quick_start.run", FakeRuns())
+    path = _spec_file(tmp_path, [_run("strong", hit_rate=0.6), _run("ref", hit_rate=0.2),
+                                 _run("same", hit_rate=0.2)], seeds=(1,))
+    with open(path) as f:
+        raw = yaml.safe_load(f)
+    raw["pairs"] = [["strong", "same"]]
+    with open(path, "w") as f:
+        yaml.safe_dump(raw, f)
+    report = runner.run_comparison(load_spec(path), results_dir=str(tmp_path / "res"), echo=lambda *_: None)
+    pair = report["pairs"]["strong vs same"]["hit@10"]
+    assert report["multiple_testing"]["family_size"] == 6  # 2 runs x 2 metrics against ref, 1 pair x 2 metrics
+    records = {r["run"]: r for r in report["records"]}
+    values = {name: per_user_metrics(store.read_record(str(tmp_path / "res" / "cmp"), name, 1)["test_hits"],
+                                     ["hit"], [10])["hit@10"] for name in ("strong", "same")}
+    direct = paired_test(values["strong"], values["same"], "hit@10", resamples=10000)
+    assert pair["p"] == direct.p and pair["difference"] == direct.difference and pair["p_holm"] >= pair["p"]
+    with open(report["files"]["markdown"]) as f:
+        assert "| strong vs same |" in f.read() and records
+
+
+@pytest.mark.parametrize("bad", [[["strong", "nobody"]], [["strong", "strong"]], ["strong"]])
+def test_bad_pairs_give_one_line_errors(tmp_path, bad):
+    path = _spec_file(tmp_path, [_run("strong", hit_rate=0.6), _run("ref", hit_rate=0.2)], seeds=(1,))
+    with open(path) as f:
+        raw = yaml.safe_load(f)
+    raw["pairs"] = bad
+    with open(path, "w") as f:
+        yaml.safe_dump(raw, f)
+    with pytest.raises(ConfigError, match="pair"):
+        load_spec(path)
+
+
+def test_runs_that_differ_only_in_decoding_share_one_training(tmp_path, monkeypatch):
+    """A second run whose settings differ in decoding keys only (an assistant, its weight, num_beams) evaluates the
+    first one's adapter; a run without an LLM term (llm_weight 0) neither gives nor takes one."""
+    fake = FakeRuns()
+    monkeypatch.setattr("recbole_msl.quick_start.run", fake)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    def run(name, **config):  # no name in the config: runs that differ in decoding keys only have equal settings
+        return {"name": name, "model": "LLMMSL", "config": {"saved_for_test": str(adapter), **config}}
+
+    runs = [run("ref", hit_rate=0.2), run("alone", hit_rate=0.2, llm_weight=0, assistant="SASRec", assistant_weight=1),
+            run("guided", hit_rate=0.2, assistant="SASRec", assistant_weight=[1, 2], num_beams=20),
+            run("other", hit_rate=0.3)]  # a training key differs
+    report = runner.run_comparison(load_spec(_spec_file(tmp_path, runs, seeds=(1,))),
+                                   results_dir=str(tmp_path / "res"), echo=lambda *_: None)
+    assert fake.trained_from == [None, None, str(adapter), None]
+    records = {r["run"]: r for r in report["records"]}
+    assert records["guided"]["training_shared_with"] == "ref" and "training_shared_with" not in records["other"]
+    assert records["alone"]["training_signature"] is None

@@ -331,11 +331,11 @@ def test_quantized_loading_is_refused_without_cuda_or_bitsandbytes(bits, monkeyp
 
     _find_spec_without(monkeypatch, "bitsandbytes")  # CUDA (as the device says), but no bitsandbytes
     with pytest.raises(ConfigError) as err:
-        backbone._quantization(config, torch.device("cuda"))
+        backbone._quantization(BackboneOptions.from_mapping(config), torch.device("cuda"))
     assert "needs CUDA and the bitsandbytes package" in str(err.value) and "\n" not in str(err.value)
 
     _find_spec_without(monkeypatch, present=("bitsandbytes",))  # both: a bitsandbytes config of that width
-    quant = backbone._quantization(config, torch.device("cuda"))
+    quant = backbone._quantization(BackboneOptions.from_mapping(config), torch.device("cuda"))
     assert (quant.load_in_4bit, quant.load_in_8bit) == (bits == 4, bits == 8)
     if bits == 4:
         assert quant.bnb_4bit_compute_dtype == torch.bfloat16
@@ -343,11 +343,12 @@ def test_quantized_loading_is_refused_without_cuda_or_bitsandbytes(bits, monkeyp
 
 def test_other_widths_are_refused_and_none_means_unquantized():
     from recbole_msl.lm.backbone import _quantization
+    from recbole_msl.lm.options import BackboneOptions
 
     for bits in (None, 0, 16, 32):
-        assert _quantization({"llm_load_in_bits": bits}, torch.device("cuda")) is None
+        assert _quantization(BackboneOptions.from_mapping({"llm_load_in_bits": bits}), torch.device("cuda")) is None
     with pytest.raises(ConfigError, match="must be 4, 8 or ~"):
-        _quantization({"llm_load_in_bits": 3}, torch.device("cuda"))
+        _quantization(BackboneOptions.from_mapping({"llm_load_in_bits": 3}), torch.device("cuda"))
 
 
 @pytest.fixture

@@ -56,44 +56,56 @@ def _per_user(record, metrics) -> dict | None:
     return per_user_metrics(encoded, names, topk)
 
 
-def _gains(spec, by_run, metrics) -> tuple[dict, list[str]]:
-    """Paired tests of every run against the reference, per metric, each with its Holm-adjusted p over all
-    of them (the report's family); plus notes on what was not comparable."""
+def _paired(spec, by_run, name: str, other: str, metrics, notes: list[str]) -> dict:
+    """Per metric, the paired test of run ``name`` against run ``other`` over the users both were tested on,
+    on each user's value averaged over the seeds both finished ({} when they cannot be paired: a note says why)."""
+    ok = {r["seed"]: r for r in by_run.get(name, []) if r.get("status") == "ok"}
+    theirs = {r["seed"]: r for r in by_run.get(other, []) if r.get("status") == "ok"}
+    seeds = [s for s in spec.seeds if s in ok and s in theirs]
+    if not seeds:
+        return {}
+    mismatch = [s for s in seeds if (ok[s].get("test_hits") or {}).get("fingerprint")
+                != (theirs[s].get("test_hits") or {}).get("fingerprint")]
+    if mismatch:
+        notes.append(f"{name} and {other} were tested on different rows (seed {mismatch[0]}): "
+                     f"no paired test; give both the same data settings")
+        return {}
+    per_seed_run = [_per_user(ok[s], metrics) for s in seeds]
+    per_seed_other = [_per_user(theirs[s], metrics) for s in seeds]
+    if any(v is None for v in per_seed_run + per_seed_other):
+        return {}
+    tests = {}
+    for metric in metrics:
+        if metric not in per_seed_run[0]:
+            continue
+        run_values = np.mean([v[metric] for v in per_seed_run], axis=0)
+        other_values = np.mean([v[metric] for v in per_seed_other], axis=0)
+        test = paired_test(run_values, other_values, metric, resamples=RESAMPLES)
+        tests[metric] = {**test.__dict__, "difference": test.difference, "seeds": seeds}
+    return tests
+
+
+def _gains(spec, by_run, metrics) -> tuple[dict, dict, list[str]]:
+    """Paired tests of every run against the reference and of the spec's ``pairs``, per metric, each with its
+    Holm-adjusted p over all of them (the report's family); plus notes on what was not comparable."""
     notes = []
     reference = spec.reference
-    if reference is None or reference not in by_run:
-        return {}, notes
-    ref_records = {r["seed"]: r for r in by_run[reference] if r.get("status") == "ok"}
     gains = {}
-    for name, records in by_run.items():
-        if name == reference:
-            continue
-        ok = {r["seed"]: r for r in records if r.get("status") == "ok"}
-        seeds = [s for s in spec.seeds if s in ok and s in ref_records]
-        if not seeds:
-            continue
-        mismatch = [s for s in seeds if (ok[s].get("test_hits") or {}).get("fingerprint")
-                    != (ref_records[s].get("test_hits") or {}).get("fingerprint")]
-        if mismatch:
-            notes.append(f"{name} and {reference} were tested on different rows (seed {mismatch[0]}): "
-                         f"no paired test; give both the same data settings")
-            continue
-        per_seed_run = [_per_user(ok[s], metrics) for s in seeds]
-        per_seed_ref = [_per_user(ref_records[s], metrics) for s in seeds]
-        if any(v is None for v in per_seed_run + per_seed_ref):
-            continue
-        gains[name] = {}
-        for metric in metrics:
-            if metric not in per_seed_run[0]:
-                continue
-            run_values = np.mean([v[metric] for v in per_seed_run], axis=0)
-            ref_values = np.mean([v[metric] for v in per_seed_ref], axis=0)
-            test = paired_test(run_values, ref_values, metric, resamples=RESAMPLES)
-            gains[name][metric] = {**test.__dict__, "difference": test.difference, "seeds": seeds}
-    family = [gain for by_metric in gains.values() for gain in by_metric.values()]
+    if reference is not None and reference in by_run:
+        for name in by_run:
+            if name != reference:
+                tests = _paired(spec, by_run, name, reference, metrics, notes)
+                if tests:
+                    gains[name] = tests
+    pairs = {}
+    for name, other in getattr(spec, "pairs", None) or []:
+        tests = _paired(spec, by_run, name, other, metrics, notes)
+        if tests:
+            pairs[f"{name} vs {other}"] = tests
+    family = [gain for group in (gains, pairs) for by_metric in group.values() for gain in by_metric.values()]
     for gain, adjusted in zip(family, holm([gain["p"] for gain in family])):
         gain["p_holm"], gain["significant"] = adjusted, adjusted < ALPHA
-    return gains, notes
+    return gains, pairs, notes
 
 
 def _summarise_run(run, records, metrics, pending=()) -> dict:
@@ -123,7 +135,9 @@ def _summarise_run(run, records, metrics, pending=()) -> dict:
             summary["assistant"] = [{"seed": r["seed"], "model": r["assistant"].get("model"),
                                      "weight": r["assistant"].get("weight"),
                                      "grid": [(g["assistant_weight"], g["score"]) for g in r["assistant"]["grid"]],
-                                     "assistant_test": r["assistant"].get("test")} for r in ok if r.get("assistant")]
+                                     "assistant_test": r["assistant"].get("test"),
+                                     "search_overlap": r["assistant"].get("search_overlap")}
+                                    for r in ok if r.get("assistant")]
         summary["peak_rss_mb"] = max(r.get("peak_rss_mb") or 0.0 for r in ok)
         cuda = [r.get("peak_cuda_mb") for r in ok if r.get("peak_cuda_mb") is not None]
         summary["peak_cuda_mb"] = max(cuda) if cuda else None
@@ -138,7 +152,7 @@ def build_report(spec, records: list[dict], pending=()) -> dict:
     by_run = {run.name: [r for r in records if r.get("run") == run.name] for run in spec.runs}
     metrics = _metric_order(records)
     report_metrics = [m for m in (spec.report_metrics or metrics) if m in metrics] or metrics
-    gains, notes = _gains(spec, by_run, report_metrics)
+    gains, pairs, notes = _gains(spec, by_run, report_metrics)
     runs = []
     for run in spec.runs:
         summary = _summarise_run(run, by_run[run.name], metrics, pending)
@@ -160,8 +174,10 @@ def build_report(spec, records: list[dict], pending=()) -> dict:
                    f"non-zero differences, else {FLIPS} seeded random flips, p = (count + 1) / (flips + 1)); "
                    f"bootstrap for the 95% interval only; paired t-test p beside it",
         "permutation_flips": FLIPS, "multiple_testing": {
-            "method": "holm", "family_size": sum(len(g) for g in gains.values()),
-            "family": "every paired test in this report (all runs against the reference, all metrics)"},
+            "method": "holm", "family_size": sum(len(g) for g in gains.values()) + sum(len(p) for p in pairs.values()),
+            "family": "every paired test in this report (all runs against the reference, the listed pairs, all "
+                      "metrics)"},
+        "pairs": pairs,
         "same_test_rows": len(fingerprints) <= 1, "notes": notes, "runs": runs,
         "pending": [{"run": name, "seed": seed} for name, seed in pending],
         "records": [{k: v for k, v in r.items() if k != "test_hits"} for r in records],
@@ -282,7 +298,8 @@ def _tests_caption(report: dict, unit: str) -> str:
         how = (f"p: two-sided paired sign-flip permutation test of the mean difference, exact when at most "
                f"{EXACT_MAX} {unit} differ, else {flips:,} seeded random sign flips, so no p is below "
                f"1/{flips + 1:,}; Holm p: p adjusted over all "
-               f"{_family_size(report)} paired tests in this report (every run against {ref}, every metric); "
+               f"{_family_size(report)} paired tests in this report (every run against {ref}"
+               f"{', the pairs listed below' if report.get('pairs') else ''}, every metric); "
                f"significant when Holm p < {alpha}")
     return (f"Relative gain over **{ref}** with a paired test over the same {unit} ({how}; differences are "
             f"computed from unrounded per-{unit[:-1]} values on the seeds both runs finished, so they can differ "
@@ -290,6 +307,14 @@ def _tests_caption(report: dict, unit: str) -> str:
             f"seeds than {ref}; 'detectable' is the smallest difference the test finds with 80% power with "
             f"these {unit}, from their paired differences; bootstrap 95% intervals and paired t-test p-values "
             f"are in the JSON; no ± in this table). {_seed_note(report, unit)}")
+
+
+def _assistant_caption(report: dict) -> str:
+    return ("Runs ranked with an assistant (a RecBole model guiding beam search): the weight kept is the best on "
+            "validation (never test) among the grid shown; the assistant's own test metric is RecBole's full ranking "
+            "by the assistant alone (trained in the run on the same split, after the LLM); the last column is, for "
+            "the assistant alone through the trie (llm_weight 0), the mean share of the assistant's own top 10 that "
+            "the trie search returns, ± its standard error over the test rows.")
 
 
 def to_markdown(report: dict) -> str:
@@ -338,6 +363,31 @@ def to_markdown(report: dict) -> str:
         for run in report["runs"]:
             if run["gains"]:
                 lines.append("| " + " | ".join([run["name"]] + [fmt_gain(run["gains"].get(m)) for m in metrics]) + " |")
+    guided = [run for run in report["runs"] if run.get("assistant")]
+    if guided:
+        metric = pretty_metric(head_metric or "ndcg@10")
+        header = (f"| Run | Seed | Assistant | Weight kept | Validation {metric} per weight | Assistant alone, test "
+                  f"{metric} | Search keeps of its own top 10 |")
+        lines += ["", _assistant_caption(report), "", header, "|---|---|---|---|---|---|---|"]
+        for run in guided:
+            for entry in run["assistant"]:
+                grid = ", ".join(f"{w:g}: {score:.4f}" for w, score in entry["grid"])
+                own = (entry.get("assistant_test") or {}).get(head_metric or "ndcg@10")
+                overlap = entry.get("search_overlap")
+                kept = (f"{overlap['mean'] * 100:.1f}% ± {overlap['se'] * 100:.1f}% ({overlap['rows']} rows)"
+                        if overlap else "—")
+                lines.append(f"| {run['name']} | {entry['seed']} | {entry['model']} | {entry['weight']:g} | {grid} | "
+                             f"{'—' if own is None else f'{own:.4f}'} | {kept} |")
+    pairs = report.get("pairs") or {}
+    if pairs:
+        caption = (f"Paired tests between the listed runs (the first run's gain over the second; the same test and "
+                   f"Holm family of {_family_size(report)} as above).")
+        lines += ["", caption, ""]
+        header = ["Pair"] + [pretty_metric(m) for m in metrics]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join(["---"] * len(header)) + "|")
+        for pair, tests in pairs.items():
+            lines.append("| " + " | ".join([pair] + [fmt_gain(tests.get(m)) for m in metrics]) + " |")
     for note in report["notes"]:
         lines += ["", f"Note: {note}"]
     return "\n".join(lines) + "\n"

@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..recbole_seam.config import PROPERTIES_DIR, profile_file
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-_SPEC_KEYS = {"name", "dataset", "seeds", "reference", "report_metrics", "config", "config_files", "runs",
+_SPEC_KEYS = {"name", "dataset", "seeds", "reference", "pairs", "report_metrics", "config", "config_files", "runs",
               "results_dir", "description", "curve"}
 _RUN_KEYS = {"name", "model", "config", "config_files", "profiles", "seeds"}
 
@@ -72,6 +72,7 @@ class ComparisonSpec:
     results_dir: str = "results"
     source: str | None = None  # the YAML it came from, if any
     curve: list[int] | None = None  # a learning curve: validate LLM runs after these numbers of sequences (0: untrained)
+    pairs: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # tested pairs besides the reference
 
     def run_names(self) -> list[str]:
         return [r.name for r in self.runs]
@@ -187,9 +188,26 @@ def load_spec(name_or_path: str) -> ComparisonSpec:
         reference=None if raw.get("reference") is None else str(raw["reference"]),
         report_metrics=[str(m).lower() for m in _as_list(raw.get("report_metrics"), "report_metrics")] or None,
         results_dir=str(raw.get("results_dir") or "results"), source=os.path.abspath(path),
-        curve=_curve_points(raw.get("curve"), path))
+        curve=_curve_points(raw.get("curve"), path), pairs=_pairs(raw.get("pairs"), path))
     check_reference(spec)
+    names = set(spec.run_names())
+    for pair in spec.pairs:
+        unknown = [n for n in pair if n not in names]
+        if unknown:
+            raise ConfigError(f"comparison file {path}: pair {list(pair)} names no run {unknown[0]!r}; "
+                              f"use run names: {', '.join(spec.run_names())}")
     return spec
+
+
+def _pairs(value, path) -> list[tuple[str, str]]:
+    """``pairs: [[run, other], ...]``: runs tested against each other besides the reference (a hybrid against
+    its own LLM-only run), in the same Holm family."""
+    pairs = []
+    for entry in _as_list(value, "pairs"):
+        if not (isinstance(entry, list) and len(entry) == 2 and entry[0] != entry[1]):
+            raise ConfigError(f"comparison file {path}: each of pairs is [run, other run], not {entry!r}")
+        pairs.append((str(entry[0]), str(entry[1])))
+    return pairs
 
 
 def _curve_points(value, path) -> list[int] | None:

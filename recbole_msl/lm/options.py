@@ -46,7 +46,7 @@ class BackboneOptions:
     def from_mapping(cls, values) -> BackboneOptions:
         found = _read(cls, values)
         trust = found.get("trust_remote_code", False)
-        if trust not in (True, False):  # only a literal True runs code shipped with a checkpoint
+        if trust is not True and trust is not False:  # only a literal True runs shipped code (1 == True: no `in`)
             raise ConfigError(f"trust_remote_code must be True or False, not {trust!r}; leave it False unless you "
                               f"trust the checkpoint's code")
         return cls(**found)

@@ -108,6 +108,16 @@ class LLMMSL(SequentialRecommender):
             self._subtree_ranges = SubtreeRanges.of(self.trie)
         return self._subtree_ranges.masses(self.assistant_log_probs(histories))
 
+    @torch.no_grad()
+    def search_overlap(self, histories: list[list[int]], k: int) -> torch.Tensor:
+        """Per history, how many of the assistant's own full-sort top ``k`` items the (guided) search's top ``k``
+        holds: with ``llm_weight`` 0, the search error that ranking through the title trie costs the assistant."""
+        ranked = self.rank(histories).topk(k, dim=1)
+        found = [{i for i, v in zip(items, values) if v != float("-inf")}
+                 for items, values in zip(ranked.indices.tolist(), ranked.values.tolist())]
+        own = self.assistant_log_probs(histories).topk(k, dim=1).indices.tolist()
+        return torch.tensor([len(mine & set(theirs)) for mine, theirs in zip(found, own)], dtype=torch.float64)
+
     def _assistant_title_terms(self, histories, items: list[int]) -> torch.Tensor:
         """assistant_weight * log(p_a(the item's title's items) / p_a(items with a title)) per row, by a direct sum
         over the items (no trie ranges: it checks the search's subtree masses)."""

@@ -32,6 +32,11 @@ SETTINGS_FILE = "assistant.json"
 # LLMMSL options that only choose how titles are decoded: runs that differ in nothing else share one training
 DECODING_KEYS = ("assistant", "assistant_checkpoint", "assistant_config", "assistant_weight", "assistant_temperature",
                  "llm_weight", "num_beams", "decode_batch_size", "show_examples")
+# evaluation settings the assistant shares with the run (the same users, metrics and selection), whichever layer set
+# them; eval_batch_size stays the assistant model's own (it changes speed, not results)
+EVALUATION_KEYS = {"eval_args", "repeatable", "metrics", "topk", "valid_metric", "valid_metric_bigger",
+                   "metric_decimal_place", "eval_max_users", "eval_sample_users", "eval_sample_unit",
+                   "eval_sample_seed", "eval_exclude_seen"}
 # run-level keys never passed on to the assistant
 _LLM_ONLY = {"resume", "trained_checkpoint", "checkpoint_dir", "allow_unknown_keys"}
 
@@ -77,8 +82,10 @@ def assistant_config(config, name: str, overrides: dict | None = None):
     dataset_keys = set(config.parameters["Dataset"])
     own = dict(getattr(config, "variable_config_dict", {}) or {})
     own.update(getattr(config, "cmd_config_dict", {}) or {})
-    kept = {k: v for k, v in own.items() if (k in dataset_keys or k not in llm_keys) and k not in _LLM_ONLY
-            and not k.startswith("assistant")}
+    kept = {k: v for k, v in own.items() if k not in llm_keys and k not in _LLM_ONLY and not k.startswith("assistant")}
+    # the data set object is the LLM run's, and so are the users it is evaluated on: their settings, whichever layer
+    # set them (a profile file included), are the run's final ones
+    kept.update({k: config[k] for k in dataset_keys | EVALUATION_KEYS if k in config.final_config_dict})
     kept.update({"seed": config["seed"], "checkpoint_dir": config["checkpoint_dir"] or "saved",
                  "show_progress": config["show_progress"]})
     kept.update(dict(overrides if overrides is not None else (config["assistant_config"] or {})))
