@@ -51,6 +51,28 @@ def example_lines(examples: list[dict]) -> list[str]:
     return lines
 
 
+def assistant_lines(assistant: dict | None, metric: str) -> list[str]:
+    """Which assistant guided the search, the weight kept on validation from the grid, and the assistant's own
+    figures (and, ranked alone through the trie, how much of its own top k the search keeps)."""
+    if not assistant:
+        return []
+    grid = ", ".join(f"{g['assistant_weight']:g}: {g['score']:.4f}" for g in assistant.get("grid") or [])
+    source = (f"trained on the same split in {_duration(assistant['train_s'])}, included in training's time"
+              if assistant.get("train_s") is not None else str(assistant.get("source")))
+    first = (f"ranked with the assistant {assistant['model']} ({source}): assistant_weight {assistant['weight']:g} "
+             f"kept on validation {metric} ({grid})")
+    lines = [first]
+    own = (assistant.get("test") or {}).get(metric)
+    if own is not None:
+        lines.append(f"  the assistant alone (RecBole's full ranking): valid {metric} "
+                     f"{(assistant.get('valid') or {}).get(metric, float('nan')):.4f}, test {own:.4f}")
+    overlap = assistant.get("search_overlap")
+    if overlap:
+        lines.append(f"  the search through the trie keeps {overlap['mean'] * 100:.1f}% ± {overlap['se'] * 100:.1f}% "
+                     f"of its own top {overlap['k']} ({overlap['rows']} test rows)")
+    return lines
+
+
 def run_summary(result: dict) -> str:
     t = result["timings"]
     head = (f"{result['model']} on {result['dataset']}: best validation {result['valid_metric']} "
@@ -60,6 +82,7 @@ def run_summary(result: dict) -> str:
                  f"training {_duration(t['fit_s'] - t['valid_s'])}, validation {_duration(t['valid_s'])}, "
                  f"test {_duration(t['test_s'])}")
     lines += tau_lines(result.get("tau_trace") or [])
+    lines += assistant_lines(result.get("assistant"), result["valid_metric"])
     if result.get("examples"):
         lines.append(f"what it recommends to {len(result['examples'])} test users (last titles of the history, "
                      f"the true next item, the top {len(result['examples'][0]['top'])}):")

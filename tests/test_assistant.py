@@ -305,3 +305,14 @@ def test_the_assistant_is_what_a_sasrec_run_with_its_settings_trains(guided_run,
                                                   "checkpoint_dir": str(tmp_path)})
     assert alone["test_result"] == result["assistant"]["test"]
     assert alone["best_valid_result"] == result["assistant"]["valid"]
+
+
+def test_the_end_of_run_summary_names_the_assistant_and_the_weight_kept(guided_run):
+    from recbole_msl.summary import run_summary
+
+    result, _ = guided_run
+    text = run_summary(result)
+    weight = result["assistant"]["weight"]
+    assert "ranked with the assistant SASRec (trained on the same split in" in text
+    assert f"assistant_weight {weight:g} kept on validation ndcg@10 (0: " in text
+    assert "the assistant alone (RecBole's full ranking): valid ndcg@10" in text
