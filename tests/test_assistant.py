@@ -54,6 +54,32 @@ def test_subtree_masses_equal_a_brute_force_sum():
         torch.testing.assert_close(got, (brute[user] / brute[user, 0]).log(), rtol=0, atol=1e-9)
 
 
+def test_best_title_share_under_each_node_equals_a_brute_force_maximum(monkeypatch):
+    """The stopping bound: the largest single title's share below a node (range maxima over depth-first leaves);
+    without the table (a catalogue too large for it) the node's own share, which is never smaller."""
+    from recbole_msl.core import subtree_mass
+
+    trie, seqs, items = random_trie(seed=2)
+    log_p = item_log_probs(2, trie.item_leaf.numel(), seed=5)
+    masses = SubtreeRanges.of(trie).masses(log_p)
+    title_mass = {}
+    for seq, owners in zip(seqs, items):
+        title_mass[tuple(seq)] = title_mass.get(tuple(seq), 0.0) + sum(float(log_p[:, i].exp()[0]) for i in owners)
+    best = torch.full((trie.num_nodes,), 0.0, dtype=torch.float64)
+    for seq, mass in title_mass.items():
+        for node in node_path(trie, list(seq)):
+            best[node] = max(best[node], mass)
+    total = sum(title_mass.values())
+    nodes = torch.arange(trie.num_nodes).unsqueeze(1)
+    got = masses.log_best_share(torch.zeros(trie.num_nodes, dtype=torch.long), nodes).squeeze(1)
+    torch.testing.assert_close(got, (best / total).log(), rtol=0, atol=1e-9)
+    monkeypatch.setattr(subtree_mass, "RANGE_MAX_ENTRIES", 0)
+    loose = SubtreeRanges.of(trie).masses(log_p)
+    assert loose.range_max is None
+    looser = loose.log_best_share(torch.zeros(trie.num_nodes, dtype=torch.long), nodes).squeeze(1)
+    assert bool((looser >= got - 1e-9).all()) and bool((looser > got + 1e-6).any())
+
+
 def test_leaf_ranks_are_depth_first_so_every_subtree_is_one_range():
     trie, seqs, _ = random_trie(seed=1)
     ranges = SubtreeRanges.of(trie)

@@ -145,7 +145,8 @@ def test_assistant_timing_ranks_both_ways_and_leaves_the_model_unguided(setting)
     assert model.assistant is None and model.assistant_weight == 0.0  # the other benchmarks rank unguided
     rows = ranking.summary({"ours_users_per_s": 1.0, "hf_users_per_s": 1.0, "speedup": 1.0, "identical_users": 2,
                             "users": 2, **figures})
-    assert rows[-1][0].startswith("ranking users/s with / without an assistant")
+    assert rows[1][0].startswith("ranking users/s with / without an assistant")
+    assert rows[2][0].startswith("assistant's own work") and 0 < figures["assistant_own_share"] < 1
 
 
 def test_mass_lookup_figures_are_measured_on_a_small_trie():
@@ -155,4 +156,5 @@ def test_mass_lookup_figures_are_measured_on_a_small_trie():
     sequences = scale.synthetic_titles(500)
     trie = TokenTrie.build(sequences, [[i] for i in range(500)], 500)
     figures = scale._mass_queries(trie, sequences)
-    assert set(figures) == {"ranges_s", "masses_s", "lookup_s"} and all(v > 0 for v in figures.values())
+    assert set(figures) == {"ranges_s", "masses_s", "lookup_s", "lookup_candidates", "lookup_ns_per_candidate"}
+    assert all(v > 0 for v in figures.values())

@@ -135,6 +135,7 @@ def constrained_beam_search(lm: SearchLM, prompt_ids, prompt_mask, trie, num_bea
     guided = guide is not None and (assistant_weight != 0 or llm_weight != 1)
     if guided:  # score holds the LLM's (weighted) token sum; the assistant's term is read from the node
         assist_of = _assistant_term(guide, assistant_weight)
+        assist_bound = _assistant_term(guide, assistant_weight, best_title=True)
 
     for step in range(trie.max_depth):
         length = step + 1
@@ -182,8 +183,9 @@ def constrained_beam_search(lm: SearchLM, prompt_ids, prompt_mask, trie, num_bea
         longest = length + trie.node_height[reached.clamp(min=0)]  # [A, K]
         best_future = torch.maximum(running / length_norm(length + 1, length_penalty),
                                     running / longest.float() ** length_penalty)
-        if assist is not None:
-            best_future = best_future + assist.gather(1, pick)
+        if assist is not None:  # no title below a node has a larger assistant term than its best title's (the
+            # margin covers float32 rounding between this bound and a finished title's own sum)
+            best_future = best_future + assist_bound(active, reached.clamp(min=0)) + 1e-4
         hopeless = best_future.max(1).values <= kept[:, -1]  # [A]
         reached[hopeless] = -1
         running[hopeless] = neg_inf
@@ -205,10 +207,13 @@ def constrained_beam_search(lm: SearchLM, prompt_ids, prompt_mask, trie, num_bea
     return done_score, done_leaf
 
 
-def _assistant_term(guide, weight: float):
-    """``(users [A], nodes [A, C]) -> weight * log(M(node) / M(root))`` [A, C] as float32 (0 for weight 0)."""
+def _assistant_term(guide, weight: float, best_title: bool = False):
+    """``(users [A], nodes [A, C]) -> weight * log(M(node) / M(root))`` [A, C] as float32 (0 for weight 0); with
+    ``best_title``, the largest single title's share below the node instead (what a finished title can reach)."""
+    share = getattr(guide, "log_best_share", guide.log_share) if best_title else guide.log_share
+
     def term(users: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
         if weight == 0:
             return torch.zeros(nodes.shape, device=nodes.device)
-        return (weight * guide.log_share(users, nodes)).float()
+        return (weight * share(users, nodes)).float()
     return term

@@ -72,15 +72,55 @@ class SubtreeRanges:
         leaf_mass = probs.new_zeros(probs.size(0), self.num_leaves)
         leaf_mass.index_add_(1, self.item_rank[titled], probs[:, titled])
         cumulative = torch.cat([leaf_mass.new_zeros(probs.size(0), 1), leaf_mass.cumsum(1)], 1)  # [U, leaves + 1]
-        return UserMasses(self, cumulative)
+        return UserMasses(self, cumulative, _range_max_table(leaf_mass))
+
+
+# a range-maximum table costs users x leaves x log2(leaves) entries; above this many, the search's stopping bound
+# uses the subtree's whole mass instead of its largest title's (exact either way, only looser)
+RANGE_MAX_ENTRIES = 1 << 24
+
+
+def _range_max_table(leaf_mass: torch.Tensor) -> list[torch.Tensor] | None:
+    """Sparse table of the leaf masses [U, L]: level k holds the max over leaves [i, i + 2^k) (None when too big)."""
+    users, leaves = leaf_mass.shape
+    if leaves == 0 or users * leaves * max(leaves.bit_length(), 1) > RANGE_MAX_ENTRIES:
+        return None
+    table = [leaf_mass]
+    width = 1
+    while 2 * width <= leaves:
+        previous = table[-1]
+        table.append(torch.maximum(previous[:, :-width], previous[:, width:]))
+        width *= 2
+    return table
 
 
 @dataclass
 class UserMasses:
-    """Cumulative leaf masses of a batch of users; :meth:`log_share` answers a node's log M(n) / M(root)."""
+    """Cumulative leaf masses of a batch of users; :meth:`log_share` answers a node's log M(n) / M(root), and
+    :meth:`log_best_share` the largest single title's under a node (the search's stopping bound)."""
 
     ranges: SubtreeRanges
     cumulative: torch.Tensor  # [U, n_leaves + 1] float64
+    range_max: list[torch.Tensor] | None = None  # _range_max_table of the leaf masses
+
+    def log_best_share(self, users: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
+        """log(max over the titles below ``nodes`` of M(title) / M(root)) [N, D]: no title finished below a node can
+        have a larger assistant term. Without a range-max table, the node's own share (a looser bound)."""
+        if self.range_max is None:
+            return self.log_share(users, nodes)
+        first, end = self.ranges.first[nodes], self.ranges.end[nodes]
+        length = (end - first).clamp(min=1)
+        level = (torch.log2(length.double()).floor().long()).clamp(max=len(self.range_max) - 1)
+        rows = users.unsqueeze(1).expand_as(nodes)
+        best = torch.zeros(nodes.shape, dtype=torch.float64, device=nodes.device)
+        for k in torch.unique(level).tolist():  # one gather pair per level present
+            at = level == k
+            table = self.range_max[k]
+            left = table[rows[at], first[at].clamp(max=table.size(1) - 1)]
+            right = table[rows[at], (end[at] - (1 << k)).clamp(min=0, max=table.size(1) - 1)]
+            best[at] = torch.maximum(left, right)
+        total = self.cumulative[users, -1].unsqueeze(1)
+        return (best.clamp(min=torch.finfo(torch.float64).tiny) / total).log()
 
     def log_share(self, users: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
         """log(M(node) / M(root)) for each ``users`` [N] row and its ``nodes`` [N, D] (float64, <= 0).
