@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MAIN_ARGS := --model=LLMMSL --dataset=ml-100k --config_files=properties/profiles/cpu.yaml
 
-.PHONY: install run test test-fast quality
+.PHONY: install run test test-fast quality docs
 
 $(VENV)/.installed: setup.cfg setup.py pyproject.toml requirements-ci.txt
 	python3 -m venv $(VENV)
@@ -22,6 +22,12 @@ test: install  ## the whole suite (CI)
 
 test-fast: install  ## skip the tests that load the real 135M backbone
 	$(PY) -m pytest -q -ra -m "not slow"
+
+docs: install  ## the documentation site into build/site (MkDocs, strict: a broken link or missing page fails)
+	$(PY) -m pip install -q -e ".[docs]"
+	$(PY) -m recbole_msl.recbole_seam.options_reference > docs/options.md
+	cp CHANGELOG.md docs/changelog.md
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 quality: install  ## lint
 	$(PY) -m pip install -q ruff
