@@ -52,12 +52,12 @@ def _default(value) -> str:
 
 def reference_markdown() -> str:
     """The options page: one table per source file (and per section of the file), key, default, meaning."""
-    lines = ["# Options", "",
-             "Generated from the shipped defaults (`properties/overall.yaml`, `properties/model/LLMMSL.yaml`) and "
+    intro = ("Generated from the shipped defaults (`properties/overall.yaml`, `properties/model/LLMMSL.yaml`) and "
              "their comments by `make docs`; a test keeps it equal to them and to what the code reads. RecBole's own "
              "options (`epochs`, `learning_rate`, `eval_step`, `stopping_step`, `seed`, ...) keep their meaning; "
              "per-data-set defaults live in `properties/dataset/`, profiles in `properties/profiles/`. Any option is "
-             "a `--key=value` on the command line, a key of a `--config_files` YAML or of `config_dict`.", ""]
+             "a `--key=value` on the command line, a key of a `--config_files` YAML or of `config_dict`.")
+    lines = ["# Options", "", intro, ""]
     for title, relpath in SOURCES:
         rows = options(os.path.join(PROPERTIES_DIR, relpath))
         current = object()
