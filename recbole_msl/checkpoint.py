@@ -122,43 +122,46 @@ def check_data_identity(saved: dict | None, now: dict, what: str) -> None:
             f"(--data_path={os.path.dirname(str(saved.get('data_path')))}) or retrain")
 
 
-def save_checkpoint(model, folder: str, state: dict, extra=None) -> None:
-    """Write the adapter and ``state`` (and whatever ``extra(staging)`` adds) into ``folder`` atomically,
-    with a manifest of checksums of every file."""
+def _write_staged(folder: str, fill, state: dict | None = None) -> None:
+    """``fill(staging)`` a temporary sibling of ``folder``, write ``state`` (if given) and a manifest of checksums of
+    every file there, then rename it into place: a reader never sees a half-written folder."""
     folder = os.path.abspath(folder)
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     staging = tempfile.mkdtemp(dir=os.path.dirname(folder), prefix=f".tmp-{os.path.basename(folder)}-")
     try:
-        model.save_adapter(staging)
-        with open(os.path.join(staging, STATE_FILE), "w", encoding="utf-8") as f:
-            json.dump(json_safe(state), f, indent=1)
-        if extra is not None:
-            extra(staging)
+        fill(staging)
+        if state is not None:
+            with open(os.path.join(staging, STATE_FILE), "w", encoding="utf-8") as f:
+                json.dump(json_safe(state), f, indent=1)
         write_manifest(staging)
         _replace_dir(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def save_checkpoint(model, folder: str, state: dict, extra=None) -> None:
+    """Write the adapter and ``state`` (and whatever ``extra(staging)`` adds) into ``folder`` atomically,
+    with a manifest of checksums of every file."""
+    def fill(staging):
+        model.save_adapter(staging)
+        if extra is not None:
+            extra(staging)
+
+    _write_staged(folder, fill, state)
 
 
 def update_checkpoint(folder: str, state_update: dict, extra=None) -> None:
     """Rewrite ``folder`` atomically with ``state_update`` merged into its state and ``extra(staging)``'s files added
     (the assistant a run ranked with), and a fresh manifest."""
-    folder = os.path.abspath(folder)
-    staging = tempfile.mkdtemp(dir=os.path.dirname(folder), prefix=f".tmp-{os.path.basename(folder)}-")
-    try:
+    state = {**read_state(folder), **json_safe(state_update)}
+
+    def fill(staging):
         shutil.copytree(folder, staging, dirs_exist_ok=True)
-        state = read_state(staging)
-        state.update(json_safe(state_update))
-        with open(os.path.join(staging, STATE_FILE), "w", encoding="utf-8") as f:
-            json.dump(state, f, indent=1)
         if extra is not None:
             extra(staging)
-        write_manifest(staging)
-        _replace_dir(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    _write_staged(folder, fill, state)
 
 
 def read_state(folder: str) -> dict:
