@@ -31,7 +31,7 @@ docs: install  ## the documentation site into build/site (MkDocs, strict: a brok
 
 quality: install  ## lint
 	$(PY) -m pip install -q ruff
-	$(PY) -m ruff check recbole_msl tests benchmarks run_recbole_msl.py
+	$(PY) -m ruff check recbole_msl tests benchmarks tools run_recbole_msl.py
 
 # What the GPU image lacks for RecBole (it has torch, transformers, peft, scipy, scikit-learn, tensorboard, colorama,
 # psutil, pandas, the last probably >= 3, which RecBole 1.2.1 breaks on): RecBole, its light pure-Python imports, and
