@@ -89,7 +89,6 @@ ATTRIBUTE_ASSIGNMENTS = {
     ("distributed.py", "param.grad"),  # torch: a parameter's gradient is set this way
     ("recbole_seam/data_checks.py", "frame.columns"),  # pandas: a frame's columns are renamed this way
     ("lm/backbone.py", "tokenizer.pad_token"),  # transformers: the documented setter
-    ("recbole_seam/data.py", "split.user_histories"),  # adds data to a split made for this run; replaces nothing
 }
 
 

@@ -177,3 +177,10 @@ class SafeCheckpointMixin:
             self._load_checkpoint(path)
             self.logger.info(f"Loading model structure and parameters from {path}")
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+
+
+def attach_user_histories(split, histories) -> None:
+    """RecBole's split objects have no field for each user's whole sequence, which ``eval_exclude_seen`` needs at
+    evaluation; it rides on the split as ``user_histories`` (added data, nothing of RecBole's replaced), read back
+    with ``getattr(split, "user_histories", None)``."""
+    split.user_histories = histories

@@ -19,6 +19,7 @@ from ..distributed import is_distributed, rank, shard_split, single_process_load
 from ..errors import ConfigError, first_line
 from ..evaluation.protocol import UserHistories
 from ..validate import flag, positive_int
+from .compat import attach_user_histories
 from .data_checks import check_atomic_files
 
 logger = logging.getLogger(__name__)
@@ -230,7 +231,7 @@ def _checked_splits(config, dataset, subsets) -> list:
     if whole_histories:  # build() has augmented the data set: every row of every user, in RecBole's order
         histories = UserHistories(dataset)
         for split in splits:
-            split.user_histories = histories
+            attach_user_histories(split, histories)
     for index, name in ((1, "valid"), (2, "test")):
         if name in subsets and len(splits) == 3:
             kind, n = subsets[name]
