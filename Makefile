@@ -41,7 +41,7 @@ quality: install  ## lint
 GPU_WHEELS := build/gpu-wheels
 GPU_PYTHON ?= 3.12
 .PHONY: gpu-wheels
-gpu-wheels: install  ## wheels for the offline GPU check (benchmarks/README.md, "GPU check")
+gpu-wheels: install  ## wheels for the offline GPU check (docs/benchmarks.md, "GPU check")
 	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) --implementation cp \
 		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 		-d $(GPU_WHEELS) recbole==1.2.1 colorlog==4.7.2 texttable==1.7.0 pandas==2.3.3 pytz==2026.6 tzdata==2026.6
