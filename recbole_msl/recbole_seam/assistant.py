@@ -24,6 +24,7 @@ import torch
 from recbole.utils import ModelType
 
 from ..errors import ConfigError, DataMismatchError, first_line
+from .registry import get_model, is_plugin_model
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +60,6 @@ def assistant_source(config) -> tuple[str | None, str | None]:
 
 def check_assistant_model(name: str) -> None:
     """One line for an unknown model name or one that is no sequential model (it must rank from a history)."""
-    from .registry import get_model, is_plugin_model
-
     if is_plugin_model(name):
         raise ConfigError(f"assistant {name} is the LLM itself; name a RecBole sequential model such as SASRec")
     model_class = get_model(name)  # one-line error for an unknown name
@@ -108,7 +107,7 @@ def train_assistant(config, dataset, run_stem: str | None) -> tuple[torch.nn.Mod
     logger.info(f"training the assistant {name} on the same split ({aconfig['epochs']} epochs at most)")
     _, valid = trainer.fit(train_data, valid_data, saved=True, show_progress=aconfig["show_progress"])
     test = trainer.evaluate(test_data, load_best_model=True, show_progress=aconfig["show_progress"])
-    record = {"model": name, "source": "trained", "config": _plain_settings(aconfig, name),
+    record = {"model": name, "source": "trained", "config": _plain_settings(aconfig),
               "valid": {k: float(v) for k, v in dict(valid or {}).items()},
               "test": {k: float(v) for k, v in dict(test or {}).items()},
               "train_s": round(time.perf_counter() - start, 2), "file": os.path.abspath(trainer.saved_model_file),
@@ -117,7 +116,7 @@ def train_assistant(config, dataset, run_stem: str | None) -> tuple[torch.nn.Mod
     return _frozen(model), record
 
 
-def _plain_settings(aconfig, name: str) -> dict:
+def _plain_settings(aconfig) -> dict:
     """The assistant's hyperparameters that rebuild it (its model YAML keys and the run's overrides), JSON-safe."""
     from ..checkpoint import json_safe
 
@@ -155,21 +154,15 @@ def load_assistant(config, dataset) -> tuple[torch.nn.Module, dict]:
     _check_items(state.get("items"), dataset, f"assistant_checkpoint {path}", saved.get("dataset"), config,
                  _embedding_rows(state.get("state_dict") or {}))
     aconfig = assistant_config(config, name, overrides=dict(config["assistant_config"] or {}))
-    model = get_assistant_class(name)(aconfig, dataset).to(config["device"])
+    model = get_model(name)(aconfig, dataset).to(config["device"])
     try:
         model.load_state_dict(state["state_dict"])
     except RuntimeError as err:
         raise ConfigError(f"assistant_checkpoint {path} does not fit {name} with these settings "
                           f"({first_line(err)[:160]}); give the assistant_config it was trained with") from None
-    record = {"model": name, "source": "checkpoint", "file": path, "config": _plain_settings(aconfig, name),
+    record = {"model": name, "source": "checkpoint", "file": path, "config": _plain_settings(aconfig),
               "items": item_identity(dataset)}
     return _frozen(model), record
-
-
-def get_assistant_class(name: str):
-    from .registry import get_model
-
-    return get_model(name)
 
 
 def _embedding_rows(state_dict: dict) -> int | None:
@@ -215,6 +208,6 @@ def read_assistant(folder: str, config, dataset) -> tuple[torch.nn.Module, dict]
     name = str(record["model"])
     _check_items(record.get("items"), dataset, f"the assistant in {folder}", None, config, None)
     aconfig = assistant_config(config, name, overrides=dict(record.get("config") or {}))
-    model = get_assistant_class(name)(aconfig, dataset).to(config["device"])
+    model = get_model(name)(aconfig, dataset).to(config["device"])
     model.load_state_dict(load_file(os.path.join(folder, WEIGHTS_FILE), device=str(config["device"])))
     return _frozen(model), {**record, "source": record.get("source", "trained")}
