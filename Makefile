@@ -1,7 +1,7 @@
 # One virtual environment for everything; CI (.ci/run) calls `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-MAIN_ARGS := --model=LLMMSL --dataset=ml-100k --config_files=properties/profiles/cpu.yaml
+MAIN := $(VENV)/bin/recbole-msl train --model=LLMMSL --dataset=ml-100k --profile=cpu
 
 .PHONY: install run test test-fast quality docs
 
@@ -15,7 +15,7 @@ $(VENV)/.installed: setup.cfg setup.py pyproject.toml requirements-ci.txt
 install: $(VENV)/.installed
 
 run: install  ## LLMMSL on ml-100k, default backbone, CPU profile
-	$(PY) run_recbole_msl.py $(MAIN_ARGS)
+	$(MAIN)
 
 test: install  ## the whole suite (CI)
 	$(PY) -m pytest -q -ra --durations=15

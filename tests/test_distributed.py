@@ -109,6 +109,7 @@ def _worker(out_dir: str, config_file: str) -> None:
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump({"test_result": dict(result["test_result"]), "best_valid_result": dict(result["best_valid_result"]),
                    "saved_model_file": result["saved_model_file"], "tau_trace": result["tau_trace"],
+                   "test_rows": result["test_rows"],
                    "test_rankings": rankings}, f)
 
 
@@ -192,6 +193,7 @@ def test_only_rank_zero_writes_checkpoints(two_ranks):
 def test_sharded_metrics_equal_a_single_process_evaluation(two_ranks):
     ranks, config, _ = two_ranks
     assert ranks[0]["test_result"] == ranks[1]["test_result"]
+    assert [r["test_rows"] for r in ranks] == [6, 6]  # the whole run's rows, not a rank's shard of 3
     valid, test, rankings = _single_process_evaluation({k: v for k, v in config.items() if k != "checkpoint_dir"},
                                                        ranks[0]["saved_model_file"])
     assert dict(test) == ranks[0]["test_result"]
