@@ -35,7 +35,8 @@ def total(count: int) -> int:
     """``count`` summed over the ranks (each evaluates its shard of the users): the run's whole count."""
     if not is_distributed():
         return count
-    return int(all_reduce(torch.tensor([count], dtype=torch.long)).item())
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"  # NCCL: CUDA only
+    return int(all_reduce(torch.tensor([count], dtype=torch.long, device=device)).item())
 
 
 def all_reduce(tensor: torch.Tensor) -> torch.Tensor:
