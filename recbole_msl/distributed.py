@@ -31,11 +31,10 @@ def rank() -> int:
     return dist.get_rank() if is_distributed() else 0
 
 
-def total(count: int) -> int:
+def total(count: int, device) -> int:
     """``count`` summed over the ranks (each evaluates its shard of the users): the run's whole count."""
     if not is_distributed():
         return count
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"  # NCCL: CUDA only
     return int(all_reduce(torch.tensor([count], dtype=torch.long, device=device)).item())
 
 

@@ -213,7 +213,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": best_valid_result,
         "test_result": test_result,
-        "test_rows": total(len(test_data._dataset)),  # evaluated (user, target) rows, every rank's shard
+        "test_rows": total(len(test_data._dataset), config["device"]),  # evaluated (user, target) rows, every rank's shard
         "timings": {"data_s": data_time, "model_load_s": model_time, "fit_s": fit_time,
                     "valid_s": trainer.validation_seconds, "test_s": test_time},
         "trainable_parameters": sum(p.numel() for p in net.parameters() if p.requires_grad),
