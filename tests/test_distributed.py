@@ -1,6 +1,7 @@
 """Two CPU processes with gloo (torchrun): identical LoRA weights on every rank, metrics equal to one process.
 
-The same file is the worker: ``python -m torch.distributed.run --nproc_per_node=2 tests/test_distributed.py``.
+The same file is the worker: ``python -m torch.distributed.run --nproc_per_node=2 tests/test_distributed.py OUT
+CONFIG`` (with a third argument ``guided``: a run ranked with an ``assistant_checkpoint``).
 """
 
 import contextlib
@@ -204,5 +205,76 @@ def test_sharded_metrics_equal_a_single_process_evaluation(two_ranks):
     assert shards[0] + shards[1] == rankings
 
 
+# ----------------------------------------------------------------------------- ranking with an assistant
+def _guided_worker(out_dir: str, config_file: str) -> None:
+    """One rank of a run ranked with an ``assistant_checkpoint``: its result and the rows it ranked."""
+    from recbole_msl import run
+
+    rank = int(os.environ["RANK"])
+    with open(config_file) as f:
+        config_dict = json.load(f)
+    with _record_rankings() as rankings:
+        result = run("LLMMSL", "ml-100k", config_dict=config_dict)
+    with open(os.path.join(out_dir, f"guided{rank}.json"), "w") as f:
+        json.dump({"test_result": dict(result["test_result"]), "best_valid_result": dict(result["best_valid_result"]),
+                   "assistant": result["assistant"], "saved_model_file": result["saved_model_file"],
+                   "test_rows": result["test_rows"], "test_rankings": rankings}, f)
+
+
+@pytest.fixture(scope="module")
+def guided_ranks(tiny_llm_dir, tmp_path_factory):
+    """A SASRec trained in one process, then an LLMMSL run under torchrun ranked with it (weight grid on valid)."""
+    from recbole_msl import run
+
+    out = tmp_path_factory.mktemp("ddp-guided")
+    sasrec = run("SASRec", "ml-100k", config_dict={"epochs": 2, "MAX_ITEM_LIST_LENGTH": 10, "show_progress": False,
+                                                   "eval_max_users": 6, "checkpoint_dir": str(out / "sasrec")})
+    config = {"llm_path": tiny_llm_dir, "epochs": 1, "train_samples_per_epoch": 16, "train_batch_size": 8,
+              "micro_batch_size": 2, "eval_max_users": 6, "num_beams": 10, "decode_batch_size": 3,
+              "eval_batch_size": 6, "show_progress": False, "log_wandb": False,
+              "checkpoint_dir": str(out / "saved"), "assistant_checkpoint": sasrec["saved_model_file"],
+              "assistant_config": {"MAX_ITEM_LIST_LENGTH": 10}, "assistant_weight": [0, 1.0, 4.0]}
+    with open(out / "config.json", "w") as f:
+        json.dump(config, f)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           os.path.abspath(__file__), str(out), str(out / "config.json"), "guided"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = []
+    for rank in range(2):
+        with open(out / f"guided{rank}.json") as f:
+            ranks.append(json.load(f))
+    return ranks, config
+
+
+def test_ranking_with_an_assistant_checkpoint_under_torchrun_equals_one_process(guided_ranks, tmp_path):
+    """Both ranks keep the same weight from the same (gathered) validation grid; the sharded test ranking, the
+    stored folder and a single-process evaluation of that folder agree row for row."""
+    from recbole_msl import run
+
+    ranks, config = guided_ranks
+    first, second = ranks
+    assert first["assistant"] == second["assistant"] and first["test_result"] == second["test_result"]
+    assert [g["assistant_weight"] for g in first["assistant"]["grid"]] == [0, 1.0, 4.0]
+    # a validation hit for some weight: the choice depends on pooling both ranks' rows (0 would win a tie)
+    assert any(g["score"] > 0 for g in first["assistant"]["grid"])
+    assert first["assistant"]["source"] == "checkpoint" and first["test_rows"] == second["test_rows"] == 6
+    folder = first["saved_model_file"]
+    assert os.path.isfile(os.path.join(folder, "assistant.safetensors"))  # the resume and Recommender need it
+    single_config = {k: v for k, v in config.items() if k != "checkpoint_dir"}
+    with _record_rankings() as rankings:
+        again = run("LLMMSL", "ml-100k", config_dict={**single_config, "checkpoint_dir": str(tmp_path),
+                                                      "trained_checkpoint": folder})
+        rankings = [list(r) for r in rankings]
+    assert again["assistant"]["grid"] == first["assistant"]["grid"]
+    assert again["assistant"]["weight"] == first["assistant"]["weight"]
+    assert dict(again["test_result"]) == first["test_result"]
+    assert first["test_rankings"] + second["test_rankings"] == rankings
+
+
 if __name__ == "__main__":
-    _worker(sys.argv[1], sys.argv[2])
+    if sys.argv[3:] == ["guided"]:
+        _guided_worker(sys.argv[1], sys.argv[2])
+    else:
+        _worker(sys.argv[1], sys.argv[2])
