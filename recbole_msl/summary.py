@@ -51,6 +51,12 @@ def example_lines(examples: list[dict]) -> list[str]:
     return lines
 
 
+def at_grid_edge(weights: list[float], kept: float) -> bool:
+    """True when the weight kept on validation is the largest (non-zero) of a grid of several: the optimum may lie
+    beyond what was tried, which a reader of the kept weight should be told."""
+    return len(weights) > 1 and kept > 0 and kept == max(weights)
+
+
 def assistant_lines(assistant: dict | None, metric: str) -> list[str]:
     """Which assistant guided the search, the weight kept on validation from the grid, and the assistant's own
     figures (and, ranked alone through the trie, how much of its own top k the search keeps)."""
@@ -62,6 +68,9 @@ def assistant_lines(assistant: dict | None, metric: str) -> list[str]:
     first = (f"ranked with the assistant {assistant['model']} ({source}): assistant_weight {assistant['weight']:g} "
              f"kept on validation {metric} ({grid})")
     lines = [first]
+    if at_grid_edge([g["assistant_weight"] for g in assistant.get("grid") or []], assistant["weight"]):
+        lines.append(f"  {assistant['weight']:g} is the grid's largest weight: a larger one may rank better on "
+                     f"validation (add it to assistant_weight)")
     own = (assistant.get("test") or {}).get(metric)
     if own is not None:
         lines.append(f"  the assistant alone (RecBole's full ranking): valid {metric} "

@@ -355,3 +355,17 @@ def test_the_end_of_run_summary_names_the_assistant_and_the_weight_kept(guided_r
     assert "ranked with the assistant SASRec (trained on the same split in" in text
     assert f"assistant_weight {weight:g} kept on validation ndcg@10 (0: " in text
     assert "the assistant alone (RecBole's full ranking): valid ndcg@10" in text
+
+
+def test_a_weight_kept_at_the_grid_edge_is_flagged():
+    """The kept weight is the largest tried: the summary says a larger one may do better; inside the grid, or a
+    single weight, it says nothing."""
+    from recbole_msl.summary import assistant_lines, at_grid_edge
+
+    grid = [{"assistant_weight": w, "score": s} for w, s in [(0.5, 0.04), (1, 0.05), (8, 0.07)]]
+    assert at_grid_edge([0.5, 1, 8], 8) and not at_grid_edge([0.5, 1, 8], 1)
+    assert not at_grid_edge([8], 8)  # one weight: nothing was chosen
+    assert not at_grid_edge([0, 0], 0)
+    record = {"model": "SASRec", "source": "checkpoint", "weight": 8, "grid": grid}
+    assert any("8 is the grid's largest weight" in line for line in assistant_lines(record, "ndcg@10"))
+    assert not any("largest" in line for line in assistant_lines({**record, "weight": 1}, "ndcg@10"))

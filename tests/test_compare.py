@@ -60,7 +60,13 @@ class FakeRuns:
         values = per_user_metrics(encoded, ["ndcg", "hit"], [5, 10])
         test = {k: round(float(v.mean()), 4) for k, v in values.items()}
         users = [str(u) for u in range(N_USERS)]
-        return {"best_valid_result": {"ndcg@10": 0.1}, "test_result": test,
+        weights = config_dict.get("assistant_weight")
+        guide = None
+        if config_dict.get("assistant"):  # a grid whose validation score grows with the weight: the largest is kept
+            weights = weights if isinstance(weights, list) else [weights]
+            guide = {"model": config_dict["assistant"], "weight": max(weights), "test": {"ndcg@10": 0.05},
+                     "grid": [{"assistant_weight": w, "score": 0.01 * w, "valid": {}} for w in weights]}
+        return {"best_valid_result": {"ndcg@10": 0.1}, "test_result": test, "assistant": guide,
                 "timings": {"data_s": 0.1, "model_load_s": 0.2, "fit_s": 3.0, "test_s": 1.0},
                 "trainable_parameters": 460800, "saved_model_file": config_dict.get("saved_for_test", "saved/x"),
                 "test_hits": {"users": users, "targets": users, **encoded,
@@ -661,3 +667,7 @@ def test_runs_that_differ_only_in_decoding_share_one_training(tmp_path, monkeypa
     records = {r["run"]: r for r in report["records"]}
     assert records["guided"]["training_shared_with"] == "ref" and "training_shared_with" not in records["other"]
     assert records["alone"]["training_signature"] is None
+    with open(report["files"]["markdown"]) as f:
+        text = f.read()
+    assert "| guided | 1 | SASRec | 2 (the grid's largest) | 1: 0.0100, 2: 0.0200 |" in text
+    assert "| alone | 1 | SASRec | 1 | 1: 0.0100 |" in text  # a single weight: nothing chosen, nothing flagged

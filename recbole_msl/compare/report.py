@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from ..summary import at_grid_edge
 from .stats import ALPHA, EXACT_MAX, FLIPS, holm, mean_std, paired_test, stored_adjusted_p, stored_p
 from .user_metrics import per_user_metrics
 
@@ -311,7 +312,8 @@ def _tests_caption(report: dict, unit: str) -> str:
 
 def _assistant_caption(report: dict) -> str:
     return ("Runs ranked with an assistant (a RecBole model guiding beam search): the weight kept is the best on "
-            "validation (never test) among the grid shown; the assistant's own test metric is RecBole's full ranking "
+            "validation (never test) among the grid shown (where it is the grid's largest, a larger weight may do "
+            "better on validation); the assistant's own test metric is RecBole's full ranking "
             "by the assistant alone (trained in the run on the same split, after the LLM); the last column is, for "
             "the assistant alone through the trie (llm_weight 0), the mean share of the assistant's own top 10 that "
             "the trie search returns, ± its standard error over the test rows.")
@@ -376,7 +378,8 @@ def to_markdown(report: dict) -> str:
                 overlap = entry.get("search_overlap")
                 kept = (f"{overlap['mean'] * 100:.1f}% ± {overlap['se'] * 100:.1f}% ({overlap['rows']} rows)"
                         if overlap else "—")
-                lines.append(f"| {run['name']} | {entry['seed']} | {entry['model']} | {entry['weight']:g} | {grid} | "
+                edge = " (the grid's largest)" if at_grid_edge([w for w, _ in entry["grid"]], entry["weight"]) else ""
+                lines.append(f"| {run['name']} | {entry['seed']} | {entry['model']} | {entry['weight']:g}{edge} | {grid} | "
                              f"{'—' if own is None else f'{own:.4f}'} | {kept} |")
     pairs = report.get("pairs") or {}
     if pairs:

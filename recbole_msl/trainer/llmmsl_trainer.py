@@ -40,6 +40,7 @@ from ..errors import ConfigError, TrainingDivergedError, disk_write_error
 from ..evaluation.protocol import EvaluationProtocolMixin
 from ..evaluation.records import EvaluationRecordMixin
 from ..files import run_path
+from ..summary import at_grid_edge
 from ..validate import positive_int
 from . import resume
 from .schedule import warmup_then_linear_decay
@@ -279,6 +280,9 @@ class LLMMSLTrainer(EvaluationRecordMixin, EvaluationProtocolMixin, Trainer):
                 best = (score, result, weight)
         self.best_valid_score, self.best_valid_result, self.model.assistant_weight = best
         self.logger.info(f"assistant_weight {best[2]} kept (best {self.config['valid_metric']} on validation)")
+        if at_grid_edge([g["assistant_weight"] for g in grid], best[2]):
+            self.logger.warning(f"assistant_weight {best[2]} kept is the grid's largest: a larger weight may rank "
+                                f"better on validation; add one (e.g. {2 * best[2]:g}) to assistant_weight")
         if self.rank == 0:
             record = {k: v for k, v in self.model.assistant_record.items()}
             choice = {"assistant": {**record, "weight": best[2], "grid": grid,
