@@ -219,6 +219,12 @@ class TokenTrie:
         edges = torch.where(valid, start.unsqueeze(-1) + offsets, torch.zeros_like(offsets))
         return edges, valid
 
+    def inner_leaves(self) -> torch.Tensor:
+        """Leaf ids whose node also has children: sequences that are a prefix of another. Sequences ending with
+        EOS never are; titles ended by another token (the sequence format's comma) could be."""
+        nodes = (self.node_leaf >= 0).nonzero().squeeze(1)
+        return self.node_leaf[nodes[self.num_children(nodes) > 0]]
+
     def items_of_leaves(self, leaves: torch.Tensor):
         """Flatten leaf ids [N] into (item ids, index into ``leaves``) pairs."""
         start = self.leaf_item_ptr[leaves]

@@ -56,15 +56,30 @@ class LLMMSL(SequentialRecommender):
                               f"tokens; set max_seq_length to at most {window} (or ~ for the backbone's context)")
         context = self.opts.max_seq_length or window or 2048
         self.prompts = PromptBuilder(self.tokenizer, self.titles, config["prompt_template"] or DEFAULT_TEMPLATE,
-                                     config["prompt_instruction"], config["prompt_input"], int(context))
+                                     config["prompt_instruction"], config["prompt_input"], int(context),
+                                     train_format=self.opts.train_format)
+        if self.opts.train_format == "sequence":
+            self.prompts.check_sequence_fits(self.opts.sequence_min_history)
         sequences, items = self.prompts.sequences()
         self.trie = TokenTrie.build(sequences, items, self.n_items).to(self.device)
+        if self.opts.train_format == "sequence":
+            self._check_titles_end()
         self.pad_id = self.tokenizer.pad_token_id
         self.on_users_ranked = None  # progress callback: called with the number of users each decoding batch ranked
         self.assistant = None  # a RecBole sequential model guiding the search (attach_assistant)
         self.assistant_record: dict | None = None
         self.assistant_weight = 0.0  # the weight ranking uses now (the trainer walks assistant_weight's grid)
         self._subtree_ranges: SubtreeRanges | None = None
+
+    def _check_titles_end(self) -> None:
+        """In a list a title ends with the separator's first token; refuse a title whose path that token continues
+        into another title (the search could not tell where it ends)."""
+        inner = self.trie.inner_leaves()
+        if inner.numel():
+            items, _ = self.trie.items_of_leaves(inner[:1])
+            raise ConfigError(f"{inner.numel()} titles are, with the separator's first token after them, the start of "
+                              f"another title (e.g. {self.titles[int(items[0])]!r}); use train_format: window for "
+                              f"this data set")
 
     def __str__(self):
         """A short summary instead of the full module tree of an LLM (RecBole logs str(model))."""
@@ -148,17 +163,22 @@ class LLMMSL(SequentialRecommender):
         lengths = interaction[self.ITEM_SEQ_LEN].tolist()
         return [s[:n][-self.opts.history_length:] for s, n in zip(seqs, lengths)]
 
+    def ranking_prompt(self, history: list[int]) -> list[int]:
+        """The prompt that ranks titles after ``history``: its last ``eval_history`` titles (the assistant, if
+        any, reads the whole history RecBole keeps)."""
+        return self.prompts.prompt(history[-self.opts.eval_history:])
+
     def pad(self, rows: list[list[int]], left: bool):
         return pad_rows(rows, self.pad_id, left, self.device)
 
     # ---------------------------------------------------- teacher forcing
-    def _response_states(self, histories, targets):
-        """Hidden states at the positions that predict each response token.
+    def _response_states(self, histories, targets, ranking: bool = False):
+        """Hidden states at the positions that predict each response token (``ranking``: after the ranking prompt).
 
         Returns (hidden [P, d], target tokens [P], trie node before each token [P], sample index [P]),
         positions ordered by sample then by token. LM-head logits are never computed here.
         """
-        prompts = [self.prompts.prompt(h) for h in histories]
+        prompts = [self.ranking_prompt(h) if ranking else self.prompts.prompt(h) for h in histories]
         responses = [self.prompts.response(t) for t in targets]
         hidden, shared = decode_right_padded(self.base.get_decoder(), [p + r[:-1] for p, r in zip(prompts, responses)],
                                              self.pad_id, self.opts.share_prompt_prefix,
@@ -173,6 +193,33 @@ class LLMMSL(SequentialRecommender):
         position = (torch.tensor([len(p) for p in prompts], device=self.device).unsqueeze(1) - 1 - shared + offsets)[live]
         return hidden[sample, position], resp[live], nodes[live], sample
 
+    def _packed_states(self, chunks: list[list[int]]):
+        """Hidden states at the positions that predict each target title's tokens in packed chunks.
+
+        Returns what :meth:`_response_states` returns, with one "sample" per target title (so ATS finds each
+        target's title choice): every target's tokens are its trie path, read by a trie walk that starts
+        at the root for each title. Causal attention makes each position see exactly the chunk before it.
+        """
+        packed = [self.prompts.pack(chunk, self.opts.sequence_min_history) for chunk in chunks]
+        head = len(self.prompts.head_ids)
+        hidden, shared = decode_right_padded(self.base.get_decoder(), [p.ids[:-1] for p in packed], self.pad_id,
+                                             self.opts.share_prompt_prefix, limit=head)  # [B, T - shared, d]
+        rows, starts, paths = [], [], []
+        for row, chunk in enumerate(packed):
+            for item, start in zip(chunk.items, chunk.starts):
+                rows.append(row)
+                starts.append(start)
+                paths.append(self.prompts.response(item))
+        path_len = torch.tensor([len(p) for p in paths], device=self.device)
+        tokens, _ = self.pad(paths, left=False)  # [N, R]
+        nodes = self.trie.path(tokens, path_len)  # [N, R]
+        offsets = torch.arange(tokens.size(1), device=self.device)
+        live = offsets < path_len.unsqueeze(1)  # [N, R]
+        target = torch.arange(len(paths), device=self.device).unsqueeze(1).expand_as(tokens)[live]
+        row = torch.tensor(rows, device=self.device)[target]
+        position = (torch.tensor(starts, device=self.device).unsqueeze(1) - 1 - shared + offsets)[live]
+        return hidden[row, position], tokens[live], nodes[live], target
+
     def head(self, hidden, tokens=None):
         """LM-head logits of ``hidden`` [P, d]: all tokens ([P, V]), or only ``tokens`` [P, K] ([P, K])."""
         return head_logits(self.base, hidden, tokens)
@@ -185,14 +232,18 @@ class LLMMSL(SequentialRecommender):
         return tokens, valid, target_index
 
     # -------------------------------------------------------------- losses
-    def loss_terms(self, interaction):
-        """(sum of per-position losses, number of positions) for a batch.
+    def loss_terms(self, batch):
+        """(sum of per-position losses, number of positions) for a batch: RecBole's windows (an Interaction), or
+        in the sequence format a list of chunks (item-id lists, :mod:`recbole_msl.core.sequences`).
 
         Under ATS a training pass also adds its statistics to :attr:`ats_pending`; tau changes only
         in :meth:`end_ats_step`, once per optimizer step.
         """
-        hidden, targets, nodes, sample = self._response_states(
-            self._histories(interaction), interaction[self.POS_ITEM_ID].tolist())
+        if self.opts.train_format == "sequence":
+            hidden, targets, nodes, sample = self._packed_states(batch)
+        else:
+            hidden, targets, nodes, sample = self._response_states(
+                self._histories(batch), batch[self.POS_ITEM_ID].tolist())
         return OBJECTIVES[self.opts.loss].terms(self, hidden, targets, nodes, sample)
 
     @property
@@ -240,7 +291,7 @@ class LLMMSL(SequentialRecommender):
         for start in range(0, len(known), self.opts.eval_micro_batch_size):
             rows = known[start:start + self.opts.eval_micro_batch_size]
             hidden, targets, nodes, sample = self._response_states([histories[i] for i in rows],
-                                                                    [items[i] for i in rows])
+                                                                    [items[i] for i in rows], ranking=True)
             tokens, valid, target_index = self.valid_sets(nodes, targets)  # [P, D]
             if self.opts.renormalize:
                 log_probs = token_log_probs(self.head(hidden, tokens), valid, None)
@@ -274,7 +325,7 @@ class LLMMSL(SequentialRecommender):
         step = self.opts.decode_batch_size
         for start in range(0, len(histories), step):
             chunk = histories[start:start + step]
-            prompts = [self.prompts.prompt(h) for h in chunk]
+            prompts = [self.ranking_prompt(h) for h in chunk]
             shared = common_prefix_length(prompts) if self.opts.share_prompt_prefix else 0
             excluded = None if exclude is None else self.trie.excluded_nodes(exclude[start:start + step])
             beam_scores, leaves = DECODERS[self.opts.decoder](self, chunk, prompts, shared, excluded)

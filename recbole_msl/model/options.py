@@ -29,7 +29,8 @@ class LLMMSLOptions:
     num_beams: int
     length_penalty: float
     renormalize: bool
-    history_length: int
+    history_length: int  # MAX_ITEM_LIST_LENGTH: a window's history, or a sequence chunk's most titles
+    eval_history: int  # titles in a ranking prompt (the most recent)
     max_seq_length: int | None
     decode_batch_size: int
     eval_micro_batch_size: int
@@ -39,6 +40,8 @@ class LLMMSLOptions:
     llm_weight: float = 1.0
     has_assistant: bool = False
     decoder: str = "constrained_beam"
+    train_format: str = option("train_format", "window", resume=True)
+    sequence_min_history: int = option("sequence_min_history", 1, resume=True)
     backbone: BackboneOptions = field(default_factory=BackboneOptions)
     lora: LoraOptions = field(default_factory=LoraOptions)
 
@@ -66,6 +69,7 @@ class LLMMSLOptions:
         topk = config["topk"] or []
         check_beams_cover(max(topk), num_beams, f"topk {max(topk)}",
                           f"raise num_beams to at least {max(topk)} or lower topk")
+        train_format, min_history, history_length, eval_history = _format_options(config)
         max_len = config["max_seq_length"]
         if max_len is not None:
             max_len = positive_int(config["max_seq_length"], "max_seq_length")
@@ -89,12 +93,36 @@ class LLMMSLOptions:
             num_beams=num_beams,
             length_penalty=number(config["length_penalty"], "length_penalty"),
             renormalize=bool(config["cbs_renormalize"]),
-            history_length=positive_int(config["MAX_ITEM_LIST_LENGTH"], "MAX_ITEM_LIST_LENGTH"),
+            history_length=history_length, eval_history=eval_history,
+            train_format=train_format, sequence_min_history=min_history,
             max_seq_length=max_len,
             decode_batch_size=positive_int(config["decode_batch_size"], "decode_batch_size"),
             eval_micro_batch_size=positive_int(config["eval_micro_batch_size"], "eval_micro_batch_size"),
             share_prompt_prefix=flag(config["share_prompt_prefix"], "share_prompt_prefix", True),
         )
+
+
+def _format_options(config) -> tuple[str, int, int, int]:
+    """``train_format``, ``sequence_min_history`` (0 <= h < MAX_ITEM_LIST_LENGTH: a chunk holds a target),
+    ``MAX_ITEM_LIST_LENGTH`` and ``eval_history`` (~ = MAX_ITEM_LIST_LENGTH, else at most it: RecBole keeps
+    no more history than that)."""
+    from ..lm.prompt import TRAIN_FORMATS
+
+    train_format = str(config["train_format"] or "window").lower()
+    if train_format not in TRAIN_FORMATS:
+        raise ConfigError(f"train_format must be {' or '.join(TRAIN_FORMATS)}, not {config['train_format']!r}")
+    length = positive_int(config["MAX_ITEM_LIST_LENGTH"], "MAX_ITEM_LIST_LENGTH")
+    raw = config["sequence_min_history"]
+    min_history = 1 if raw is None else raw
+    if isinstance(min_history, bool) or not isinstance(min_history, int) or not 0 <= min_history < length:
+        raise ConfigError(f"sequence_min_history must be an integer from 0 to {length - 1} (below "
+                          f"MAX_ITEM_LIST_LENGTH {length}, so a chunk holds a target), not {raw!r}")
+    eval_history = config["eval_history"]
+    eval_history = length if eval_history is None else positive_int(eval_history, "eval_history")
+    if eval_history > length:
+        raise ConfigError(f"eval_history {eval_history} exceeds MAX_ITEM_LIST_LENGTH {length}, the most history "
+                          f"RecBole keeps; lower eval_history or raise MAX_ITEM_LIST_LENGTH")
+    return train_format, min_history, length, eval_history
 
 
 def _assistant_options(config) -> tuple[tuple[float, ...], float, float, bool]:

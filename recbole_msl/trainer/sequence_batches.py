@@ -1,0 +1,55 @@
+"""The training examples of ``train_format: sequence``: each user's training items in chunks, and an epoch's batches.
+
+Built once per run from RecBole's training split (its windows joined back into sequences,
+:func:`recbole_msl.core.sequences.user_sequences`), so no validation or test item is ever in a chunk.
+A chunk holds at most ``MAX_ITEM_LIST_LENGTH`` titles and fits the backbone's context; consecutive chunks of a
+user overlap by ``sequence_min_history`` titles, so every training target is trained exactly once per pass.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..core.sequences import chunk_sequence, user_sequences
+
+
+class SequenceExamples:
+    """All chunks of a training split, and each epoch's shuffled batches of this process's share."""
+
+    def __init__(self, dataset, model, seed: int, rank: int = 0, world_size: int = 1, shuffle: bool = True):
+        inter = dataset.inter_feat
+        seqs, lengths = inter[model.ITEM_SEQ].tolist(), inter[model.ITEM_SEQ_LEN].tolist()
+        sequences = user_sequences(inter[dataset.uid_field].tolist(), [s[:n] for s, n in zip(seqs, lengths)],
+                                   inter[model.POS_ITEM_ID].tolist(), width=model.max_seq_length)
+        prompts, opts = model.prompts, model.opts
+        budget = prompts.max_length - len(prompts.head_ids)
+        self.chunks, self.owners = [], []  # the chunks and each one's user
+        for user, sequence in sequences:
+            for chunk in chunk_sequence(sequence, opts.history_length, opts.sequence_min_history,
+                                        prompts.listed_cost, budget):
+                self.chunks.append(chunk)
+                self.owners.append(user)
+        self.min_history = opts.sequence_min_history
+        self.users = len(set(inter[dataset.uid_field].tolist()))
+        self.seed, self.rank, self.world_size, self.shuffle = seed, rank, world_size, shuffle
+
+    @property
+    def targets(self) -> int:
+        """Target titles over all chunks (every training target once)."""
+        return sum(len(chunk) - self.min_history for chunk in self.chunks)
+
+    def share(self) -> int:
+        """Chunks this process trains on per full pass."""
+        return len(range(self.rank, len(self.chunks), self.world_size))
+
+    def epoch(self, epoch: int, budget: int, step: int):
+        """Batches of ``step`` chunks, ``budget`` chunks in all, from this process's share of epoch ``epoch``'s
+        order. The order depends on the seed and the epoch only, so every process agrees on it and a resumed run
+        draws the same chunks."""
+        if self.shuffle:
+            order = torch.randperm(len(self.chunks), generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
+        else:
+            order = torch.arange(len(self.chunks))
+        mine = order[self.rank::self.world_size][:budget].tolist()
+        for start in range(0, len(mine), step):
+            yield [self.chunks[i] for i in mine[start:start + step]]
