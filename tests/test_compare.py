@@ -671,3 +671,93 @@ def test_runs_that_differ_only_in_decoding_share_one_training(tmp_path, monkeypa
         text = f.read()
     assert "| guided | 1 | SASRec | 2 (the grid's largest) | 1: 0.0100, 2: 0.0200 |" in text
     assert "| alone | 1 | SASRec | 1 | 1: 0.0100 |" in text  # a single weight: nothing chosen, nothing flagged
+
+
+def _hit_record(run: str, seed: int, hit_users: list[int], n_users: int = 6) -> dict:
+    """A finished record whose target lands first for ``hit_users`` and nowhere in the top 10 for the others."""
+    matrix = np.zeros((n_users, MAXK + 1), dtype=np.int64)
+    matrix[hit_users, 0] = 1
+    matrix[:, -1] = 1
+    encoded = encode_hits(matrix)
+    users = [str(u) for u in range(n_users)]
+    values = per_user_metrics(encoded, ["ndcg", "hit"], [5, 10])
+    return {"run": run, "seed": seed, "status": "ok", "test": {k: float(v.mean()) for k, v in values.items()},
+            "valid": {"ndcg@10": 0.1}, "test_hits": {"users": users, "targets": users, **encoded,
+                                                      "fingerprint": split_fingerprint(users, users)}}
+
+
+def test_overlap_table_counts_what_the_guided_search_keeps_of_the_llm_alone_hits(tmp_path):
+    """Hits at 10 per user: LLM alone {0, 1, 2}, trie {2, 3, 4}, guided {0, 3, 5}, reference {1, 2}. Against the
+    trie, only the LLM had 0 and 1, the guided search keeps 0, loses 2 and 4 of the trie's hits and adds 5."""
+    from recbole_msl.compare.report import build_report, to_markdown
+
+    runs = [{"name": "ref", "model": "SASRec"}, {"name": "llm", "model": "LLMMSL"},
+            {"name": "trie", "model": "LLMMSL", "config": {"assistant": "SASRec", "assistant_weight": 1,
+                                                            "llm_weight": 0}},
+            {"name": "guided", "model": "LLMMSL", "config": {"assistant": "SASRec", "assistant_weight": [1, 2]}}]
+    path = _spec_file(tmp_path, runs, seeds=(1,))
+    with open(path) as f:
+        raw = yaml.safe_load(f)
+    raw["pairs"] = [["guided", "llm"], ["guided", "trie"]]
+    with open(path, "w") as f:
+        yaml.safe_dump(raw, f)
+    records = [_hit_record("ref", 1, [1, 2]), _hit_record("llm", 1, [0, 1, 2]), _hit_record("trie", 1, [2, 3, 4]),
+               _hit_record("guided", 1, [0, 3, 5])]
+    report = build_report(load_spec(path), records)
+    rows = {row["baseline"]: row for row in report["overlap"]["rows"]}
+    assert set(rows) == {"trie", "ref"} and report["overlap"]["k"] == 10
+    trie, ref = rows["trie"], rows["ref"]
+    assert (trie["only_llm"], trie["kept"], trie["baseline_hits"], trie["lost"], trie["new"]) == (2, 1, 3, 2, 1)
+    assert (ref["only_llm"], ref["kept"], ref["baseline_hits"], ref["lost"], ref["new"]) == (1, 1, 2, 2, 2)
+    for row in rows.values():  # guided - compared = kept + new - lost
+        assert row["guided_hits"] - row["baseline_hits"] == row["kept"] + row["new"] - row["lost"]
+    assert report["multiple_testing"]["family_size"] == 3 * 2 + 2 * 2  # 3 runs vs ref, 2 pairs, 2 metrics
+    assert "guided vs trie" in report["pairs"]
+    markdown = to_markdown(report)
+    assert "| guided | llm | trie | 1 | 6 | 2 | 1 = 50% (" in markdown
+    assert "| guided | llm | ref | 1 | 6 | 1 | 1 = 100% (" in markdown
+
+
+def test_a_p_at_the_floor_of_its_sign_flips_is_written_as_an_upper_bound():
+    from recbole_msl.compare.report import fmt_gain, fmt_p
+
+    floor = {"relative_gain": 3.0, "difference": 0.05, "mean_run": 0.066, "mean_reference": 0.016,
+             "p": 1 / 10001, "p_holm": 36 / 10001, "flips": 10000, "significant": True, "detectable": 0.016,
+             "detectable_relative": 1.0}
+    text = fmt_gain(floor)
+    assert "p<0.001, Holm p<0.004, significant" in text and "Holm p=" not in text
+    exact = {**floor, "p": 0.0002, "p_holm": 0.0036, "flips": 0}  # enumerated: the p is exact, not a bound
+    assert "Holm p=0.004" in fmt_gain(exact)
+    above = {**floor, "p": 0.02, "p_holm": 0.2}  # random flips, but not at the floor
+    assert "p=0.020, Holm p=0.200" in fmt_gain(above)
+    assert fmt_p(28 / 10001, at_floor=True) == "<0.003" and fmt_p(0.0021, at_floor=True) == "<0.003"
+    assert fmt_p(0.003, at_floor=True) == "<0.003" and fmt_p(0.0028) == "0.003"
+
+
+def test_records_and_reports_name_no_folder_of_the_machine(tmp_path, monkeypatch):
+    """Paths under the working directory (results, checkpoints, logs) and the project's shipped profiles are
+    stored relative: a committed record or report holds no absolute path of the machine it ran on."""
+    from recbole_msl.recbole_seam.config import PROPERTIES_DIR
+
+    monkeypatch.setattr("recbole_msl.quick_start.run", FakeRuns())
+    monkeypatch.chdir(tmp_path)
+    saved = tmp_path / "saved" / "adapter"
+    runs = [{**_run("ref", hit_rate=0.2, saved_for_test=str(saved)), "profiles": ["cpu"]},
+            {**_run("other", hit_rate=0.3, saved_for_test=f"moved from {saved}"), "profiles": ["cpu"]}]
+    spec = load_spec(_spec_file(tmp_path, runs, seeds=(1,)))
+    assert os.path.isabs(spec.source) and os.path.isabs(spec.runs[0].config_files[0])
+    report = runner.run_comparison(spec, results_dir="res", echo=lambda *_: None)
+    project = os.path.dirname(os.path.abspath(PROPERTIES_DIR))
+    written = glob.glob(str(tmp_path / "res" / "**" / "*.*"), recursive=True)
+    assert len([p for p in written if p.endswith(".json")]) == 3  # two records and the report
+    for path in written:
+        if path.endswith((".json", ".csv", ".md")):
+            with open(path) as f:
+                text = f.read()
+            assert str(tmp_path) not in text and project + os.sep not in text, path
+    record = store.read_record(str(tmp_path / "res" / "cmp"), "ref", 1)
+    assert record["saved_model_file"] == os.path.join("saved", "adapter")
+    assert record["config_files"] == [os.path.join("properties", "profiles", "cpu.yaml")]
+    assert store.read_record(str(tmp_path / "res" / "cmp"), "other", 1)["saved_model_file"] == \
+        f"moved from {os.path.join('saved', 'adapter')}"
+    assert report["source"] == "cmp.yaml"

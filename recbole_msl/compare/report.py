@@ -16,15 +16,46 @@ import datetime
 import io
 import json
 import math
+import os
+import re
 
 import numpy as np
 
 from ..summary import at_grid_edge
 from .stats import ALPHA, EXACT_MAX, FLIPS, holm, mean_std, paired_test, stored_adjusted_p, stored_p
-from .user_metrics import per_user_metrics
+from .user_metrics import hits_at, per_user_metrics, wilson_interval
 
 _PRETTY = {"recall": "Recall", "mrr": "MRR", "ndcg": "NDCG", "hit": "Hit", "precision": "Precision", "map": "MAP"}
 RESAMPLES = 10000
+
+
+def portable_paths(value, root: str | None = None):
+    """``value`` (a record, a report, any JSON-like data) with every absolute path under ``root`` (default: the
+    working directory, the project root a comparison runs from), or else under the folder that holds the shipped
+    ``properties/`` (the project root, where the shipped comparisons and profiles live), written relative to it,
+    inside longer strings too (an error message, ``--checkpoint_dir=...``), so a committed record names no folder
+    of the machine it ran on. Paths elsewhere (a model folder given as ``/models/...``) stay as given."""
+    from ..recbole_seam.config import PROPERTIES_DIR
+
+    roots = [os.path.abspath(root or os.getcwd()), os.path.dirname(os.path.abspath(PROPERTIES_DIR))]
+    roots = [r.rstrip(os.sep) for r in dict.fromkeys(roots) if r.rstrip(os.sep)]  # "/" itself shortens nothing
+    # a root's prefix where a path starts: at the string's start or after a space, quote, '=', '(', ...
+    patterns = [re.compile(r"(?<![\w.~/-])" + re.escape(r + os.sep)) for r in roots]
+
+    def convert(item):
+        if isinstance(item, str):
+            if item in roots:
+                return "."
+            for pattern in patterns:
+                item = pattern.sub("", item)
+            return item
+        if isinstance(item, dict):
+            return {key: convert(v) for key, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [convert(v) for v in item]
+        return item
+
+    return convert(value)
 
 
 def pretty_metric(name: str) -> str:
@@ -109,6 +140,55 @@ def _gains(spec, by_run, metrics) -> tuple[dict, dict, list[str]]:
     return gains, pairs, notes
 
 
+def _guided_triples(spec, reference) -> list[tuple[str, str, str]]:
+    """(guided run, its LLM-alone run, a baseline) for the overlap table: a pair [guided, other] of the spec where
+    the guided run has an assistant and an LLM term and the other has no assistant is the guided run's LLM alone;
+    its baselines are the runs it is paired with that have no LLM term (the assistant alone through the trie,
+    ``llm_weight: 0``), then the reference."""
+    config = {run.name: run.config for run in spec.runs}
+
+    def guided(name):
+        return bool(config.get(name, {}).get("assistant")) and config[name].get("llm_weight", 1) != 0
+
+    triples = []
+    for name, other in getattr(spec, "pairs", None) or []:
+        if not guided(name) or other not in config or config[other].get("assistant"):
+            continue
+        baselines = [b for n, b in spec.pairs if n == name and b in config and config[b].get("llm_weight") == 0]
+        if reference in config and reference not in baselines:
+            baselines.append(reference)
+        triples += [(name, other, baseline) for baseline in baselines]
+    return triples
+
+
+def _overlap(spec, by_run, metrics) -> dict:
+    """Per guided run and baseline, per seed: of the test rows that only the LLM alone hit at k (the baseline
+    missed them), how many the guided search hits too; how many of the baseline's hits it misses; how many rows it
+    hits that neither hit. Counts of rows (each seed's own training); {} without pairs to read."""
+    _, topk = _metric_names_and_topk(metrics)
+    if not topk:
+        return {}
+    k = 10 if 10 in topk else max(topk)
+    table = []
+    for name, llm, baseline in _guided_triples(spec, spec.reference):
+        ok = {run: {r["seed"]: r for r in by_run.get(run, []) if r.get("status") == "ok"}
+              for run in (name, llm, baseline)}
+        for seed in spec.seeds:
+            records = [ok[run].get(seed) for run in (name, llm, baseline)]
+            encoded = [(r or {}).get("test_hits") or {} for r in records]
+            if not all(e.get("hits") for e in encoded) or len({e.get("fingerprint") for e in encoded}) > 1:
+                continue
+            g, l, b = (hits_at(e, k) for e in encoded)
+            only_llm = l & ~b
+            kept = int(np.sum(only_llm & g))
+            low, high = wilson_interval(kept, int(only_llm.sum()))
+            table.append({"guided": name, "llm": llm, "baseline": baseline, "seed": seed, "k": k,
+                          "rows": int(g.size), "only_llm": int(only_llm.sum()), "kept": kept,
+                          "kept_ci": [low, high], "baseline_hits": int(b.sum()), "lost": int(np.sum(b & ~g)),
+                          "new": int(np.sum(g & ~b & ~l)), "guided_hits": int(g.sum())})
+    return {"k": k, "rows": table} if table else {}
+
+
 def _summarise_run(run, records, metrics, pending=()) -> dict:
     ok = [r for r in records if r.get("status") == "ok"]
     failed = [{"seed": r["seed"], "error": r.get("error")} for r in records if r.get("status") != "ok"]
@@ -167,7 +247,7 @@ def build_report(spec, records: list[dict], pending=()) -> dict:
                  for r in records if r.get("status") == "ok"]
     selection = [m for m in selection if m in report_metrics]  # the metric runs were selected on
     primary = max(set(selection), key=selection.count) if selection else (report_metrics or [None])[0]
-    return {
+    return portable_paths({
         "comparison": spec.name, "primary_metric": primary, "dataset": spec.dataset, "seeds": spec.seeds, "reference": spec.reference,
         "source": spec.source, "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "metrics": metrics, "report_metrics": report_metrics, "alpha": ALPHA, "bootstrap_resamples": RESAMPLES,
@@ -178,11 +258,11 @@ def build_report(spec, records: list[dict], pending=()) -> dict:
             "method": "holm", "family_size": sum(len(g) for g in gains.values()) + sum(len(p) for p in pairs.values()),
             "family": "every paired test in this report (all runs against the reference, the listed pairs, all "
                       "metrics)"},
-        "pairs": pairs,
+        "pairs": pairs, "overlap": _overlap(spec, by_run, report_metrics),
         "same_test_rows": len(fingerprints) <= 1, "notes": notes, "runs": runs,
         "pending": [{"run": name, "seed": seed} for name, seed in pending],
         "records": [{k: v for k, v in r.items() if k != "test_hits"} for r in records],
-    }
+    })
 
 
 def _fmt_value(stat) -> str:
@@ -208,9 +288,22 @@ def _fmt_count(count) -> str:
     return str(count)
 
 
-def fmt_p(p: float) -> str:
-    """A p-value for a table: three decimals, or an upper bound below 0.001."""
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
+def fmt_p(p: float, at_floor: bool = False) -> str:
+    """A p-value for a table: three decimals, or an upper bound below 0.001. ``at_floor``: the p is the
+    smallest its random sign flips can give (1/(flips + 1), times the family's size once Holm-adjusted), so it
+    bounds the p from above: written "<" and rounded up (28/10,001 = 0.0028 is "<0.003", never "<0.002")."""
+    if p < 0.001:
+        return "<0.001"
+    if at_floor:
+        return f"<{math.ceil(p * 1000 - 1e-9) / 1000:.3f}"
+    return f"{p:.3f}"
+
+
+def at_permutation_floor(test: dict) -> bool:
+    """Whether a stored test's raw p is the floor of its random sign flips, (0 + 1) / (flips + 1): no flipped
+    mean was as extreme as the observed one, so the p (and its Holm adjustment) is an upper bound."""
+    flips = test.get("flips") or 0
+    return flips > 0 and stored_p(test) <= (1 + 1e-9) / (flips + 1)
 
 
 def fmt_gain(gain: dict | None) -> str:
@@ -222,9 +315,10 @@ def fmt_gain(gain: dict | None) -> str:
     diff = gain.get("difference", gain["mean_run"] - gain["mean_reference"])
     head = "n/a" if math.isnan(rel) else f"{rel * 100:+.1f}%"
     verdict = "significant" if gain["significant"] else "not significant"
-    p_value = f"p={fmt_p(stored_p(gain))}".replace("=<", "<")
+    floor = at_permutation_floor(gain)
+    p_value = f"p={fmt_p(stored_p(gain), floor)}".replace("=<", "<")
     if gain.get("p_holm") is not None:
-        p_value += f", Holm p={fmt_p(stored_adjusted_p(gain))}".replace("=<", "<")
+        p_value += f", Holm p={fmt_p(stored_adjusted_p(gain), floor)}".replace("=<", "<")
     detectable = gain.get("detectable")
     if detectable is None or math.isnan(detectable):
         return f"{head} ({diff:+.4f}, {p_value}, {verdict})"
@@ -391,9 +485,56 @@ def to_markdown(report: dict) -> str:
         lines.append("|" + "|".join(["---"] * len(header)) + "|")
         for pair, tests in pairs.items():
             lines.append("| " + " | ".join([pair] + [fmt_gain(tests.get(m)) for m in metrics]) + " |")
+    lines += _overlap_lines(report, unit)
     for note in report["notes"]:
         lines += ["", f"Note: {note}"]
     return "\n".join(lines) + "\n"
+
+
+def _share(part: int, whole: int) -> str:
+    return "—" if not whole else f"{part / whole * 100:.0f}%"
+
+
+def _overlap_lines(report: dict, unit: str) -> list[str]:
+    """The per-row overlap of hits: what the guided search keeps of the hits only the LLM alone had, and what it
+    loses of the compared run's hits (counts of rows, per seed and summed over seeds)."""
+    overlap = report.get("overlap") or {}
+    rows = overlap.get("rows") or []
+    if not rows:
+        return []
+    k = overlap["k"]
+    caption = (f"What the LLM adds to the guided search, {unit[:-1]} by {unit[:-1]} (Hit@{k}, counts of test {unit}; "
+               f"each seed is its own training of every run). 'Only the LLM alone': {unit} the LLM-only run hit at "
+               f"{k} and the compared run missed; 'kept': those the guided search hits too, with the 95% Wilson "
+               f"interval of that share over those {unit}; 'lost': the compared run's hits the guided search "
+               f"misses; 'new': {unit} the guided search hits that neither the LLM alone nor the compared run hit. "
+               f"Guided hits - compared hits = kept + new - lost. The 'all seeds' line sums the counts (the same "
+               f"{unit} once per seed, so no interval; the range is the per-seed shares).")
+    lines = ["", caption, "",
+             f"| Guided run | LLM alone | Compared with | Seed | {unit.capitalize()} | Hits only the LLM alone had | "
+             f"Kept by the guided search | Compared run's hits | Lost by the guided search | New | "
+             f"Guided - compared hits |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    groups: dict[tuple, list] = {}
+    for row in rows:
+        groups.setdefault((row["guided"], row["llm"], row["baseline"]), []).append(row)
+    for (guided, llm, baseline), entries in groups.items():
+        for row in entries:
+            low, high = row["kept_ci"]
+            interval = "" if low != low else f" ({low * 100:.0f}% to {high * 100:.0f}%)"
+            lines.append(f"| {guided} | {llm} | {baseline} | {row['seed']} | {row['rows']} | {row['only_llm']} | "
+                         f"{row['kept']} = {_share(row['kept'], row['only_llm'])}{interval} | {row['baseline_hits']} | "
+                         f"{row['lost']} | {row['new']} | {row['guided_hits'] - row['baseline_hits']:+d} |")
+        if len(entries) > 1:
+            total = {key: sum(row[key] for row in entries)
+                     for key in ("rows", "only_llm", "kept", "baseline_hits", "lost", "new", "guided_hits")}
+            shares = [row["kept"] / row["only_llm"] for row in entries if row["only_llm"]]
+            spread = f" (seeds: {min(shares) * 100:.0f}% to {max(shares) * 100:.0f}%)" if shares else ""
+            lines.append(f"| {guided} | {llm} | {baseline} | all seeds | {total['rows']} | {total['only_llm']} | "
+                         f"{total['kept']} = {_share(total['kept'], total['only_llm'])}{spread} | "
+                         f"{total['baseline_hits']} | {total['lost']} | {total['new']} | "
+                         f"{total['guided_hits'] - total['baseline_hits']:+d} |")
+    return lines
 
 
 def to_csv(report: dict) -> str:

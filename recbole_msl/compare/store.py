@@ -38,6 +38,8 @@ def read_record(folder: str, run: str, seed: int) -> dict | None:
 
 
 def write_record(folder: str, record: dict) -> str:
+    from .report import portable_paths  # paths relative to the project root: no machine folder in a record
+
     path = record_path(folder, record["run"], record["seed"])
-    write_json(path, record)
+    write_json(path, portable_paths(record))
     return path

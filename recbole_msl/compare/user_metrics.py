@@ -37,3 +37,19 @@ def per_user_metrics(encoded: dict, metrics, topk, decimal_place: int = 4) -> di
         for k in topk:
             values[f"{str(name).lower()}@{k}"] = np.asarray(table[:, k - 1], dtype=np.float64)
     return values
+
+
+def hits_at(encoded: dict, k: int) -> np.ndarray:
+    """Per test row, whether the target is among the first ``k`` items ranked (Hit@k of each row)."""
+    hits, _ = decode_hits(encoded)
+    return hits[:, :k].any(axis=1)
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (nan, nan with no trials)."""
+    if trials == 0:
+        return float("nan"), float("nan")
+    share = successes / trials
+    centre = (share + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * np.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
