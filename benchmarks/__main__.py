@@ -1,6 +1,6 @@
 """``python -m benchmarks [names...] [--quick] [--end-to-end | --e2e-log FILE]``: run and summarise.
 
-Without names every benchmark runs (train_step, mask_memory, ranking, scale, end_to_end); the
+Without names every benchmark runs (train_step, mask_memory, sequence_format, ranking, scale, end_to_end); the
 end-to-end figures are re-read from the last recorded run unless ``--end-to-end`` re-runs the
 README main command (~6 min) or ``--e2e-log`` names its saved output.
 """
@@ -15,7 +15,7 @@ import traceback
 
 from .common import log, machine, write_json
 
-BENCHMARKS = ["train_step", "mask_memory", "ranking", "scale", "end_to_end"]
+BENCHMARKS = ["train_step", "mask_memory", "sequence_format", "ranking", "scale", "end_to_end"]
 
 
 def _fmt(value) -> str:

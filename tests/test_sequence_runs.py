@@ -74,3 +74,54 @@ def test_a_resumed_sequence_run_continues_bit_identically(tiny_llm_dir, tmp_path
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.trainer.tau_trace == whole.trainer.tau_trace
     assert os.path.isdir(last)
+
+
+# ------------------------------------------------------------------ capacity: LoRA on every linear layer, full
+def _model(tiny_llm_dir, tmp_path, **extra):
+    from recbole_msl.model.llmmsl import LLMMSL
+    from recbole_msl.recbole_seam.data import create_dataset
+
+    config = Config(model="LLMMSL", dataset="ml-100k", config_dict={"llm_path": tiny_llm_dir, "checkpoint_dir":
+                                                                   str(tmp_path), **extra})
+    return LLMMSL(config, create_dataset(config))
+
+
+@pytest.mark.parametrize("targets, expected", [
+    ("all-linear", {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
+    ("[q_proj,k_proj]", {"q_proj", "k_proj"}),  # the command line's list syntax, as --topk=[5,10]
+])
+def test_lora_targets_all_linear_layers_or_a_listed_set(tiny_llm_dir, tmp_path, targets, expected):
+    model = _model(tiny_llm_dir, tmp_path, lora_target_modules=targets)
+    wrapped = {name.split(".lora_A")[0].rsplit(".", 1)[-1] for name, _ in model.base.named_parameters()
+               if "lora_A" in name}
+    assert wrapped == expected
+    assert all("lora_" in n for n, p in model.named_parameters() if p.requires_grad)
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_llm_dir, tmp_path_factory):
+    cfg = {"llm_path": tiny_llm_dir, "epochs": 1, "train_samples_per_epoch": 8, "train_batch_size": 4,
+           "micro_batch_size": 2, "eval_max_users": 3, "num_beams": 10, "decode_batch_size": 3,
+           "show_progress": False, "checkpoint_dir": str(tmp_path_factory.mktemp("saved")),
+           "llm_finetune": "full", "learning_rate": 0.01, **SEQUENCE}
+    return run("LLMMSL", "ml-100k", config_dict=cfg), cfg
+
+
+def test_full_fine_tuning_trains_every_weight_and_reloads_them(full_run, tiny_llm_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    result, _ = full_run
+    original = dict(AutoModelForCausalLM.from_pretrained(tiny_llm_dir).named_parameters())
+    reloaded = Recommender(result["saved_model_file"]).model
+    assert all(p.requires_grad for p in reloaded.parameters())
+    base = dict(reloaded.base.named_parameters())
+    changed = [n for n, p in original.items()
+               if not torch.equal(base[n.replace("q_proj.weight", "q_proj.base_layer.weight")
+                                       .replace("v_proj.weight", "v_proj.base_layer.weight")], p)]
+    assert len(changed) > len(original) // 2  # the backbone itself moved, and the checkpoint brought it back
+
+
+def test_a_fully_fine_tuned_checkpoint_is_refused_as_an_adapter(full_run):
+    result, _ = full_run
+    with pytest.raises(ConfigError, match="llm_finetune: full"):
+        Recommender(result["saved_model_file"], {"llm_finetune": "lora"})

@@ -151,16 +151,24 @@ def load_backbone(options: BackboneOptions, device: torch.device):
     return model, tokenizer
 
 
+ALL_LINEAR = "all-linear"
+
+
 def lora_config(options: LoraOptions):
     """peft's LoraConfig of the options."""
     from peft import LoraConfig, TaskType
 
     return LoraConfig(task_type=TaskType.CAUSAL_LM, r=options.r, lora_alpha=options.alpha, lora_dropout=options.dropout,
-                      target_modules=list(options.target_modules), bias="none")
+                      target_modules=_targets(options.target_modules), bias="none")
+
+
+def _targets(names: tuple[str, ...]):
+    """peft's target_modules: its own "all-linear" (every linear layer but the LM head) as the string peft wants."""
+    return ALL_LINEAR if names == (ALL_LINEAR,) else list(names)
 
 
 def wrap_with_lora(model, lora: LoraOptions, gradient_checkpointing: bool = False):
-    """Freeze the backbone and add LoRA adapters; only they train."""
+    """Freeze the backbone and add LoRA adapters; only they train, unless ``llm_finetune: full`` (all weights)."""
     from peft import get_peft_model
 
     if gradient_checkpointing:
@@ -170,7 +178,11 @@ def wrap_with_lora(model, lora: LoraOptions, gradient_checkpointing: bool = Fals
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     try:
-        return get_peft_model(model, lora_config(lora))
+        wrapped = get_peft_model(model, lora_config(lora))
     except ValueError as err:
         raise ConfigError(f"LoRA could not be attached ({first_line(err)}); "
                           f"check lora_target_modules against the backbone's module names") from err
+    if lora.finetune == "full":  # every backbone weight trains as well (the adapter stays, zero at the start)
+        for param in wrapped.parameters():
+            param.requires_grad_(True)
+    return wrapped

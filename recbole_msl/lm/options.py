@@ -52,12 +52,16 @@ class BackboneOptions:
         return cls(**found)
 
 
+FINETUNE_MODES = ("lora", "full")
+
+
 @dataclass(frozen=True)
 class LoraOptions:
     r: int = option("lora_r", 8, resume=True)
     alpha: float = option("lora_alpha", 16, resume=True)
     dropout: float = option("lora_dropout", 0.05, resume=True)
     target_modules: tuple[str, ...] = option("lora_target_modules", ("q_proj", "v_proj"), resume=True)
+    finetune: str = option("llm_finetune", "lora", resume=True)  # lora: the adapter only; full: every weight too
 
     @classmethod
     def from_mapping(cls, values) -> LoraOptions:
@@ -70,8 +74,13 @@ class LoraOptions:
             raise ConfigError(f"lora_alpha must be a positive number, not {alpha!r}")
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise ConfigError(f"lora_dropout must be in [0, 1), not {dropout!r}")
-        if isinstance(targets, str):
-            targets = [targets]
+        if isinstance(targets, str):  # one name, peft's "all-linear", or the command line's list syntax "[a,b]"
+            text = targets.strip()
+            targets = ([t.strip() for t in text[1:-1].split(",") if t.strip()] if text.startswith("[")
+                       and text.endswith("]") else [text])
         if not targets or not all(isinstance(t, str) for t in targets):
             raise ConfigError(f"lora_target_modules must be a list of module names, not {targets!r}")
-        return cls(r=r, alpha=alpha, dropout=float(dropout), target_modules=tuple(targets))
+        finetune = str(found.get("finetune", cls.finetune)).lower()
+        if finetune not in FINETUNE_MODES:
+            raise ConfigError(f"llm_finetune must be {' or '.join(FINETUNE_MODES)}, not {found.get('finetune')!r}")
+        return cls(r=r, alpha=alpha, dropout=float(dropout), target_modules=tuple(targets), finetune=finetune)

@@ -23,7 +23,7 @@ from ..core.losses import ATS_STATISTICS_SIZE, ats_estimate, ats_update
 from ..core.subtree_mass import SubtreeRanges
 from ..core.trie import TokenTrie
 from ..errors import ConfigError
-from ..lm.adapter_io import load_adapter_weights, write_adapter
+from ..lm.adapter_io import BACKBONE_PREFIX, load_adapter_weights, load_backbone_weights, write_adapter
 from ..lm.backbone import load_backbone, wrap_with_lora
 from ..lm.common_prefix import common_prefix_length, decode_right_padded
 from ..lm.head import head_logits
@@ -86,7 +86,8 @@ class LLMMSL(SequentialRecommender):
         total = sum(p.numel() for p in self.parameters())
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return (f"LLMMSL(backbone={type(self.base).__name__} from {self.base.config.name_or_path or 'gguf'}, "
-                f"{total / 1e6:.1f}M parameters, LoRA on {sorted(self.llm.peft_config['default'].target_modules)}, "
+                f"{total / 1e6:.1f}M parameters, LoRA on {sorted(self.llm.peft_config['default'].target_modules)}"
+                f"{' + every backbone weight' if self.opts.lora.finetune == 'full' else ''}, "
                 f"loss={self.opts.loss}, tau={'ats' if self.opts.adaptive_tau else self.tau}, "
                 f"trie: {self.trie.num_leaves} titles, {self.trie.num_nodes} nodes, depth {self.trie.max_depth})"
                 f"\nTrainable parameters: {trainable}")
@@ -352,11 +353,15 @@ class LLMMSL(SequentialRecommender):
             self.tau = float(para["tau"])
 
     def save_adapter(self, folder: str) -> None:
-        """The LoRA weights as a peft adapter folder (what :meth:`load_trainable_state_dict` reads back)."""
-        write_adapter(self.llm, folder)
+        """The LoRA weights as a peft adapter folder (what :meth:`load_trainable_state_dict` reads back); under
+        ``llm_finetune: full`` the backbone's weights too."""
+        write_adapter(self.llm, folder, full=self.opts.lora.finetune == "full")
 
     def load_trainable_state_dict(self, state):
-        unexpected = load_adapter_weights(self.llm, state)
+        if self.opts.lora.finetune != "full" and any(k.startswith(BACKBONE_PREFIX) for k in state):
+            raise ConfigError("the checkpoint holds a fully fine-tuned backbone; load it with llm_finetune: full")
+        state, unexpected = load_backbone_weights(self.llm, state)
+        unexpected += load_adapter_weights(self.llm, state)
         if unexpected:
             raise ConfigError(f"checkpoint has {len(unexpected)} weights this model lacks (e.g. {unexpected[0]}); "
                               f"load it with the backbone and lora settings it was trained with")

@@ -33,6 +33,7 @@ from ..checkpoint import (
     load_checkpoint,
     read_adapter,
     read_state,
+    save_assistant,
     save_checkpoint,
     update_checkpoint,
 )
@@ -44,6 +45,7 @@ from ..summary import at_grid_edge
 from ..validate import positive_int
 from . import resume
 from .schedule import warmup_then_linear_decay
+from .sequence_batches import SequenceExamples
 
 # path options stored absolute in a checkpoint's state, so it loads the same files from any working directory
 PATH_OPTIONS = ("data_path", "llm_path", "gguf_cache_dir", "checkpoint_dir")
@@ -82,6 +84,7 @@ class LLMMSLTrainer(EvaluationRecordMixin, EvaluationProtocolMixin, Trainer):
         self.pending_validation: int | None = None  # resumed from a stop during this epoch's validation
         self.epoch_idx = 0  # the epoch being trained, for messages
         self.epochs_done = 0  # epochs trained so far (train_until)
+        self.sequences: SequenceExamples | None = None  # train_format sequence: the chunks (built at the start)
 
     def _trainable(self):
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -90,9 +93,24 @@ class LLMMSLTrainer(EvaluationRecordMixin, EvaluationProtocolMixin, Trainer):
         kwargs.setdefault("params", self._trainable())
         return super()._build_optimizer(**kwargs)
 
+    def _sequence_examples(self, train_data) -> SequenceExamples | None:
+        """train_format sequence: the training split's chunks, built on first use."""
+        if self.sequences is None and self.model.opts.train_format == "sequence":
+            self.sequences = SequenceExamples(train_data._dataset, self.model, int(self.config["seed"]), self.rank,
+                                              self.world_size, bool(train_data.shuffle))
+            self.logger.info(f"train_format sequence: {len(self.sequences.chunks)} chunks of at most "
+                             f"{self.model.opts.history_length} titles from {self.sequences.users} users, "
+                             f"{self.sequences.targets} target titles per pass")
+        return self.sequences
+
     def _epoch_budget(self, train_data) -> int:
-        """Sequences this rank trains on per epoch: ``train_samples_per_epoch`` split over the ranks."""
-        available = len(train_data.sampler) if self.distributed else train_data.sample_size
+        """Examples this rank trains on per epoch (windows, or chunks in the sequence format):
+        ``train_samples_per_epoch`` split over the ranks."""
+        sequences = self._sequence_examples(train_data)
+        if sequences is not None:
+            available = sequences.share()
+        else:
+            available = len(train_data.sampler) if self.distributed else train_data.sample_size
         wanted = math.ceil(self.samples_per_epoch / self.world_size) if self.samples_per_epoch else available
         return min(wanted, available)
 
@@ -165,18 +183,22 @@ class LLMMSLTrainer(EvaluationRecordMixin, EvaluationProtocolMixin, Trainer):
             train_data.sampler.set_epoch(epoch_idx)
         budget, seen, losses = self._epoch_budget(train_data), 0, []
         bar = tqdm(total=budget, ncols=100, desc=set_color(f"Train {epoch_idx:>5}", "pink")) if show_progress else None
-        for interaction in train_data:
+        sequences = self._sequence_examples(train_data)
+        batches = train_data if sequences is None else sequences.epoch(epoch_idx, budget, train_data.step)
+        for batch in batches:
             if seen >= budget:
                 break
-            take = min(len(interaction), budget - seen)
-            losses.append(self._optimizer_step(interaction[:take].to(self.device)))
+            take = min(len(batch), budget - seen)
+            batch = batch[:take]
+            losses.append(self._optimizer_step(batch if sequences else batch.to(self.device)))
             seen += take
             if bar:
                 bar.update(take)
                 bar.set_postfix(loss=f"{losses[-1]:.4f}", **self._tau_note())
         if bar:
             bar.close()
-        self.logger.info(f"epoch {epoch_idx}: {len(losses)} optimizer steps on {seen * self.world_size} sequences, "
+        unit = "chunks" if sequences else "sequences"
+        self.logger.info(f"epoch {epoch_idx}: {len(losses)} optimizer steps on {seen * self.world_size} {unit}, "
                          f"lr {self.scheduler.get_last_lr()[0]:.3g}"
                          + "".join(f", {k} {v}" for k, v in self._tau_note().items()))
         return sum(losses) / max(len(losses), 1)
@@ -288,8 +310,6 @@ class LLMMSLTrainer(EvaluationRecordMixin, EvaluationProtocolMixin, Trainer):
             choice = {"assistant": {**record, "weight": best[2], "grid": grid,
                                     "temperature": self.model.opts.assistant_temperature,
                                     "llm_weight": self.model.opts.llm_weight}}
-            from ..recbole_seam.assistant import save_assistant
-
             update_checkpoint(self.saved_model_file, choice,
                               lambda staging: save_assistant(staging, self.model.assistant, record))
         if self.distributed:
