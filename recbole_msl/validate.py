@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from .errors import ConfigError
 
 
@@ -27,11 +29,21 @@ def flag(value, key: str, default: bool) -> bool:
     return value
 
 
-def number(value, key: str, low: float | None = None, high: float | None = None) -> float:
-    """``value`` as a float within [low, high]."""
+def number(value, key: str, low: float | None = None, high: float | None = None, allow_inf: bool = False) -> float:
+    """``value`` as a float within [low, high]; NaN is always refused, and so are infinities unless ``allow_inf``
+    (a caller for which ``.inf`` means "no limit"), each with one line that names ``key``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{key} must be a number, not {value!r}")
+    if math.isnan(value) or (math.isinf(value) and not allow_inf):
+        raise ConfigError(f"{key} must be a finite number, not {value!r}; give a plain number such as "
+                          f"{_example(low, high)}")
     if (low is not None and value < low) or (high is not None and value > high):
         bound = f"be >= {low}" if high is None else f"be <= {high}" if low is None else f"lie in [{low}, {high}]"
         raise ConfigError(f"{key} must {bound}, not {value!r}")
     return float(value)
+
+
+def _example(low: float | None, high: float | None) -> str:
+    """A value inside [low, high] for an error message: 1, moved into the range."""
+    example = 1.0 if low is None else max(low, 1.0)
+    return f"{example if high is None else min(example, high):g}"

@@ -6,6 +6,7 @@ Values are checked here, before any file is opened, so a typo in ``--k_core`` co
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,22 +35,33 @@ def _positive_int(name, value, low=1):
 
 def _number(name, value):
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"--{name} must be a number, not {value!r}; e.g. --{name}=4") from None
+    return _finite(name, number, value, "4")
+
+
+def _finite(name: str, number: float, given, example: str) -> float:
+    """``number`` unless it is NaN or infinite (``nan`` compares false with everything, so a filter would keep
+    nothing, or everything, silently)."""
+    if not math.isfinite(number):
+        raise ConfigError(f"--{name} must be a finite number, not {given!r}; e.g. --{name}={example}")
+    return number
 
 
 def parse_time(name: str, value, end: bool = False) -> float:
     """Unix seconds from ``YYYY-MM-DD`` (UTC; for an end, the end of that day) or a number of seconds."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        return _finite(name, float(value), value, "2018-01-01")
     if isinstance(value, dt.date):
         value = value.isoformat()
     text = str(value).strip()
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
-        pass
+        seconds = None
+    if seconds is not None:
+        return _finite(name, seconds, value, "2018-01-01")
     try:
         day = dt.datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
