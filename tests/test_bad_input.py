@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 from recbole_msl.cli import main
+from recbole_msl.model.objectives import OBJECTIVES
 from recbole_msl.errors import ConfigError
+from recbole_msl.item_text import item_titles
 from recbole_msl.recbole_seam.config import Config
 from recbole_msl.recbole_seam.data import create_dataset, data_preparation
-from recbole_msl.recbole_seam.item_text import item_titles
 
 N_ITEMS = 20
 LOAD_COL = "--load_col={'inter': ['user_id', 'item_id', 'timestamp'], 'item': ['item_id', 'title']}"
@@ -137,7 +138,7 @@ CASES = [
     ("tau: hot", {"set": {}}, ["--dataset=set", "--tau=hot"],
      ["tau must be a number, not 'hot'"]),
     ("llm_loss: focal", {"set": {}}, ["--dataset=set", "--llm_loss=focal"],
-     ["llm_loss must be msl or lml, not 'focal'"]),
+     [f"llm_loss must be {' or '.join(OBJECTIVES)}, not 'focal'"]),
     ("epochs: ten", {"set": {}}, ["--dataset=set", "--epochs=ten"],
      ["epochs must be an integer >= 0, not 'ten'", "--epochs=10"]),
     ("learning_rate: fast", {"set": {}}, ["--dataset=set", "--learning_rate=fast"],

@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from recbole_msl.errors import ConfigError
+from recbole_msl.model.decoders import DECODERS
 from recbole_msl.model.llmmsl import LLMMSL
+from recbole_msl.model.objectives import OBJECTIVES
 from recbole_msl.recbole_seam.config import Config
 from recbole_msl.recbole_seam.data import create_dataset, data_preparation
 
@@ -156,7 +158,8 @@ def test_titles_are_verbatim_with_articles_restored(setup):
     ({"topk": [5, 50]}, "exceeds num_beams"),
     ({"metrics": ["Recall", "GAUC"]}, "needs a score for every item"),
     ({"metrics": ["AUC"]}, "needs a score for every item"),
-    ({"llm_loss": "focal"}, "llm_loss must be msl or lml"),
+    ({"llm_loss": "focal"}, f"llm_loss must be {' or '.join(OBJECTIVES)}"),
+    ({"decoder": "greedy"}, f"decoder must be {' or '.join(DECODERS)}"),
     ({"tau": "hot"}, "tau must be a number"),
     ({"item_text_field": "plot"}, "not a column"),
     ({"llm_path": "/nowhere/model"}, "does not exist"),
@@ -189,3 +192,18 @@ def test_micro_batches_accumulate_to_the_full_batch_gradient(setup):
         assert loss == pytest.approx(full_loss, rel=1e-5)
         for name, grad in full.items():
             torch.testing.assert_close(parts[name], grad, rtol=1e-4, atol=1e-7)
+
+
+def test_a_decoder_that_returns_fewer_titles_than_topk_is_refused(monkeypatch):
+    """The registry entry says how many titles a search returns, and the option check asks it."""
+    from recbole_msl.model import decoders
+    from recbole_msl.model.options import LLMMSLOptions
+
+    narrow = decoders.Decoder(search=None, capacity=lambda opts: 1)
+    monkeypatch.setitem(decoders.DECODERS, "greedy", narrow)
+    config = make_config({"decoder": "greedy", "topk": [1]})
+    assert LLMMSLOptions.from_config(config).decoder == "greedy"
+    with pytest.raises(ConfigError, match="topk 10 exceeds the 1 titles decoder greedy returns"):
+        LLMMSLOptions.from_config(make_config({"decoder": "greedy", "topk": [5, 10]}))
+    with pytest.raises(ConfigError, match="topk 20 exceeds num_beams 10; raise num_beams to at least 20"):
+        LLMMSLOptions.from_config(make_config({"topk": [20], "num_beams": 10}))

@@ -115,7 +115,7 @@ def test_chunks_hold_only_training_items_and_every_training_target_once(setup):
 def test_chunks_never_hold_a_held_out_position(setup):
     """Stronger than items: the chunks of a user, joined, are the user's training part in time order, so the
     validation and test positions (the last two of leave-one-out) are never inside."""
-    _, model, examples, train, valid, test = setup
+    _, model, examples, train, valid, _test = setup
     dataset = train._dataset
     last_train = {}
     inter = dataset.inter_feat
@@ -254,3 +254,15 @@ def test_bad_sequence_options_give_one_line_errors(tiny_llm_dir, tmp_path, overr
         config = make_config(tiny_llm_dir, tmp_path, **override)
         LLMMSL(config, create_dataset(config))
     assert "\n" not in str(info.value)
+
+
+def test_processes_split_each_epoch_into_disjoint_shares(setup):
+    """Under torchrun every rank draws the same order and takes its own share: together, one process's epoch."""
+    _, model, examples, train, *_ = setup
+    whole = [tuple(c) for batch in examples.epoch(3, examples.share(), 8) for c in batch]
+    shares = [SequenceExamples(train._dataset, model, seed=2020, rank=r, world_size=2) for r in (0, 1)]
+    parts = [[tuple(c) for batch in s.epoch(3, s.share(), 4) for c in batch] for s in shares]
+    assert len(parts[0]) + len(parts[1]) == len(whole) == len(examples.chunks)
+    assert sorted(parts[0] + parts[1]) == sorted(whole)
+    again = [tuple(c) for batch in examples.epoch(3, examples.share(), 8) for c in batch]
+    assert again == whole and whole != [tuple(c) for batch in examples.epoch(4, examples.share(), 8) for c in batch]

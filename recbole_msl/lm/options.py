@@ -12,8 +12,10 @@ from ..errors import ConfigError
 from ..validate import positive_int
 
 
-def option(key: str, default=None, resume: bool = False):
-    return field(default=default, metadata={"key": key, "resume": resume})
+def option(key: str, default=None, resume: bool = False, decoding: bool = False):
+    """A dataclass field read from config key ``key``. ``resume``: a resumed run must share it; ``decoding``: it
+    only changes how titles are ranked, so runs that differ in nothing else share one training."""
+    return field(default=default, metadata={"key": key, "resume": resume, "decoding": decoding})
 
 
 def _read(cls, values) -> dict:
@@ -28,7 +30,12 @@ def _read(cls, values) -> dict:
 
 def resume_keys(*classes) -> list[str]:
     """The config keys of the fields marked ``resume`` in ``classes``, in field order."""
-    return [f.metadata["key"] for cls in classes for f in fields(cls) if f.metadata.get("resume")]
+    return marked_keys("resume", *classes)
+
+
+def marked_keys(mark: str, *classes) -> list[str]:
+    """The config keys of the fields of ``classes`` whose metadata sets ``mark`` (resume, decoding), in field order."""
+    return [f.metadata["key"] for cls in classes for f in fields(cls) if f.metadata.get(mark)]
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
 """The decoders by name (``decoder``): each ranks titles for a batch of prompts and returns the best finished
-titles as (scores [U, K], trie leaves [U, K]). A new decoder is its search in :mod:`recbole_msl.core` and one
-entry here."""
+titles as (scores [U, K], trie leaves [U, K]), and says how many titles it can return at most. A new decoder is
+its search in :mod:`recbole_msl.core` and one entry in :data:`DECODERS`."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from ..core.beam_search import NoLM, constrained_beam_search
 from ..lm.cached_lm import CachedCausalLM
@@ -22,4 +25,12 @@ def constrained_beam(model, histories, prompts, shared: int, excluded):
                                    prefix=prompts[0][:shared], excluded=excluded, **guide)
 
 
-DECODERS = {"constrained_beam": constrained_beam}
+@dataclass(frozen=True)
+class Decoder:
+    search: Callable  # (model, histories, prompts, shared prefix length, excluded nodes) -> (scores, leaves)
+    capacity: Callable  # (LLMMSLOptions) -> the most titles one search returns; topk may not exceed it
+    capacity_key: str | None = None  # the option that raises the capacity, named in the error's fix (if any)
+
+
+DECODERS = {"constrained_beam": Decoder(constrained_beam, capacity=lambda opts: opts.num_beams,
+                                        capacity_key="num_beams")}

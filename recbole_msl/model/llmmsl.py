@@ -329,7 +329,7 @@ class LLMMSL(SequentialRecommender):
             prompts = [self.ranking_prompt(h) for h in chunk]
             shared = common_prefix_length(prompts) if self.opts.share_prompt_prefix else 0
             excluded = None if exclude is None else self.trie.excluded_nodes(exclude[start:start + step])
-            beam_scores, leaves = DECODERS[self.opts.decoder](self, chunk, prompts, shared, excluded)
+            beam_scores, leaves = DECODERS[self.opts.decoder].search(self, chunk, prompts, shared, excluded)
             found = leaves >= 0  # [U, K]
             rows = torch.arange(len(chunk), device=self.device).unsqueeze(1).expand_as(leaves)[found]
             items, owner = self.trie.items_of_leaves(leaves[found])

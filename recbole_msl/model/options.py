@@ -5,17 +5,36 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
-from ..lm.options import BackboneOptions, LoraOptions, option
+from ..lm.options import BackboneOptions, LoraOptions, marked_keys, option
 from ..validate import flag, number, positive_int
+from .decoders import DECODERS
+from .objectives import OBJECTIVES
 
 # metrics that need a score for every item; beam search scores only the items it reaches
 FULL_RANKING_METRICS = {"auc", "gauc", "logloss", "mae", "rmse"}
 
 
-def check_beams_cover(topk: int, num_beams: int, asked: str, fix: str) -> None:
-    """Beam search returns at most ``num_beams`` titles, so a top-k list longer than that cannot be filled."""
-    if topk > num_beams:
-        raise ConfigError(f"{asked} exceeds num_beams {num_beams}; {fix}")
+# options of the run (not the model) that only change what is shown after ranking
+RUN_DECODING_KEYS = ("show_examples",)
+
+
+def decoding_keys() -> tuple[str, ...]:
+    """Config keys that only choose how titles are ranked (fields marked ``decoding``, and the run's own): runs of a
+    comparison that differ in nothing else share one training."""
+    return (*marked_keys("decoding", LLMMSLOptions), *RUN_DECODING_KEYS)
+
+
+def check_titles_cover(topk: int, opts: LLMMSLOptions, asked: str, fix: str) -> None:
+    """A decoder returns at most its capacity of titles (beam search: ``num_beams``), so a longer top-k list cannot
+    be filled; ``fix`` names the option that raises the capacity as ``{option}``."""
+    decoder = DECODERS[opts.decoder]
+    capacity = decoder.capacity(opts)
+    if topk <= capacity:
+        return
+    if decoder.capacity_key:
+        raise ConfigError(f"{asked} exceeds {decoder.capacity_key} {capacity}; {fix.format(option=decoder.capacity_key)}")
+    raise ConfigError(f"{asked} exceeds the {capacity} titles decoder {opts.decoder} returns; lower topk or choose "
+                      f"another decoder ({', '.join(DECODERS)})")
 
 
 @dataclass(kw_only=True)
@@ -26,24 +45,31 @@ class LLMMSLOptions:
     ats_eta: float
     ats_alpha: float
     ats_range: tuple[float, float]
-    num_beams: int
+    num_beams: int = option("num_beams", decoding=True)
     length_penalty: float
     renormalize: bool
     history_length: int  # MAX_ITEM_LIST_LENGTH: a window's history, or a sequence chunk's most titles
-    eval_history: int  # titles in a ranking prompt (the most recent)
+    eval_history: int = option("eval_history", decoding=True)  # titles in a ranking prompt (the most recent)
     max_seq_length: int | None
-    decode_batch_size: int
+    decode_batch_size: int = option("decode_batch_size", decoding=True)
     eval_micro_batch_size: int
     share_prompt_prefix: bool
-    assistant_weights: tuple[float, ...] = (0.0,)  # a grid: each value ranks the validation users, the best is kept
-    assistant_temperature: float = 1.0
-    llm_weight: float = 1.0
-    has_assistant: bool = False
-    decoder: str = "constrained_beam"
+    # a grid: each value ranks the validation users, the best is kept
+    assistant_weights: tuple[float, ...] = option("assistant_weight", (0.0,), decoding=True)
+    assistant_temperature: float = option("assistant_temperature", 1.0, decoding=True)
+    llm_weight: float = option("llm_weight", 1.0, decoding=True)
+    assistant: str | None = option("assistant", decoding=True)  # a RecBole model trained after the LLM
+    assistant_checkpoint: str | None = option("assistant_checkpoint", decoding=True)
+    assistant_config: object = option("assistant_config", decoding=True)
+    decoder: str = option("decoder", "constrained_beam", decoding=True)
     train_format: str = option("train_format", "window", resume=True)
     sequence_min_history: int = option("sequence_min_history", 1, resume=True)
     backbone: BackboneOptions = field(default_factory=BackboneOptions)
     lora: LoraOptions = field(default_factory=LoraOptions)
+
+    @property
+    def has_assistant(self) -> bool:
+        return bool(self.assistant or self.assistant_checkpoint)
 
     @property
     def trains_llm(self) -> bool:
@@ -52,8 +78,6 @@ class LLMMSLOptions:
 
     @classmethod
     def from_config(cls, config) -> LLMMSLOptions:
-        from .objectives import OBJECTIVES
-
         loss = str(config["llm_loss"]).lower()
         if loss not in OBJECTIVES:
             raise ConfigError(f"llm_loss must be {' or '.join(OBJECTIVES)}, not {config['llm_loss']!r}")
@@ -66,24 +90,20 @@ class LLMMSLOptions:
                 and all(isinstance(x, (int, float)) for x in ats_range) and 0 < ats_range[0] <= ats_range[1]):
             raise ConfigError(f"ats_range must be [low, high] with 0 < low <= high, not {ats_range!r}")
         num_beams = positive_int(config["num_beams"], "num_beams")
-        topk = config["topk"] or []
-        check_beams_cover(max(topk), num_beams, f"topk {max(topk)}",
-                          f"raise num_beams to at least {max(topk)} or lower topk")
         train_format, min_history, history_length, eval_history = _format_options(config)
         max_len = config["max_seq_length"]
         if max_len is not None:
             max_len = positive_int(config["max_seq_length"], "max_seq_length")
-        weights, temperature, llm_weight, has_assistant = _assistant_options(config)
-        from .decoders import DECODERS
-
+        weights, temperature, llm_weight = _assistant_options(config)
         decoder = str(config["decoder"] or "constrained_beam")
         if decoder not in DECODERS:
             raise ConfigError(f"decoder must be {' or '.join(DECODERS)}, not {config['decoder']!r}")
-        return cls(
+        opts = cls(
             backbone=BackboneOptions.from_mapping(config), lora=LoraOptions.from_mapping(config),
             decoder=decoder,
             assistant_weights=weights, assistant_temperature=temperature, llm_weight=llm_weight,
-            has_assistant=has_assistant,
+            assistant=config["assistant"] or None, assistant_checkpoint=config["assistant_checkpoint"] or None,
+            assistant_config=config["assistant_config"],
             loss=loss,
             adaptive_tau=adaptive,
             tau_init=number(config["ats_tau_init"], "ats_tau_init", low=1e-6) if adaptive else tau_value,
@@ -100,6 +120,10 @@ class LLMMSLOptions:
             eval_micro_batch_size=positive_int(config["eval_micro_batch_size"], "eval_micro_batch_size"),
             share_prompt_prefix=flag(config["share_prompt_prefix"], "share_prompt_prefix", True),
         )
+        cutoffs = config["topk"] or [0]
+        topk = max(cutoffs) if isinstance(cutoffs, (list, tuple)) else cutoffs
+        check_titles_cover(topk, opts, f"topk {topk}", f"raise {{option}} to at least {topk} or lower topk")
+        return opts
 
 
 def _format_options(config) -> tuple[str, int, int, int]:
@@ -125,7 +149,7 @@ def _format_options(config) -> tuple[str, int, int, int]:
     return train_format, min_history, length, eval_history
 
 
-def _assistant_options(config) -> tuple[tuple[float, ...], float, float, bool]:
+def _assistant_options(config) -> tuple[tuple[float, ...], float, float]:
     """``assistant_weight`` (a number or a non-empty list, each >= 0), ``assistant_temperature`` (> 0) and
     ``llm_weight`` (>= 0), checked together with whether an assistant is given at all."""
     raw = config["assistant_weight"]
@@ -144,4 +168,4 @@ def _assistant_options(config) -> tuple[tuple[float, ...], float, float, bool]:
                           f"assistant_checkpoint")
     if llm_weight == 0 and 0 in weights:
         raise ConfigError("with llm_weight 0 an assistant_weight of 0 ranks nothing; give assistant_weight > 0")
-    return weights, temperature, llm_weight, has_assistant
+    return weights, temperature, llm_weight

@@ -33,25 +33,21 @@ from ..checkpoint import (
     load_checkpoint,
     read_adapter,
     read_state,
-    save_assistant,
-    save_checkpoint,
-    update_checkpoint,
 )
-from ..errors import ConfigError, TrainingDivergedError, disk_write_error
+from ..errors import ConfigError, TrainingDivergedError
 from ..evaluation.protocol import EvaluationProtocolMixin
 from ..evaluation.records import EvaluationRecordMixin
 from ..files import run_path
-from ..summary import at_grid_edge
 from ..validate import positive_int
 from . import resume
+from .saving import CheckpointSavingMixin
 from .schedule import warmup_then_linear_decay
 from .sequence_batches import SequenceExamples
-
-# path options stored absolute in a checkpoint's state, so it loads the same files from any working directory
-PATH_OPTIONS = ("data_path", "llm_path", "gguf_cache_dir", "checkpoint_dir")
+from .weight_grid import AssistantWeightGridMixin
 
 
-class LLMMSLTrainer(EvaluationRecordMixin, EvaluationProtocolMixin, Trainer):
+class LLMMSLTrainer(CheckpointSavingMixin, AssistantWeightGridMixin, EvaluationRecordMixin, EvaluationProtocolMixin,
+                    Trainer):
     def __init__(self, config, model):
         spec_distributed = not config["single_spec"]
         # RecBole would wrap the whole model in DDP with CUDA device ids (and broadcast every
@@ -159,21 +155,6 @@ class LLMMSLTrainer(EvaluationRecordMixin, EvaluationProtocolMixin, Trainer):
                      f"it is no float16 overflow): lower learning_rate, e.g. learning_rate={lr / 10:g}")
         raise TrainingDivergedError(f"the training loss became {loss} at optimizer step {self.global_step + 1} "
                                     f"(epoch {self.epoch_idx}); {cause}; {self._kept_resume_folder()}")
-
-    def _kept_resume_folder(self) -> str:
-        """Where the work done so far is safe, for the message of a run that stops on an error."""
-        try:
-            state, _ = resume.load_resume_checkpoint(self.resume_folder)
-        except ConfigError:
-            return "no resume folder was written yet (no epoch finished)"
-        after = f"after epoch {state['epoch']}" + ("" if state.get("validated", True) else ", before its validation")
-        return f"the last good resume folder, {self.resume_folder} ({after}), is kept"
-
-    def _disk_error(self, err: OSError, what: str):
-        """A full or unwritable disk while saving: one line naming the folder, and what survives."""
-        error = disk_write_error(err, what, "set --checkpoint_dir to a disk with space; "
-                                 + self._kept_resume_folder().replace("last good", "last complete"), show_file=False)
-        return error or err
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         """Train on ``train_samples_per_epoch`` shuffled sequences; return the mean loss per step."""
@@ -285,37 +266,6 @@ class LLMMSLTrainer(EvaluationRecordMixin, EvaluationProtocolMixin, Trainer):
             self.best_valid_score, self.best_valid_result = self._valid_epoch(valid_data, show_progress=show_progress)
         return self.best_valid_score, self.best_valid_result
 
-    def choose_assistant_weight(self, valid_data, show_progress=False) -> list[dict]:
-        """Rank the validation users once per ``assistant_weight`` with the best adapter and keep the best weight
-        (validation only: the test split is never looked at); store the assistant and the choice in the adapter
-        folder. Returns every weight's validation result."""
-        load_checkpoint(self.model, self.saved_model_file)
-        grid, best = [], None
-        for weight in self.model.opts.assistant_weights:
-            self.model.assistant_weight = weight
-            score, result = self._valid_epoch(valid_data, show_progress=show_progress)
-            grid.append({"assistant_weight": weight, "score": float(score),
-                         "valid": {k: float(v) for k, v in dict(result).items()}})
-            self.logger.info(f"assistant_weight {weight}: {self.config['valid_metric']} {score:.4f}")
-            better = best is None or (score > best[0] if self.valid_metric_bigger else score < best[0])
-            if better:
-                best = (score, result, weight)
-        self.best_valid_score, self.best_valid_result, self.model.assistant_weight = best
-        self.logger.info(f"assistant_weight {best[2]} kept (best {self.config['valid_metric']} on validation)")
-        if at_grid_edge([g["assistant_weight"] for g in grid], best[2]):
-            self.logger.warning(f"assistant_weight {best[2]} kept is the grid's largest: a larger weight may rank "
-                                f"better on validation; add one (e.g. {2 * best[2]:g}) to assistant_weight")
-        if self.rank == 0:
-            record = {k: v for k, v in self.model.assistant_record.items()}
-            choice = {"assistant": {**record, "weight": best[2], "grid": grid,
-                                    "temperature": self.model.opts.assistant_temperature,
-                                    "llm_weight": self.model.opts.llm_weight}}
-            update_checkpoint(self.saved_model_file, choice,
-                              lambda staging: save_assistant(staging, self.model.assistant, record))
-        if self.distributed:
-            dist.barrier()
-        return grid
-
     def _validation_due(self, epoch_idx, valid_data) -> bool:
         """Every ``eval_step`` epochs and after the last one, so a run shortened by --epochs still picks a model."""
         if self.eval_step <= 0 or not valid_data:
@@ -351,50 +301,6 @@ class LLMMSLTrainer(EvaluationRecordMixin, EvaluationProtocolMixin, Trainer):
         if stop and verbose:
             self.logger.info(f"Finished training, best eval result in epoch {epoch_idx - self.cur_step * self.eval_step}")
         return stop
-
-    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        folder = kwargs.pop("saved_model_file", self.saved_model_file)
-        if self.rank == 0:
-            try:
-                save_checkpoint(self.model, folder, self._model_state(epoch))
-            except OSError as err:
-                raise self._disk_error(err, f"the best adapter {folder}") from None
-            if verbose:
-                self.logger.info(set_color("Saving current", "blue") + f": {folder}")
-        if self.distributed:
-            dist.barrier()  # no rank reads the folder before rank 0 has renamed it into place
-
-    def _model_state(self, epoch) -> dict:
-        overrides = {k: v for k, v in self.config.external_config_dict.items() if k != "resume"}
-        for key in PATH_OPTIONS:  # as given they were relative to the training directory
-            value = overrides.get(key)
-            if isinstance(value, str) and value and not os.path.isabs(value) and os.path.exists(value):
-                overrides[key] = os.path.abspath(value)
-        return {"model": self.config["model"], "dataset": self.config["dataset"], "epoch": epoch,
-                "global_step": self.global_step, "best_valid_score": self.best_valid_score,
-                "other_parameter": self.model.other_parameter(), "tau_trace": self.tau_trace, "overrides": overrides,
-                "data": self.data_identity}
-
-    @property
-    def resume_folder(self) -> str:
-        return self.saved_model_file + "-last"
-
-    def _save_resume_checkpoint(self, epoch, train_data, validated: bool = True):
-        """Everything needed to continue after ``epoch`` as if never stopped, in ``<saved>-last``
-        (``validated=False``: after the epoch's training, before its validation)."""
-        rng = resume.rng_tensors(train_data.generator)
-        rng = distributed.gather_tensors(rng, self.device) if self.distributed else {f"0.{k}": v for k, v in rng.items()}
-        state, tensors = resume.trainer_state(self, epoch, validated)
-        tensors.update({f"rng.{k}": v for k, v in rng.items()})
-        if self.rank == 0:
-            try:
-                resume.save_resume_checkpoint(self.model, self.resume_folder, self._model_state(epoch), state,
-                                              tensors)
-            except OSError as err:
-                raise self._disk_error(err, f"the resume state {self.resume_folder}") from None
-            self.logger.info(set_color("Saving resume state", "blue") + f": {self.resume_folder}")
-        if self.distributed:
-            dist.barrier()
 
     def resume_checkpoint(self, resume_file, train_data=None):
         """Continue a run from its ``-last`` folder: weights, tau, optimizer, scheduler, counters, RNG."""
