@@ -522,6 +522,78 @@ def test_generic_errors_name_the_line_and_the_option(tmp_path, files, options, f
     assert not (tmp_path / "out").exists()
 
 
+# ----------------------------------------------------------------- confusing inputs (issue 43)
+def test_amazon2018_files_with_a_utf8_bom_convert(tmp_path):
+    """Editors on Windows start a file with a byte order mark; line 1 is still a JSON object."""
+    review = json.dumps({"reviewerID": "R", "asin": "A", "overall": 5, "unixReviewTime": 1252800000})
+    (tmp_path / "Books.json").write_bytes(b"\xef\xbb\xbf" + (review + "\n").encode())
+    meta = tmp_path / "meta_Books.json.gz"
+    with gzip.open(meta, "wb") as f:
+        f.write(b"\xef\xbb\xbf" + (json.dumps({"asin": "A", "title": "T"}) + "\n").encode())
+    report = convert("amazon2018", str(tmp_path / "out"), "b", reviews=str(tmp_path / "Books.json"), meta=str(meta))
+    assert read_table(report.files["inter"])[1] == [["R", "A", "1252800000"]]
+    assert read_table(report.files["item"])[1] == [["A", "T"]]
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_an_encoding_error_names_its_own_line(tmp_path, gz):
+    """Text is decoded in blocks ahead of the lines read: the error named "after line 0" for a bad line 3."""
+    good = [json.dumps({"reviewerID": f"R{k}", "asin": "A", "overall": 5, "unixReviewTime": 1252800000})
+            for k in range(5)]
+    data = ("\n".join(good[:2]) + "\n").encode() + b'{"reviewerID": "Caf\xe9", "asin": "A", "overall": 5, ' \
+        b'"unixReviewTime": 1252800000}\n' + ("\n".join(good[2:]) + "\n").encode()
+    path = tmp_path / ("Books.json.gz" if gz else "Books.json")
+    path.write_bytes(gzip.compress(data) if gz else data)
+    meta = write_lines(tmp_path / "meta_Books.json", [json.dumps({"asin": "A", "title": "T"})])
+    with pytest.raises(ConfigError) as info:
+        convert("amazon2018", str(tmp_path / "out"), "b", reviews=str(path), meta=meta)
+    message = str(info.value)
+    assert f"{path} line 3: is not UTF-8 text (byte 0xe9 at column 20)" in message, message
+    assert "re-encode the file as UTF-8" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("title, written", [
+    (["List", "Title"], "List Title"),
+    (["", "  ", "Heat", None, ["Director's", "Cut"]], "Heat Director's Cut"),
+    (["Tom &amp; Jerry"], "Tom & Jerry"),
+    ([], None),  # no title: the item is dropped as untitled
+    ({"en": "Heat"}, None),  # an object is no title (not its Python repr)
+    (1984, "1984"),
+])
+def test_a_list_title_is_its_parts_joined_with_a_space(tmp_path, title, written):
+    reviews = [json.dumps({"reviewerID": "R", "asin": a, "overall": 5, "unixReviewTime": 1252800000 + k})
+               for k, a in enumerate("AB")]
+    meta = [json.dumps({"asin": "A", "title": title}), json.dumps({"asin": "B", "title": "Other"})]
+    report = convert("amazon2018", str(tmp_path / "out"), "b", **_amazon2018_files(tmp_path, reviews, meta))
+    titles = dict(read_table(report.files["item"])[1])
+    assert titles.get("A") == written
+    assert clean_title(title) == (written or "")
+
+
+@pytest.mark.parametrize("name, text, option, fix", [
+    ("i.csv", "user_id;item_id;timestamp\nu;i;1500000000\n", "interactions", "pass --sep=semicolon"),
+    ("i.csv", "user_id\titem_id\ttimestamp\nu\ti\t1500000000\n", "interactions", "pass --sep=tab"),
+    ("i.tsv", "user_id,item_id,timestamp\nu,i,1500000000\n", "interactions", "pass --sep=comma"),
+    ("t.csv", "item_id;title\ni;T\n", "items", "pass --items_sep=semicolon"),
+])
+def test_a_header_split_on_the_wrong_separator_suggests_the_separator(tmp_path, name, text, option, fix):
+    paths = {"interactions": tmp_path / "i.csv", "items": tmp_path / "t.csv"}
+    paths["interactions"].write_text("user_id,item_id,timestamp\nu,i,1500000000\n")
+    paths["items"].write_text("item_id,title\ni,T\n")
+    paths[option] = tmp_path / name
+    paths[option].write_text(text)
+    with pytest.raises(ConfigError) as info:
+        convert("generic", str(tmp_path / "out"), "g", **{k: str(v) for k, v in paths.items()})
+    message = str(info.value)
+    assert f"{paths[option]} line 1: has no column" in message and fix in message, message
+    assert "_col" not in message.split(";")[-1] and "\n" not in message
+    # and the separator it names works
+    sep = fix.split("=")[1]
+    report = convert("generic", str(tmp_path / "out"), "g", **{k: str(v) for k, v in paths.items()},
+                     **{fix.split("--")[1].split("=")[0]: sep})
+    assert read_table(report.files["item"])[1] == [["i", "T"]]
+
+
 @pytest.mark.parametrize("files, fragments", [
     ({"train.csv": "user_id,item_ids,timestamp\n1,[1],5\n"}, ["train.csv line 2: item_ids must list at least one"]),
     ({"train.csv": "user_id,item_ids,timestamp\n1,\"[1, 2\",5\n"}, ["train.csv line 2: item_ids '[1, 2'"]),

@@ -47,8 +47,23 @@ def _separator(path: str, given: str | None, option: str) -> str:
     return sep
 
 
-def _columns(lines: Lines, header: list[str] | None, wanted: dict[str, str | None]) -> dict[str, int]:
-    """Option -> column index; header names may carry RecBole's ``:type`` suffix."""
+# separators a header may hold when another one was used to split it, and how --sep names them
+_SEP_NAMES = {";": "semicolon", "\t": "tab", ",": "comma", "|": "pipe"}
+
+
+def _other_separator(header: list[str], sep: str) -> str | None:
+    """The separator a one-column header holds (``user_id;item_id;timestamp`` split on commas), if any."""
+    if len(header) != 1:
+        return None
+    counts = {c: header[0].count(c) for c in _SEP_NAMES if c != sep}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else None
+
+
+def _columns(lines: Lines, header: list[str] | None, wanted: dict[str, str | None], sep: str,
+             sep_option: str) -> dict[str, int]:
+    """Option -> column index; header names may carry RecBole's ``:type`` suffix. A header that is one column
+    holding another separator is named as such, with the separator option (not the column options) as the fix."""
     if header is None:
         raise ConfigError(f"{lines.path} is empty; it needs a header row and data rows")
     names = [h.strip().lstrip("\ufeff").split(":")[0] for h in header]
@@ -57,6 +72,11 @@ def _columns(lines: Lines, header: list[str] | None, wanted: dict[str, str | Non
         if name is None:
             continue
         if name not in names:
+            other = _other_separator(header, sep)
+            if other is not None:
+                raise lines.error(f"has no column {name!r}: the header {header[0].strip()!r} is one column split "
+                                  f"on {_SEP_NAMES.get(sep, repr(sep))}, and it holds {_SEP_NAMES[other]}s",
+                                  f"pass --{sep_option}={_SEP_NAMES[other]} (the separator of this file)")
             raise lines.error(f"has no column {name!r} (columns: {', '.join(names)})",
                               f"pass --{option} with one of them")
         found[option] = names.index(name)
@@ -80,12 +100,14 @@ def _time(text: str) -> float:
 def _read_interactions(opts: dict, progress) -> tuple[InteractionBuilder, int]:
     path = require_file(opts["interactions"], "interactions file", "check --interactions")
     lines = Lines(path, progress)
-    reader = csv.reader(lines, delimiter=_separator(path, opts["sep"], "sep"))
+    sep = _separator(path, opts["sep"], "sep")
+    reader = csv.reader(lines, delimiter=sep)
     has_rating = opts["rating_col"] is not None
     builder = InteractionBuilder(with_rating=has_rating)
     try:
         cols = _columns(lines, next(reader, None), {"user_col": opts["user_col"], "item_col": opts["item_col"],
-                                                    "time_col": opts["time_col"], "rating_col": opts["rating_col"]})
+                                                    "time_col": opts["time_col"], "rating_col": opts["rating_col"]},
+                        sep, "sep")
         u, i, t = cols["user_col"], cols["item_col"], cols["time_col"]
         r = cols.get("rating_col", 0)
         width = max(cols.values()) + 1
@@ -113,11 +135,12 @@ def _read_interactions(opts: dict, progress) -> tuple[InteractionBuilder, int]:
 def _read_titles(opts: dict, item_codes: dict[str, int], clean, progress) -> tuple[dict[int, str], int]:
     path = require_file(opts["items"], "items file", "check --items")
     lines = Lines(path, progress)
-    reader = csv.reader(lines, delimiter=_separator(path, opts["items_sep"], "items_sep"))
+    sep = _separator(path, opts["items_sep"], "items_sep")
+    reader = csv.reader(lines, delimiter=sep)
     titles: dict[int, str] = {}
     try:
         cols = _columns(lines, next(reader, None), {"item_id_col": opts["item_id_col"],
-                                                    "title_col": opts["title_col"]})
+                                                    "title_col": opts["title_col"]}, sep, "items_sep")
         i, t = cols["item_id_col"], cols["title_col"]
         for row in reader:
             if not row:

@@ -47,10 +47,13 @@ class Lines:
         self.lineno = 0
         self.progress = progress
 
-    def _open(self):
+    def _open(self, binary: bool = False):
+        """Text with a leading UTF-8 byte order mark dropped (editors on Windows write one), or the raw bytes."""
+        if binary:
+            return gzip.open(self.path, "rb") if self.path.endswith(".gz") else open(self.path, "rb")
         if self.path.endswith(".gz"):
-            return gzip.open(self.path, "rt", encoding="utf-8", newline="")
-        return open(self.path, encoding="utf-8", newline="")
+            return gzip.open(self.path, "rt", encoding="utf-8-sig", newline="")
+        return open(self.path, encoding="utf-8-sig", newline="")
 
     def __iter__(self) -> Iterator[str]:
         self.lineno = 0
@@ -62,10 +65,27 @@ class Lines:
                         self.progress(f"{os.path.basename(self.path)}: {self.lineno:,} lines")
                     yield line
         except UnicodeDecodeError:
-            raise self.error("is not UTF-8 text", "re-encode the file as UTF-8", after=True) from None
+            raise self._encoding_error() from None
         except (EOFError, zlib.error, gzip.BadGzipFile) as err:
             raise self.error(f"cannot be read further ({err})",
                              "the file looks truncated or corrupt: download it again", after=True) from None
+
+    def _encoding_error(self) -> ConfigError:
+        """The line that is not UTF-8: text is decoded in blocks, ahead of the lines handed out, so the bytes are
+        read again, line by line, up to the first one that does not decode (only on this error path)."""
+        self.lineno, where = 0, ""
+        try:
+            with self._open(binary=True) as f:
+                for raw in f:
+                    self.lineno += 1
+                    try:
+                        raw.decode("utf-8")
+                    except UnicodeDecodeError as err:
+                        where = f" (byte 0x{raw[err.start]:02x} at column {err.start + 1})"
+                        break
+        except (OSError, EOFError, zlib.error) as err:  # the bytes after it are damaged too: name the last good line
+            return self.error(f"is not UTF-8 text ({err})", "re-encode the file as UTF-8", after=True)
+        return self.error(f"is not UTF-8 text{where}", "re-encode the file as UTF-8")
 
     def error(self, problem: str, fix: str, after: bool = False) -> ConfigError:
         """``<path> line N: <problem>; <fix>`` (``after``: the damage is past the last line read)."""

@@ -26,11 +26,30 @@ def normalize_whitespace(text: str) -> str:
     return " ".join(_CONTROL.sub(" ", text).split())
 
 
-def clean_title(raw) -> str:
-    """Unescape HTML entities (until stable, at most 3 times), drop tags, normalize whitespace."""
-    if raw is None:
+def title_text(raw) -> str:
+    """The text of a title value as a record holds it.
+
+    A string is itself and a number its digits (``1984``). A list (some metadata lines give ``"title": ["Heat",
+    "Special Edition"]``) is its elements' texts that are not empty, joined with one space, in order, nested lists
+    flattened: every part names the item, and a prompt reads "Heat Special Edition" better than
+    "['Heat', 'Special Edition']". None, True/False and objects (``{...}``) are no title at all (""), so the
+    item counts as untitled rather than carrying a Python repr into the prompt.
+    """
+    if isinstance(raw, str):
+        return raw
+    if raw is None or isinstance(raw, (bool, dict)):
         return ""
-    text = str(raw)
+    if isinstance(raw, (list, tuple)):
+        return " ".join(part for part in (title_text(x).strip() for x in raw) if part)
+    if isinstance(raw, (int, float)):
+        return str(raw)
+    return ""
+
+
+def clean_title(raw) -> str:
+    """Unescape HTML entities (until stable, at most 3 times), drop tags, normalize whitespace; a list title is
+    its parts joined with a space (see :func:`title_text`)."""
+    text = title_text(raw)
     for _ in range(3):
         unescaped = html.unescape(text)
         if unescaped == text:
@@ -41,4 +60,4 @@ def clean_title(raw) -> str:
 
 def raw_title(raw) -> str:
     """Only what the file format needs: whitespace normalized, entities and markup kept (as released)."""
-    return "" if raw is None else normalize_whitespace(str(raw))
+    return normalize_whitespace(title_text(raw))
