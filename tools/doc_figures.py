@@ -1,8 +1,10 @@
-"""The documentation's two method figures, drawn from committed data: ``python tools/doc_figures.py``.
+"""The documentation's method figures, drawn from committed data: ``python tools/doc_figures.py``.
 
 - ``docs/figures/tau.png``: tau and the raw ATS estimate over the optimizer steps of the three MSL + ATS runs of
   the ml-100k ``cpu-long`` comparison (their run records in ``docs/results/ml-100k-cpu-long/runs/``).
 - ``docs/figures/trie.png``: a token trie of five titles and, at one step, which tokens the masked softmax keeps.
+- ``docs/figures/packed.png``: one packed training sequence of ``train_format: sequence`` as the default tokenizer
+  writes it (three ml-100k titles), and which tokens are targets.
 """
 
 from __future__ import annotations
@@ -78,7 +80,58 @@ def trie_figure() -> str:
     return path
 
 
+def packed_figure() -> str:
+    """The token ids of one chunk as ``PromptBuilder.pack`` builds them, each token a box: context, separator or
+    target (a target title's tokens and the comma that ends it)."""
+    from transformers import AutoTokenizer
+
+    from recbole_msl.lm.backbone import default_llm_path
+    from recbole_msl.lm.prompt import DEFAULT_TEMPLATE, PromptBuilder
+
+    folder, name = os.path.split(default_llm_path())
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    titles = [None, "Toy Story", "Fargo", "Heat"]
+    import yaml
+
+    with open(os.path.join(ROOT, "properties", "model", "LLMMSL.yaml"), encoding="utf-8") as f:
+        shipped = yaml.safe_load(f)
+    prompts = PromptBuilder(tokenizer, titles, DEFAULT_TEMPLATE, shipped["prompt_instruction"],
+                            shipped["prompt_input"], 2048, train_format="sequence")
+    packed = prompts.pack([1, 2, 3], 1)
+    target = {p for item, start in zip(packed.items, packed.starts)
+              for p in range(start, start + len(prompts.response(item)))}
+    head = len(prompts.head_ids)
+    cells = [(f"template head\n({head} tokens)", "context")]
+    for position in range(head, len(packed.ids)):
+        text = tokenizer.decode([packed.ids[position]]).replace(" ", "\u2423")
+        kind = "target" if position in target else ("context" if position < packed.starts[0] else "separator")
+        cells.append((text, kind))
+    colours = {"context": "#d9d9d9", "separator": "#f2f2f2", "target": "#9ecae1"}
+    fig, ax = plt.subplots(figsize=(9.5, 1.9), dpi=120)
+    x = 0.0
+    for text, kind in cells:
+        width = 2.6 if "\n" in text else max(0.55, 0.16 * len(text) + 0.3)
+        ax.add_patch(plt.Rectangle((x, 0), width, 1, facecolor=colours[kind], edgecolor="0.3", lw=0.8))
+        ax.text(x + width / 2, 0.5, text, ha="center", va="center", fontsize=7 if "\n" in text else 9,
+                family="monospace")
+        x += width + 0.08
+    for label, kind in (("context only", "context"), ("separator (no loss)", "separator"),
+                        ("target: MSL/LML at each token", "target")):
+        ax.add_patch(plt.Rectangle((0, 0), 0, 0, facecolor=colours[kind], edgecolor="0.3", label=label))
+    ax.set_xlim(-0.1, x)
+    ax.set_ylim(-0.1, 1.1)
+    ax.axis("off")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=3, fontsize=8, frameon=False)
+    ax.set_title('one chunk of a user\'s titles, sequence_min_history 1: "Toy Story" is context, "Fargo" and "Heat" '
+                 'are targets, each ended by the comma', fontsize=9)
+    fig.tight_layout()
+    path = os.path.join(OUT, "packed.png")
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
-    for made in (tau_figure(), trie_figure()):
+    for made in (tau_figure(), trie_figure(), packed_figure()):
         print(made)
