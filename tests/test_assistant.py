@@ -225,7 +225,7 @@ def test_assistant_checkpoint_of_other_items_is_refused(guided_model, tmp_path):
         torch.save({**state, "config": {"model": "SASRec", "dataset": "ml-1m"}}, path)
         with pytest.raises(DataMismatchError, match="data set ml-1m"):
             load_assistant(config, dataset)
-        from recbole_msl.recbole_seam.assistant import item_identity
+        from recbole_msl.checkpoint import item_identity
 
         torch.save({**state, "items": item_identity(dataset)}, path)  # the right items load, with equal scores
         loaded, _ = load_assistant(config, dataset)
@@ -236,15 +236,16 @@ def test_assistant_checkpoint_of_other_items_is_refused(guided_model, tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"assistant": "SASRecc"}, "unknown model 'SASRecc'"),
-    ({"assistant": "BPR"}, "not a sequential model"),
-    ({"assistant": "LLMMSL"}, "the LLM itself"),
+    ({"assistant": "SASRecc", "assistant_weight": 1}, "unknown model 'SASRecc'"),
+    ({"assistant": "BPR", "assistant_weight": 1}, "not a sequential model"),
+    ({"assistant": "LLMMSL", "assistant_weight": 1}, "the LLM itself"),
     ({"assistant": "SASRec", "assistant_weight": -1}, "assistant_weight must be >= 0.0"),
     ({"assistant": "SASRec", "assistant_temperature": 0}, "assistant_temperature must be >= 1e-06"),
     ({"assistant": "SASRec", "llm_weight": -0.5}, "llm_weight must be >= 0.0"),
     ({"assistant_weight": 1.0}, "assistant_weight needs an assistant"),
-    ({"assistant": "SASRec", "assistant_checkpoint": "x.pth"}, "not both"),
+    ({"assistant": "SASRec", "assistant_checkpoint": "x.pth", "assistant_weight": 1}, "not both"),
     ({"assistant": "SASRec", "llm_weight": 0, "assistant_weight": [0, 1]}, "ranks nothing"),
+    ({"assistant": "SASRec"}, "assistant_weight is 0, so the assistant would not change the ranking"),
 ])
 def test_bad_assistant_settings_give_one_line_errors(tiny_llm_dir, override, message):
     from recbole_msl.quick_start import check_run_config

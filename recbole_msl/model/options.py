@@ -166,6 +166,9 @@ def _assistant_options(config) -> tuple[tuple[float, ...], float, float]:
         key = "llm_weight" if llm_weight != 1 else "assistant_weight"
         raise ConfigError(f"{key} needs an assistant; set assistant (e.g. --assistant=SASRec) or "
                           f"assistant_checkpoint")
+    if has_assistant and llm_weight == 1 and not any(weights):
+        raise ConfigError("assistant_weight is 0, so the assistant would not change the ranking; give assistant_weight "
+                          "(a number, or a grid chosen on validation such as [0.5, 1, 2, 4, 8])")
     if llm_weight == 0 and 0 in weights:
         raise ConfigError("with llm_weight 0 an assistant_weight of 0 ranks nothing; give assistant_weight > 0")
     return weights, temperature, llm_weight
