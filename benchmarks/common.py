@@ -5,6 +5,7 @@ Kept free of model code so every benchmark module can import it cheaply.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import datetime
 import json
@@ -41,6 +42,20 @@ def timed(fn, repeats: int, warmup: int = 1) -> list[float]:
         sync()
         times.append(time.perf_counter() - start)
     return times
+
+
+@contextlib.contextmanager
+def weights_restored(model, lr: float = 1e-4):
+    """An AdamW over ``model``'s trainable parameters, for timing real optimisation steps; on leaving, those
+    parameters hold their values from before (a model the benchmarks share is left as found)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    saved = [p.detach().clone() for p in params]
+    try:
+        yield torch.optim.AdamW(params, lr=lr)
+    finally:
+        with torch.no_grad():
+            for p, s in zip(params, saved):
+                p.copy_(s)
 
 
 def median(values):

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from .common import PeakMemory, log, median, timed, write_json
+from .common import PeakMemory, log, median, timed, weights_restored, write_json
 from .fixture import PROMPT_HISTORY, load_setting
 from .train_step import our_loss
 
@@ -127,33 +127,27 @@ def history_scaling(lengths, batch_size: int, repeats: int) -> list[dict]:
 
     _, train, _, model = load_setting()
     batch = _long_history_batch(train, batch_size, max(lengths))
-    params = [p for p in model.parameters() if p.requires_grad]
-    saved = [p.detach().clone() for p in params]
-    optimizer = torch.optim.AdamW(params, lr=1e-4)
     tau0 = model.tau
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        our_loss(model, batch).backward()
-        optimizer.step()
-
     rows = []
-    model.train()
-    try:
-        for i, n in enumerate(lengths):
-            model.opts.history_length = n
-            shape = batch_shape(model, batch)
-            t = median(timed(step, repeats, warmup=1 if i == 0 else 0))
-            rows.append({"history_items": n, "real_tokens": shape["real_tokens"], "padded_tokens": shape["padded_tokens"],
-                         "step_s": t, "tokens_per_s": shape["real_tokens"] / t})
-            log(f"history {n:>2} items: {shape['real_tokens']} tokens, step {t:.2f} s, {rows[-1]['tokens_per_s']:.0f} tok/s")
-    finally:
-        model.opts.history_length = PROMPT_HISTORY
-        model.eval()
-        model.tau = tau0
-        with torch.no_grad():
-            for p, s in zip(params, saved):
-                p.copy_(s)
+    with weights_restored(model) as optimizer:
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            our_loss(model, batch).backward()
+            optimizer.step()
+
+        model.train()
+        try:
+            for i, n in enumerate(lengths):
+                model.opts.history_length = n
+                shape = batch_shape(model, batch)
+                t = median(timed(step, repeats, warmup=1 if i == 0 else 0))
+                rows.append({"history_items": n, "real_tokens": shape["real_tokens"], "padded_tokens": shape["padded_tokens"],
+                             "step_s": t, "tokens_per_s": shape["real_tokens"] / t})
+                log(f"history {n:>2} items: {shape['real_tokens']} tokens, step {t:.2f} s, {rows[-1]['tokens_per_s']:.0f} tok/s")
+        finally:
+            model.opts.history_length = PROMPT_HISTORY
+            model.eval()
+            model.tau = tau0
     base = next(r for r in rows if r["history_items"] == PROMPT_HISTORY) if any(
         r["history_items"] == PROMPT_HISTORY for r in rows) else rows[0]
     for r in rows:

@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from .common import PeakMemory, log, median, memory_kind, sync, write_json
+from .common import PeakMemory, log, median, memory_kind, sync, weights_restored, write_json
 from .fixture import load_setting, training_batch
 from .flops import batch_shape, step_flops
 from .peak import matmul_peak
@@ -126,23 +126,18 @@ def compare(model, batch, repeats: int, peak_gflops: float, label: str) -> dict:
     equal = check_equal(model, batch, reference)
     log(f"{label}: losses equal (ours {equal['loss_ours']:.6f}, reference {equal['loss_reference']:.6f})")
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    saved = [p.detach().clone() for p in params]
-    optimizer = torch.optim.AdamW(params, lr=1e-4)
-    steps = {"ours": lambda: _step(optimizer, lambda: our_loss(model, batch), model.end_ats_step),
-             "reference": lambda: _step(optimizer, lambda: reference.loss(batch), reference.end_step)}
-    times = timed_pairs(steps, repeats, label)
-    memory = {k: [] for k in steps}
-    for name, fn in steps.items():  # memory in rounds of its own: resetting the peak hands pages back, and
-        with PeakMemory() as mem:   # faulting them in again would slow the timed steps
-            fn()
-            sync()
-        memory[name].append((mem.peak, mem.delta))
+    with weights_restored(model) as optimizer:  # leave the shared model as we found it
+        steps = {"ours": lambda: _step(optimizer, lambda: our_loss(model, batch), model.end_ats_step),
+                 "reference": lambda: _step(optimizer, lambda: reference.loss(batch), reference.end_step)}
+        times = timed_pairs(steps, repeats, label)
+        memory = {k: [] for k in steps}
+        for name, fn in steps.items():  # memory in rounds of its own: resetting the peak hands pages back, and
+            with PeakMemory() as mem:   # faulting them in again would slow the timed steps
+                fn()
+                sync()
+            memory[name].append((mem.peak, mem.delta))
     model.eval()
     model.tau = tau_start
-    with torch.no_grad():  # leave the shared model as we found it
-        for p, s in zip(params, saved):
-            p.copy_(s)
 
     shape = batch_shape(model, batch)
     out = {"label": label, "vocab": vocab, **shape, **equal, "repeats": repeats,

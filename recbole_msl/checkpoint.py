@@ -7,7 +7,8 @@ absolute folder and a SHA-256 of the ordered item ids and titles) as plain data;
 ``manifest.json`` holds the SHA-256 of every file, checked before anything is loaded.
 Nothing is pickled, and a folder is written under a temporary name and renamed into
 place. The resume checkpoint (:mod:`recbole_msl.trainer.resume`) is the same folder with
-the trainer's state added.
+the trainer's state added. An LLMMSL run ranked with an assistant stores it here too
+(``assistant.safetensors`` + ``assistant.json``), with the fingerprint of the items its ids mean.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import shutil
 import tempfile
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from .errors import ConfigError, DamagedCheckpointError, DataMismatchError, first_line
 
@@ -29,6 +32,8 @@ logger = logging.getLogger(__name__)
 STATE_FILE = "msl_state.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 MANIFEST_FILE = "manifest.json"
+ASSISTANT_WEIGHTS_FILE = "assistant.safetensors"
+ASSISTANT_SETTINGS_FILE = "assistant.json"
 
 
 def json_safe(value):
@@ -108,6 +113,13 @@ def data_identity(config, dataset, titles) -> dict:
             "items": len(tokens) - 1, "sha256": digest.hexdigest()}
 
 
+def item_identity(dataset) -> dict:
+    """The items a model's ids refer to: how many, and a SHA-256 of the item tokens in RecBole's id order."""
+    tokens = dataset.field2id_token[dataset.iid_field]
+    digest = hashlib.sha256("\n".join(str(t) for t in tokens[1:]).encode("utf-8")).hexdigest()
+    return {"items": len(tokens) - 1, "sha256": digest}
+
+
 def check_data_identity(saved: dict | None, now: dict, what: str) -> None:
     """Refuse data other than ``saved`` (``what`` says whose, e.g. ``checkpoint X``); warn when nothing was saved."""
     if not saved:
@@ -164,6 +176,15 @@ def update_checkpoint(folder: str, state_update: dict, extra=None) -> None:
     _write_staged(folder, fill, state)
 
 
+def save_assistant(folder: str, model, record: dict) -> None:
+    """Write the assistant's tensors and settings into ``folder`` (an adapter folder being staged)."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(tensors, os.path.join(folder, ASSISTANT_WEIGHTS_FILE))
+    with open(os.path.join(folder, ASSISTANT_SETTINGS_FILE), "w", encoding="utf-8") as f:
+        json.dump({k: v for k, v in record.items() if k != "file"} | {"trained_file": record.get("file")}, f,
+                  indent=1)
+
+
 def read_state(folder: str) -> dict:
     path = os.path.join(folder, STATE_FILE)
     if not os.path.isfile(path) or not os.path.isfile(os.path.join(folder, WEIGHTS_FILE)):
@@ -179,9 +200,6 @@ def read_state(folder: str) -> dict:
 def read_adapter(folder: str, device="cpu") -> dict:
     """The adapter's tensors, after checking the folder's manifest; one-line errors for a damaged folder and for
     non-finite weights (which would rank nothing). A folder saved before manifests is read unverified."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     if os.path.isfile(os.path.join(folder, MANIFEST_FILE)):
         problem = manifest_problem(folder, (WEIGHTS_FILE, STATE_FILE))
         if problem:

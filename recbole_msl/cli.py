@@ -16,8 +16,26 @@ import argparse
 import os
 import sys
 
+from . import quick_start  # run() looked up when called, as a test may stand in for it
+from .compare.curve import curve_markdown, curve_report_only, run_curve
+from .compare.lock import comparison_lock
+from .compare.report import to_markdown
+from .compare.runner import check_runs, run_comparison
+from .compare.spec import check_reference, load_spec, parse_seeds, resolve_config_file, spec_from_models
+from .compare.store import comparison_folder
+from .convert.cli import main as convert_main
 from .errors import ConfigError
+from .quick_start import Recommender, RunInterrupted
+from .recbole_seam.option_keys import (
+    ALLOW_UNKNOWN,
+    allows_unknown,
+    check_option_keys,
+    check_override_args,
+    parse_overrides,
+)
+from .recbole_seam.property_files import profile_file, read_config_file
 from .stopping import exit_code, quiet_on_broken_pipe, stop_on_sigterm
+from .summary import run_summary
 
 COMPARISON_FLAGS = ("--seeds", "--reference", "--results_dir", "--report_only")
 
@@ -51,16 +69,11 @@ def _parser(prog: str, description: str, comparison: bool, single: bool) -> argp
 
 
 def _config_files(args) -> list[str] | None:
-    from .recbole_seam.config import profile_file
-
     files = (args.config_files.split() if args.config_files else []) + [profile_file(p) for p in args.profile]
     return files or None
 
 
 def _train(argv: list[str], prog: str) -> int:
-    from .quick_start import run
-    from .summary import run_summary
-
     args, extra = _parser(prog, "Train and test one model (LLMMSL or any RecBole model).", False, True) \
         .parse_known_args(argv)
     given = [a for a in extra if a.split("=")[0] in COMPARISON_FLAGS + ("--comparison",)]
@@ -68,18 +81,14 @@ def _train(argv: list[str], prog: str) -> int:
         raise ConfigError(f"{(given or ['--model=A,B'])[0].split('=')[0]} is for comparisons; "
                           f"use `recbole-msl compare` (or run_recbole_msl.py with --comparison)")
     saved = str(args.saved).lower() not in ("false", "0", "no")
-    result = run(args.model, args.dataset, config_file_list=_config_files(args), saved=saved, cmd_args=extra)
+    result = quick_start.run(args.model, args.dataset, config_file_list=_config_files(args), saved=saved,
+                             cmd_args=extra)
     if os.environ.get("RANK", "0") == "0":  # under torchrun every rank has the result; rank 0 reports it
         print(run_summary(result))
     return 0
 
 
 def _compare(argv: list[str], prog: str) -> int:
-    from .compare.report import to_markdown
-    from .compare.runner import run_comparison
-    from .compare.spec import check_reference, load_spec, parse_seeds, resolve_config_file, spec_from_models
-    from .recbole_seam.config import parse_overrides
-
     args, extra = _parser(prog, "Several models or variants, one report with paired tests.", True, False) \
         .parse_known_args(argv)
     overrides = parse_overrides(extra)  # their keys are checked with each run's own (_check_spec_keys)
@@ -103,19 +112,11 @@ def _compare(argv: list[str], prog: str) -> int:
     else:
         spec = spec_from_models(args.model, args.dataset, files, seeds, args.reference)
     _check_spec_keys(spec, overrides)
-    from .quick_start import RunInterrupted
-
     try:
         if spec.curve:
-            from .compare.curve import curve_markdown, curve_report_only, run_curve
-
             if args.report_only:  # records only: nothing trains
                 report = curve_report_only(spec, cmd_args=extra, results_dir=args.results_dir)
             else:
-                from .compare.lock import comparison_lock
-                from .compare.runner import check_runs
-                from .compare.store import comparison_folder
-
                 check_runs(spec, extra)  # every run before the first trains
                 with comparison_lock(comparison_folder(args.results_dir or spec.results_dir, spec.name), spec.name):
                     report = run_curve(spec, cmd_args=extra, results_dir=args.results_dir)
@@ -140,8 +141,6 @@ def _check_spec_keys(spec, overrides: dict) -> None:
     """The command line's overrides and every run's config files and config hold only keys some configuration
     layer knows (or one of them sets allow_unknown_keys): checked before the first run starts, since otherwise
     each run would fail on its own, or (before this check) ignore the key."""
-    from .recbole_seam.config import ALLOW_UNKNOWN, allows_unknown, check_option_keys, read_config_file
-
     for run in spec.runs:
         files = {path: read_config_file(path) for path in run.config_files}
         if any(allows_unknown(layer.get(ALLOW_UNKNOWN, False)) for layer in [overrides, *files.values(), run.config]):
@@ -164,9 +163,6 @@ def _positive_topk(text: str) -> int:
 
 
 def _recommend(argv: list[str], prog: str) -> int:
-    from .quick_start import Recommender
-    from .recbole_seam.config import check_override_args
-
     parser = OneLineErrorParser(prog=prog, allow_abbrev=False,
                                      description="Top-k new items for a history, from a saved LLMMSL checkpoint.")
     parser.add_argument("--checkpoint", required=True, help="folder saved by a training run (saved/LLMMSL-...)")
@@ -196,8 +192,6 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def _convert(argv: list[str], prog: str) -> int:
-    from .convert.cli import main as convert_main
-
     return convert_main(argv, prog=prog)
 
 
@@ -218,8 +212,6 @@ def main(argv=None, prog: str = "recbole-msl") -> int:
 
 
 def _main(argv, prog: str) -> int:
-    from .quick_start import RunInterrupted
-
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         with stop_on_sigterm():

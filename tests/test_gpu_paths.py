@@ -1,6 +1,6 @@
 """The GPU path made testable without a GPU: the device check on CPU, bf16 numerics, dtype and device decisions.
 
-``benchmarks/gpu_check.py`` is the script a session lent a GPU runs; here it runs end to end on CPU, its
+``benchmarks/gpu_check/`` is the script a session lent a GPU runs; here it runs end to end on CPU, its
 SKIP and install paths are rehearsed, and the properties it checks on CUDA are asserted on CPU with the tiny
 random Llama (bf16 against fp32, gradient checkpointing against the plain path). The CUDA-only decisions
 (bf16 by default, 4/8-bit loading, NCCL) are unit-tested with the device mocked.

@@ -3,8 +3,8 @@
 import pytest
 
 from recbole_msl.errors import ConfigError
+from recbole_msl.item_text import read_item_texts, restore_leading_article
 from recbole_msl.lm.prompt import DEFAULT_TEMPLATE, PromptBuilder
-from recbole_msl.recbole_seam.item_text import read_item_texts, restore_leading_article
 
 
 @pytest.mark.parametrize("raw, expected", [

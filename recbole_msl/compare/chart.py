@@ -3,20 +3,15 @@ over seeds (the spread the report's "±" means), none for a single seed."""
 
 from __future__ import annotations
 
-import io
+import numpy as np
 
-from ..files import write_atomic
+from .figures import pyplot, save_png
 from .report import pretty_metric, tested_rows
 
 
 def write_chart(report: dict, path: str) -> bool:
     """Draw the report's metrics per run into ``path`` (PNG, atomically); False if no run finished."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    import numpy as np
-
+    plt = pyplot()
     runs = [r for r in report["runs"] if r.get("test")]
     metrics = report["report_metrics"]
     if not runs or not metrics:
@@ -48,10 +43,7 @@ def write_chart(report: dict, path: str) -> bool:
     ax.spines[["top", "right"]].set_visible(False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    write_atomic(path, buffer.getvalue())
+    save_png(fig, path)
     return True
 
 

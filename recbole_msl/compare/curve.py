@@ -17,24 +17,32 @@ error over the validation users; each test is on one seed and so ignores trainin
 from __future__ import annotations
 
 import dataclasses
-import io
-import math
 import os
 import random
 import time
 
 import numpy as np
 import torch
+from recbole.utils import init_logger
 
 from ..errors import ConfigError
 from ..evaluation.records import ranked_hits
 from ..files import write_atomic, write_json
+from ..recbole_seam.build import build_run
+from ..recbole_seam.config import Config
+from ..recbole_seam.registry import is_plugin_model
 from . import store
+from .curve_chart import curve_chart
+from .curve_markdown import curve_markdown
+from .curve_stats import (
+    curve_precision,
+    curve_tests,
+    point_stats,
+    users_for_relative_se,  # noqa: F401 - imported from here by tests
+)
+from .curve_stats import point_stats as _point_stats  # noqa: F401 - tests rebuild a point's statistics with it
 from .runner import execute_run, free_memory
-from .stats import ALPHA, EXACT_MAX, FLIPS, holm, paired_test, stored_adjusted_p, stored_p
-from .user_metrics import per_user_metrics
-
-CURVE_METRICS = ("ndcg@10", "hit@10")
+from .stats import EXACT_MAX, FLIPS
 
 # Keys that shape training only. The untrained model is the backbone itself (LoRA's B starts at zero),
 # and evaluation uses neither the loss nor tau nor the optimizer, so runs whose configurations differ
@@ -47,19 +55,6 @@ def untrained_signature(run, dataset: str, seed: int, cmd_args: list[str]) -> st
     """What point 0 of a run depends on: its signature without its name and training-only keys."""
     kept = {k: v for k, v in run.config.items() if k not in TRAINING_ONLY_KEYS}
     return dataclasses.replace(run, name="", config=kept).signature(dataset, seed, list(cmd_args))
-
-
-def _point_stats(hits: dict, metrics=CURVE_METRICS) -> dict:
-    """Mean and standard error over users of each metric, from the recorded ranked hits."""
-    names = sorted({m.split("@")[0] for m in metrics})
-    ks = sorted({int(m.split("@")[1]) for m in metrics})
-    values = per_user_metrics(hits, names, ks)
-    out = {}
-    for metric in metrics:
-        v = values[metric]
-        out[metric] = {"mean": float(v.mean()), "se": float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0}
-    out["users"] = len(hits["users"])
-    return out
 
 
 def _epochs_for(points: list[int], per_epoch: int) -> list[int]:
@@ -75,7 +70,7 @@ def _measure(trainer, model, valid_data, sequences: int, epoch: int) -> dict:
     """One point: validation metrics, each user's ranked hits and per-user statistics, tau."""
     valid = {k: float(v) for k, v in trainer.evaluate(valid_data, load_best_model=False).items()}
     hits = ranked_hits(valid_data, trainer.last_topk)
-    return {"sequences": sequences, "epoch": epoch, "valid": valid, "stats": _point_stats(hits),
+    return {"sequences": sequences, "epoch": epoch, "valid": valid, "stats": point_stats(hits),
             "tau": float(model.tau), "valid_hits": hits}
 
 
@@ -107,11 +102,6 @@ def curve_run(run, dataset: str, seed: int, points: list[int], cmd_args: list[st
     curve measures that point and keeps the trained ones. ``untrained`` maps
     :func:`untrained_signature` to a point 0 already measured by another run of the comparison,
     which this run then takes instead of measuring it again (the copy names the run it came from)."""
-    from recbole.utils import init_logger
-
-    from ..recbole_seam.build import build_run
-    from ..recbole_seam.config import Config
-
     record_path = store.record_path(folder, f"curve-{run.name}", seed)
     record = store.read_json(record_path) or {}
     signature = run.signature(dataset, seed, cmd_args + [f"curve={[p for p in points if p > 0]}"])
@@ -185,268 +175,21 @@ def line_run(run, dataset: str, seed: int, cmd_args: list[str], folder: str, dat
     return record
 
 
-def curve_chart(curves: list[dict], lines: list[dict], path: str, title: str) -> None:
-    """NDCG@10 and Hit@10 against training sequences, shaded bands of one standard error, lines for baselines."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(5.2 * len(CURVE_METRICS), 4.0), dpi=120)
-    for ax, metric in zip(axes, CURVE_METRICS):
-        for curve in curves:
-            xs = np.array([p["sequences"] for p in curve["points"]])
-            means = np.array([p["stats"][metric]["mean"] for p in curve["points"]])
-            ses = np.array([p["stats"][metric]["se"] for p in curve["points"]])
-            (handle,) = ax.plot(xs, means, marker="o", label=curve["run"])
-            ax.fill_between(xs, means - ses, means + ses, color=handle.get_color(), alpha=0.2)
-        for line in lines:
-            value = (line.get("valid") or {}).get(metric)
-            if value is not None:
-                ax.axhline(value, linestyle="--", color="grey", linewidth=1)
-                ax.annotate(f"{line['run']} (best valid)", (0.01, value), xycoords=("axes fraction", "data"),
-                            xytext=(0, 3), textcoords="offset points", fontsize=8, color="grey")
-        positive = [p["sequences"] for c in curves for p in c["points"] if p["sequences"] > 0]
-        if any(p["sequences"] == 0 for c in curves for p in c["points"]) and positive:
-            ax.set_xscale("symlog", base=2, linthresh=min(positive))  # linear from 0 (untrained) to the first point
-        else:
-            ax.set_xscale("log", base=2)
-        ax.set_xlabel("training sequences")
-        ax.set_ylabel(f"valid {metric.replace('ndcg', 'NDCG').replace('hit', 'Hit')}")
-        ax.grid(alpha=0.3)
-        ax.spines[["top", "right"]].set_visible(False)
-    users = next((p["stats"]["users"] for c in curves for p in c["points"]), None)
-    fig.suptitle(f"{title}" + (f" ({users} validation users, bands: ±1 standard error over users)" if users else ""),
-                 fontsize=10)
-    if axes[0].get_legend_handles_labels()[0]:  # a chart with nothing labelled yet gets no empty legend
-        axes[0].legend(fontsize=8, frameon=False)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    write_atomic(path, buffer.getvalue())
-
-
-def _values_by_row(point: dict, metric: str) -> tuple[list[str], np.ndarray]:
-    """A point's per-row values of ``metric``, ordered by (user, target) so two runs pair row by row
-    (a user can own several rows in sliding-window splits)."""
-    hits = point["valid_hits"]
-    name, k = metric.split("@")
-    values = per_user_metrics(hits, [name], [int(k)])[metric]
-    targets = hits.get("targets") or [""] * len(hits["users"])
-    keys = [f"{u}\t{t}" for u, t in zip(hits["users"], targets)]
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    return [keys[i] for i in order], values[order]
-
-
-def _paired(point: dict, reference_point: dict, metric: str) -> dict | None:
-    """Paired test of ``point`` against ``reference_point`` over their common users (None without both)."""
-    if "valid_hits" not in point or "valid_hits" not in reference_point:
-        return None
-    users, values = _values_by_row(point, metric)
-    ref_users, ref_values = _values_by_row(reference_point, metric)
-    if users != ref_users:  # different samples cannot be paired; the report says so instead of guessing
-        return {"metric": metric, "error": "different validation users"}
-    test = paired_test(values, ref_values, metric)
-    return {"metric": metric, "users": test.n_users, "difference": test.difference,
-            "ci": [test.ci_low, test.ci_high], "p": test.p, "t_test_p": test.t_test_p, "flips": test.flips,
-            "detectable": test.detectable,
-            "detectable_relative": None if math.isnan(test.detectable_relative) else test.detectable_relative}
-
-
-def _same_measurement(point: dict, run: str, other: dict, other_run: str) -> bool:
-    """Whether two points are one measurement: a run's point 0 copied from the other run (``measured_in``)
-    pairs with the original user for user, so comparing them tests nothing."""
-    return _source(point, run) == _source(other, other_run)
-
-
-def _source(point: dict, run: str) -> str:
-    """The run whose evaluation produced ``point``."""
-    return point.get("measured_in", run)
-
-
-def curve_tests(curves: list[dict], reference: str | None = None) -> list[dict]:
-    """What a curve can claim, as paired tests over the same validation users: every run against the
-    reference run (the first curve unless named) at each point both reached, on the same seed, and each
-    run's last point against its first (did it learn beyond the first point?). All of them are one family:
-    each gets ``p_holm``, Holm's adjustment over the family, and ``significant`` from it. A pair that is one
-    measurement (a shared point 0) is listed as such, with no test, outside the family."""
-    if not curves:
-        return []
-    reference = reference if reference in {c["run"] for c in curves} else curves[0]["run"]
-    tests = []
-    for curve in curves:
-        points = {p["sequences"]: p for p in curve["points"]}
-        ref = next((c for c in curves if c["run"] == reference and c["seed"] == curve["seed"]), None)
-        if ref is not None and curve is not ref:
-            ref_points = {p["sequences"]: p for p in ref["points"]}
-            for sequences in sorted(set(points) & set(ref_points)):
-                if _same_measurement(points[sequences], curve["run"], ref_points[sequences], reference):
-                    for metric in CURVE_METRICS:
-                        tests.append({"kind": "run vs reference", "run": curve["run"], "against": reference,
-                                      "seed": curve["seed"], "sequences": sequences, "metric": metric,
-                                      "same_measurement": True,
-                                      "measured_in": _source(points[sequences], curve["run"])})
-                    continue
-                for metric in CURVE_METRICS:
-                    result = _paired(points[sequences], ref_points[sequences], metric)
-                    if result:
-                        tests.append({"kind": "run vs reference", "run": curve["run"], "against": reference,
-                                      "seed": curve["seed"], "sequences": sequences, **result})
-        ordered = [points[s] for s in sorted(points)]
-        if len(ordered) > 1:
-            for metric in CURVE_METRICS:
-                result = _paired(ordered[-1], ordered[0], metric)
-                if result:
-                    tests.append({"kind": "last vs first point", "run": curve["run"], "against": curve["run"],
-                                  "seed": curve["seed"], "sequences": ordered[-1]["sequences"],
-                                  "from_sequences": ordered[0]["sequences"], **result})
-    family = [t for t in tests if "p" in t]
-    for test, adjusted in zip(family, holm([t["p"] for t in family])):
-        test["p_holm"], test["significant"] = adjusted, adjusted < ALPHA
-    return tests
-
-
-def users_for_relative_se(rate: float, fraction: float = 0.2) -> int | None:
-    """Users needed for the binomial standard error of a hit rate to be at most ``fraction`` of the rate:
-    sqrt(p (1 - p) / n) <= fraction * p  <=>  n >= (1 - p) / (fraction^2 p)."""
-    if not 0 < rate < 1:
-        return None
-    return math.ceil((1 - rate) / (fraction ** 2 * rate))
-
-
-def curve_precision(curves: list[dict]) -> list[dict]:
-    """Each run's Hit@10 standard error relative to its value at the last point, and the users that a
-    ratio of one fifth needs (the precision a learning curve should have to show a trend)."""
-    out = []
-    for curve in curves:
-        if not curve["points"]:
-            continue
-        last = max(curve["points"], key=lambda p: p["sequences"])
-        hit = last["stats"]["hit@10"]
-        out.append({"run": curve["run"], "seed": curve["seed"], "sequences": last["sequences"],
-                    "users": last["stats"]["users"], "hit@10": hit["mean"], "se": hit["se"],
-                    "se_over_value": hit["se"] / hit["mean"] if hit["mean"] else None,
-                    "users_for_one_fifth": users_for_relative_se(hit["mean"])})
-    return out
-
-
-def _signed(value: float) -> str:
-    return f"{value:+.4f}"
-
-
-def _table_head(caption: str | None, columns: list[str]) -> list[str]:
-    """A Markdown table's header lines, after a blank line and a caption when there is one."""
-    head = [f"| {' | '.join(columns)} |", "|" + " --- |" * len(columns)]
-    return head if caption is None else ["", caption, "", *head]
-
-
-def _fmt_p(p: float) -> str:
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def _tests_caption(tests: list[dict], seeds: list) -> str:
-    """How the curve's paired tests are made, the family their Holm p covers, and what they leave out."""
-    family = sum(1 for t in tests if "p" in t)
-    shared = any(t.get("same_measurement") for t in tests)
-    kinds = ["every run against the reference at every point both reached"]
-    if any(t["kind"] == "last vs first point" for t in tests):
-        kinds.append("each run's last point against its first")
-    seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"one seed each, of {', '.join(map(str, seeds))}"
-    if not any("p_holm" in t for t in tests):  # a report written before the permutation test and Holm
-        return ("Paired tests over the same validation users (two-sided bootstrap; detectable = the difference the "
-                "test finds with 80% power at alpha 0.05):")
-    return (f"Paired tests over the same validation users, each on one training per run ({seed_text}), so each "
-            f"ignores the training variance between seeds. p: two-sided paired sign-flip permutation test of the "
-            f"mean difference (exact when at most {EXACT_MAX} users differ, else {FLIPS:,} seeded random sign "
-            f"flips, so no p is below 1/{FLIPS + 1:,}); Holm p: p adjusted over all {family} tests in this report "
-            f"({', '.join(kinds)}; both metrics); significant when Holm p < {ALPHA}"
-            f"{' (a shared point 0 is one measurement, not a test, and is outside the family)' if shared else ''}. "
-            f"Difference: the mean of the unrounded per-user differences, with its bootstrap 95% interval (10,000 "
-            f"resamples of users); paired t-test p-values are in the JSON; detectable: the difference the test finds "
-            f"with 80% power at alpha {ALPHA}. No ± in this table.")
-
-
-def curve_markdown(report: dict) -> str:
-    """The curve's points, its baseline lines, its paired tests and its precision, as Markdown; each table's
-    caption says what its figures are, and "±" is one standard error over users throughout."""
-    curves, lines = report["curves"], report["lines"]
-    seeds = sorted({c["seed"] for c in curves})
-    users = sorted({p["stats"]["users"] for c in curves for p in c["points"]})
-    rows = _table_head(f"Validation metrics after each number of training sequences ("
-                       f"{'seed ' if len(seeds) == 1 else 'seeds '}{', '.join(map(str, seeds))}"
-                       f"{', ' + ' or '.join(map(str, users)) + ' validation users' if users else ''}); ± is one "
-                       f"standard error of the mean over the validation users (not a spread over seeds). The "
-                       f"baselines' lines are their best validation scores, without ±.",
-                       ["run", "sequences", "valid NDCG@10 ± SE", "valid Hit@10 ± SE", "users", "tau",
-                        "CPU time so far"])[1:]
-    for curve in curves:
-        for p in curve["points"]:
-            s = p["stats"]
-            label = f"{p['sequences']:,}" if p["sequences"] else "0 (untrained)"
-            if "measured_in" in p:
-                label += f", {p['measured_in']}'s"
-            rows.append(f"| {curve['run']} | {label} | {s['ndcg@10']['mean']:.4f} ± {s['ndcg@10']['se']:.4f} "
-                        f"| {s['hit@10']['mean']:.4f} ± {s['hit@10']['se']:.4f} | {s['users']} | {p['tau']:.3f} "
-                        f"| {p['cpu_s'] / 60:.0f} min |")
-    for line in lines:
-        valid = line.get("valid") or {}
-        rows.append(f"| {line['run']} (best valid) | - | {valid.get('ndcg@10', float('nan')):.4f} "
-                    f"| {valid.get('hit@10', float('nan')):.4f} | | | |")
-    tests = report.get("tests") or []
-    if tests:
-        rows += _table_head(_tests_caption(tests, seeds),
-                            ["comparison", "metric", "difference (95% CI)", "p", "Holm p", "verdict",
-                             "detectable (relative to the reference)"])
-        for t in tests:
-            what = (f"{t['run']} vs {t['against']} at {t['sequences']:,}" if t["kind"] == "run vs reference"
-                    else f"{t['run']}: {t['sequences']:,} vs {t['from_sequences']:,} sequences")
-            if t.get("same_measurement"):
-                rows.append(f"| {what} | {t['metric']} | 0: one measurement ({t.get('measured_in', t['against'])}'s "
-                            f"evaluation), not a test | - | - | - | - |")
-                continue
-            if "error" in t:
-                rows.append(f"| {what} | {t['metric']} | not paired: {t['error']} | | | | |")
-                continue
-            relative = "" if t["detectable_relative"] is None else f" ({t['detectable_relative']:.0%})"
-            holm_p = "-" if t.get("p_holm") is None else _fmt_p(t["p_holm"])
-            verdict = "significant" if stored_adjusted_p(t) < ALPHA else "not significant"
-            rows.append(f"| {what} | {t['metric']} | {_signed(t['difference'])} ({_signed(t['ci'][0])} to "
-                        f"{_signed(t['ci'][1])}) | {_fmt_p(stored_p(t))} | {holm_p} | {verdict} "
-                        f"| {t['detectable']:.4f}{relative} |")
-    precision = report.get("precision") or []
-    if precision:
-        rows += _table_head("Precision at the last point (Hit@10 ± one standard error over users; SE / value, and the "
-                            "users a ratio of one fifth needs, from the binomial standard error):",
-                            ["run", "sequences", "users", "Hit@10 ± SE", "SE / value", "users for one fifth"])
-        for p in precision:
-            need = "-" if p["users_for_one_fifth"] is None else f"{p['users_for_one_fifth']:,}"
-            ratio = "-" if p["se_over_value"] is None else f"{p['se_over_value']:.2f}"
-            rows.append(f"| {p['run']} | {p['sequences']:,} | {p['users']} | {p['hit@10']:.4f} ± {p['se']:.4f} "
-                        f"| {ratio} | {need} |")
-    return "\n".join(rows) + "\n"
-
-
 def run_curve(spec, cmd_args=(), results_dir: str | None = None, echo=print) -> dict:
     """Run (or resume) a learning-curve comparison; write ``<name>.json``, ``.md`` and ``.png``."""
-    from ..recbole_seam.registry import is_plugin_model
-
     cmd_args = list(cmd_args)
     folder = store.comparison_folder(results_dir or spec.results_dir, spec.name)
     curves, lines, cache, untrained = [], [], {}, {}
-    for seed in spec.seeds:
-        for run in spec.runs:
-            if not run.runs_with(seed):
-                continue
-            if is_plugin_model(run.model):
-                curve = curve_run(run, spec.dataset, seed, list(spec.curve), cmd_args, folder, echo, untrained)
-                curves.append(curve)
-                zero = next((p for p in curve["points"] if p["sequences"] == 0 and "measured_in" not in p), None)
-                if zero is not None:
-                    untrained.setdefault(untrained_signature(run, spec.dataset, seed, cmd_args),
-                                         {"run": run.name, "point": zero})
-            else:
-                lines.append({**line_run(run, spec.dataset, seed, cmd_args, folder, cache, echo), "run": run.name})
+    for seed, run in spec.scheduled():
+        if is_plugin_model(run.model):
+            curve = curve_run(run, spec.dataset, seed, list(spec.curve), cmd_args, folder, echo, untrained)
+            curves.append(curve)
+            zero = next((p for p in curve["points"] if p["sequences"] == 0 and "measured_in" not in p), None)
+            if zero is not None:
+                untrained.setdefault(untrained_signature(run, spec.dataset, seed, cmd_args),
+                                     {"run": run.name, "point": zero})
+        else:
+            lines.append({**line_run(run, spec.dataset, seed, cmd_args, folder, cache, echo), "run": run.name})
     return write_curve_report(spec, folder, curves, lines)
 
 
@@ -484,29 +227,24 @@ def curve_report_only(spec, cmd_args=(), results_dir: str | None = None, echo=pr
     when its signature matches the run's current settings and it has every point; the others are pending.
     This is how a published curve is re-tested after the statistics change (its records keep every
     validation user's hits)."""
-    from ..recbole_seam.registry import is_plugin_model
-
     cmd_args = list(cmd_args)
     folder = store.comparison_folder(results_dir or spec.results_dir, spec.name)
     positive = [p for p in spec.curve if p > 0]
     curves, lines, pending = [], [], []
-    for seed in spec.seeds:
-        for run in spec.runs:
-            if not run.runs_with(seed):
+    for seed, run in spec.scheduled():
+        if is_plugin_model(run.model):
+            record = store.read_json(store.record_path(folder, f"curve-{run.name}", seed))
+            signature = run.signature(spec.dataset, seed, cmd_args + [f"curve={positive}"])
+            done = {p["sequences"] for p in (record or {}).get("points", [])}
+            if record and record.get("signature") == signature and set(spec.curve) <= done:
+                curves.append(record)
                 continue
-            if is_plugin_model(run.model):
-                record = store.read_json(store.record_path(folder, f"curve-{run.name}", seed))
-                signature = run.signature(spec.dataset, seed, cmd_args + [f"curve={positive}"])
-                done = {p["sequences"] for p in (record or {}).get("points", [])}
-                if record and record.get("signature") == signature and set(spec.curve) <= done:
-                    curves.append(record)
-                    continue
-            else:
-                record = store.read_record(folder, run.name, seed)
-                if (record and record.get("status") == "ok"
-                        and record.get("signature") == run.signature(spec.dataset, seed, cmd_args)):
-                    lines.append({**record, "run": run.name})
-                    continue
-            echo(f"{run.name} seed {seed}: no finished record with the current settings")
-            pending.append((run.name, seed))
+        else:
+            record = store.read_record(folder, run.name, seed)
+            if (record and record.get("status") == "ok"
+                    and record.get("signature") == run.signature(spec.dataset, seed, cmd_args)):
+                lines.append({**record, "run": run.name})
+                continue
+        echo(f"{run.name} seed {seed}: no finished record with the current settings")
+        pending.append((run.name, seed))
     return write_curve_report(spec, folder, curves, lines, pending)

@@ -24,8 +24,13 @@ import traceback
 
 import torch
 
+from .. import quick_start  # run() looked up when called, so a test can stand in for it
 from ..errors import ConfigError, first_line
 from ..files import write_atomic, write_json
+from ..quick_start import RunInterrupted
+from ..recbole_seam.config import Config
+from ..recbole_seam.registry import is_plugin_model
+from ..run_checks import check_run_config
 from . import store
 from .chart import write_chart
 from .lock import comparison_lock
@@ -106,10 +111,6 @@ def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], data
     With the comparison's ``folder``, an LLMMSL run continues from its last finished epoch of an
     interrupted attempt (a ``--checkpoint_dir`` on the command line turns this off: it wins).
     With ``shared`` (an earlier run's record, :func:`shared_training`) it evaluates that run's adapter."""
-    from ..quick_start import RunInterrupted
-    from ..quick_start import run as run_one
-    from ..recbole_seam.registry import is_plugin_model
-
     record = {"run": run.name, "model": run.model, "dataset": dataset, "seed": seed, "signature": signature,
               "config_files": run.config_files, "config": run.config, "cmd_args": list(cmd_args),
               "started": datetime.datetime.now().isoformat(timespec="seconds"), "host": platform.node()}
@@ -129,8 +130,8 @@ def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], data
     with PeakMemory() as peak, SpentTime(config["checkpoint_dir"] if resumable else None,
                                           config.get("resume")) as spent:
         try:
-            result = run_one(run.model, dataset, config_file_list=run.config_files, config_dict=config, saved=True,
-                             cmd_args=cmd_args, dataset_cache=dataset_cache, keep_test_hits=True)
+            result = quick_start.run(run.model, dataset, config_file_list=run.config_files, config_dict=config,
+                                     saved=True, cmd_args=cmd_args, dataset_cache=dataset_cache, keep_test_hits=True)
         except (KeyboardInterrupt, RunInterrupted):
             raise
         except Exception as err:  # noqa: BLE001 - a failing run must not stop the others
@@ -170,9 +171,6 @@ def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], data
 def check_runs(spec: ComparisonSpec, cmd_args=()) -> None:
     """Every run's model, settings and backbone, checked before the first run trains (a typo in the last run's
     model would otherwise surface only after the LLM runs before it had trained): one line naming the run."""
-    from ..quick_start import check_run_config
-    from ..recbole_seam.config import Config
-
     for run in spec.runs:
         seed = next((s for s in spec.seeds if run.runs_with(s)), None)
         if seed is None:
@@ -216,38 +214,35 @@ def run_comparison(spec: ComparisonSpec, cmd_args=(), results_dir: str | None = 
 
 def _run_comparison(spec: ComparisonSpec, cmd_args: list[str], folder: str, echo, report_only: bool) -> dict:
     dataset_cache: dict = {}
-    total = sum(run.runs_with(seed) for seed in spec.seeds for run in spec.runs)
-    done, pending, current = 0, [], []
-    for seed in spec.seeds:
-        for run in spec.runs:
-            if not run.runs_with(seed):
-                continue
-            done += 1
-            signature = run.signature(spec.dataset, seed, cmd_args)
-            old = store.read_record(folder, run.name, seed)
-            if old and old.get("status") == "ok" and old.get("signature") == signature:
-                echo(f"[{done}/{total}] {run.name} seed {seed}: finished earlier, read back from "
-                     f"{store.record_path(folder, run.name, seed)}")
-                current.append(old)
-                continue
-            if report_only:
-                echo(f"[{done}/{total}] {run.name} seed {seed}: not finished yet")
-                pending.append((run.name, seed))
-                continue
-            why = "" if old is None else " (again: its settings changed)" if old.get("status") == "ok" \
-                else " (again: it failed last time)"
-            echo(f"[{done}/{total}] {run.name} seed {seed}: {run.model} on {spec.dataset}{why}")
-            training = run.training_signature(spec.dataset, seed, cmd_args)
-            shared = shared_training(run, seed, training, current)
-            if shared is not None:
-                echo(f"[{done}/{total}] {run.name} seed {seed}: differs from {shared['run']} in decoding only: "
-                     f"evaluates its adapter (no training)")
-            record = execute_run(run, spec.dataset, seed, cmd_args, dataset_cache, signature, folder, shared,
-                                 training)
-            store.write_record(folder, record)
-            current.append(store.read_record(folder, run.name, seed))
-            state = record["status"] if record["status"] == "ok" else f"failed: {record['error']}"
-            echo(f"[{done}/{total}] {run.name} seed {seed}: {state} ({record['wall_s']:.0f} s)")
+    scheduled = spec.scheduled()
+    total = len(scheduled)
+    pending, current = [], []
+    for done, (seed, run) in enumerate(scheduled, 1):
+        signature = run.signature(spec.dataset, seed, cmd_args)
+        old = store.read_record(folder, run.name, seed)
+        if old and old.get("status") == "ok" and old.get("signature") == signature:
+            echo(f"[{done}/{total}] {run.name} seed {seed}: finished earlier, read back from "
+                 f"{store.record_path(folder, run.name, seed)}")
+            current.append(old)
+            continue
+        if report_only:
+            echo(f"[{done}/{total}] {run.name} seed {seed}: not finished yet")
+            pending.append((run.name, seed))
+            continue
+        why = "" if old is None else " (again: its settings changed)" if old.get("status") == "ok" \
+            else " (again: it failed last time)"
+        echo(f"[{done}/{total}] {run.name} seed {seed}: {run.model} on {spec.dataset}{why}")
+        training = run.training_signature(spec.dataset, seed, cmd_args)
+        shared = shared_training(run, seed, training, current)
+        if shared is not None:
+            echo(f"[{done}/{total}] {run.name} seed {seed}: differs from {shared['run']} in decoding only: "
+                 f"evaluates its adapter (no training)")
+        record = execute_run(run, spec.dataset, seed, cmd_args, dataset_cache, signature, folder, shared,
+                             training)
+        store.write_record(folder, record)
+        current.append(store.read_record(folder, run.name, seed))
+        state = record["status"] if record["status"] == "ok" else f"failed: {record['error']}"
+        echo(f"[{done}/{total}] {run.name} seed {seed}: {state} ({record['wall_s']:.0f} s)")
     report = build_report(spec, current, pending)
     paths = write_outputs(report, folder)
     report["files"] = paths

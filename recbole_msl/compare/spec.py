@@ -16,10 +16,10 @@ import json
 import os
 import re
 
-import yaml
-
 from ..errors import ConfigError
-from ..recbole_seam.config import PROPERTIES_DIR, profile_file
+from ..recbole_seam.assistant import DECODING_KEYS
+from ..recbole_seam.property_files import PROPERTIES_DIR, profile_file
+from ..yaml_files import load_yaml
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _SPEC_KEYS = {"name", "dataset", "seeds", "reference", "pairs", "report_metrics", "config", "config_files", "runs",
@@ -48,13 +48,10 @@ class RunSpec:
                           sort_keys=True, default=str)
         return hashlib.sha1(blob.encode("utf-8")).hexdigest()[:16]
 
-
     def training_signature(self, dataset: str, seed: int, cmd_args: list[str]) -> str | None:
         """The signature without the keys that only choose how titles are decoded (``assistant``, its weight and
         temperature, ``num_beams``, ...): runs with equal ones train the same adapter, so the later ones evaluate
         the first one's. None for a run with no LLM term (``llm_weight: 0``), whose adapter is never trained."""
-        from ..recbole_seam.assistant import DECODING_KEYS
-
         if self.config.get("llm_weight") == 0:
             return None
         training = dataclasses.replace(self, config={k: v for k, v in self.config.items() if k not in DECODING_KEYS})
@@ -76,6 +73,10 @@ class ComparisonSpec:
 
     def run_names(self) -> list[str]:
         return [r.name for r in self.runs]
+
+    def scheduled(self) -> list[tuple[int, RunSpec]]:
+        """(seed, run) in the order a comparison runs them: seed by seed, each run that runs with that seed."""
+        return [(seed, run) for seed in self.seeds for run in self.runs if run.runs_with(seed)]
 
 
 def parse_seeds(text) -> list[int]:
@@ -150,13 +151,7 @@ def comparison_file(name_or_path: str) -> str:
 def load_spec(name_or_path: str) -> ComparisonSpec:
     """Read and check a comparison YAML."""
     path = comparison_file(name_or_path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"comparison file {path} is not valid YAML{where}; fix its syntax") from None
+    raw = load_yaml(path, "comparison file")
     if not isinstance(raw, dict):
         raise ConfigError(f"comparison file {path} must be a mapping with 'dataset' and 'runs'")
     unknown = set(raw) - _SPEC_KEYS

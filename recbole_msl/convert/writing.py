@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from ..errors import ConfigError, disk_write_error
+from ..folders import missing_folders, remove_created, try_writing
 
 CHUNK = 100_000  # rows formatted per write
 # every file a conversion writes into <out>/<name>/ is <name>.<one of these> (interactions or benchmark layout)
@@ -58,20 +59,10 @@ def check_writable(out_dir: str) -> None:
     if not os.path.isdir(existing):
         raise ConfigError(f"--out {out_dir} lies under {existing}, which is a file; pass a folder")
     try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
+        try_writing(existing)
     except OSError as err:
         raise ConfigError(f"cannot write to --out {out_dir}: {existing} is not writable "
                           f"({err.strerror or type(err).__name__}); pass a folder you can write to") from None
-
-
-def _missing_folders(path: str) -> list[str]:
-    """``path`` and its ancestors that do not exist yet, deepest first."""
-    missing = []
-    while not os.path.isdir(path) and os.path.dirname(path) != path:
-        missing.append(path)
-        path = os.path.dirname(path)
-    return missing
 
 
 def _swap_in(staging: str, target: str, parent: str) -> None:
@@ -105,7 +96,7 @@ def staged_folder(target: str, overwrite: bool) -> Iterator[str]:
     """Yield an empty staging folder; on success its files go to ``target``, on any error it is removed (a full
     or unwritable disk then raises a one-line :class:`~recbole_msl.errors.DiskWriteError`)."""
     parent = os.path.dirname(target)
-    created = _missing_folders(parent)
+    created = missing_folders(parent)
     staging = None
     try:
         os.makedirs(parent, exist_ok=True)
@@ -117,11 +108,7 @@ def staged_folder(target: str, overwrite: bool) -> Iterator[str]:
     except BaseException as err:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
-        for folder in created:  # deepest first; only folders made here, and only if empty
-            try:
-                os.rmdir(folder)
-            except OSError:
-                break
+        remove_created(created)  # only folders made here, and only if empty
         disk = disk_write_error(err, f"the converted files of {target}", "pass another --out",
                                 show_file=False) if isinstance(err, OSError) else None
         if disk is None:

@@ -14,7 +14,6 @@ folder as plain tensors (``assistant.safetensors``) and its settings (``assistan
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -22,14 +21,19 @@ import time
 
 import torch
 from recbole.utils import ModelType
+from safetensors.torch import load_file
 
+from ..checkpoint import ASSISTANT_SETTINGS_FILE as SETTINGS_FILE
+from ..checkpoint import ASSISTANT_WEIGHTS_FILE as WEIGHTS_FILE
+from ..checkpoint import item_identity, json_safe
 from ..errors import ConfigError, DataMismatchError, first_line
+from .build import build_run
+from .config import Config
+from .property_files import property_files, read_config_file
 from .registry import get_model, is_plugin_model
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS_FILE = "assistant.safetensors"
-SETTINGS_FILE = "assistant.json"
 # LLMMSL options that only choose how titles are decoded: runs that differ in nothing else share one training
 DECODING_KEYS = ("assistant", "assistant_checkpoint", "assistant_config", "assistant_weight", "assistant_temperature",
                  "llm_weight", "num_beams", "decode_batch_size", "show_examples")
@@ -40,13 +44,6 @@ EVALUATION_KEYS = {"eval_args", "repeatable", "metrics", "topk", "valid_metric",
                    "eval_sample_seed", "eval_exclude_seen"}
 # run-level keys never passed on to the assistant
 _LLM_ONLY = {"resume", "trained_checkpoint", "checkpoint_dir", "allow_unknown_keys"}
-
-
-def item_identity(dataset) -> dict:
-    """The items a model's ids refer to: how many, and a SHA-256 of the item tokens in RecBole's id order."""
-    tokens = dataset.field2id_token[dataset.iid_field]
-    digest = hashlib.sha256("\n".join(str(t) for t in tokens[1:]).encode("utf-8")).hexdigest()
-    return {"items": len(tokens) - 1, "sha256": digest}
 
 
 def assistant_source(config) -> tuple[str | None, str | None]:
@@ -70,13 +67,9 @@ def check_assistant_model(name: str) -> None:
 
 def assistant_config(config, name: str, overrides: dict | None = None):
     """RecBole Config of the assistant: the run's data and evaluation settings, not the LLM's (see the module)."""
-    from .config import Config, property_files
-
     llm_keys = set()
     for path in property_files(str(config["model"]), str(config["dataset"])):
         if os.sep + "model" + os.sep in path:
-            from .config import read_config_file
-
             llm_keys |= set(read_config_file(path))
     dataset_keys = set(config.parameters["Dataset"])
     own = dict(getattr(config, "variable_config_dict", {}) or {})
@@ -93,8 +86,6 @@ def assistant_config(config, name: str, overrides: dict | None = None):
 
 def train_assistant(config, dataset, run_stem: str | None) -> tuple[torch.nn.Module, dict]:
     """Train ``config['assistant']`` on ``dataset``'s split, select it on validation, test it; (model, record)."""
-    from .build import build_run
-
     name = str(config["assistant"])
     check_assistant_model(name)
     aconfig = assistant_config(config, name)
@@ -118,8 +109,6 @@ def train_assistant(config, dataset, run_stem: str | None) -> tuple[torch.nn.Mod
 
 def _plain_settings(aconfig) -> dict:
     """The assistant's hyperparameters that rebuild it (its model YAML keys and the run's overrides), JSON-safe."""
-    from ..checkpoint import json_safe
-
     keep = dict(getattr(aconfig, "variable_config_dict", {}) or {})
     keep.pop("checkpoint_dir", None)
     return json_safe(keep)
@@ -188,21 +177,8 @@ def _check_items(saved: dict | None, dataset, what: str, saved_dataset, config, 
     logger.warning(f"{what} records no item fingerprint: only its data set name and item count were checked")
 
 
-def save_assistant(folder: str, model, record: dict) -> None:
-    """Write the assistant's tensors and settings into ``folder`` (an adapter folder being staged)."""
-    from safetensors.torch import save_file
-
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(tensors, os.path.join(folder, WEIGHTS_FILE))
-    with open(os.path.join(folder, SETTINGS_FILE), "w", encoding="utf-8") as f:
-        json.dump({k: v for k, v in record.items() if k != "file"} | {"trained_file": record.get("file")}, f,
-                  indent=1)
-
-
 def read_assistant(folder: str, config, dataset) -> tuple[torch.nn.Module, dict]:
     """The assistant stored in an adapter folder, rebuilt on ``dataset`` (its items checked first)."""
-    from safetensors.torch import load_file
-
     with open(os.path.join(folder, SETTINGS_FILE), encoding="utf-8") as f:
         record = json.load(f)
     name = str(record["model"])

@@ -42,9 +42,13 @@ import logging
 import os
 import warnings
 
+import colorlog
 import numpy as np
 import torch
+from colorama import init
+from recbole.utils.logger import RemoveColorFilter, log_colors_config
 
+from ..checkpoint import item_identity
 from ..errors import TrainingDivergedError
 from ..files import run_path, write_atomic
 
@@ -86,10 +90,6 @@ def init_logger(config, stem: str) -> str:
     ``log/<model>/<model>-<dataset>-<stem>.log``, where ``stem`` is the run's ``<date>-<tag>``; returns the path.
     The handlers of an earlier run of this process are replaced; as with RecBole's ``logging.basicConfig``, the
     console handler is added only when nobody else (a notebook's or pytest's logging) has put one on the root."""
-    import colorlog
-    from colorama import init
-    from recbole.utils.logger import RemoveColorFilter, log_colors_config
-
     init(autoreset=True)
     folder = os.path.join("log", str(config["model"]))
     os.makedirs(folder, exist_ok=True)
@@ -142,8 +142,6 @@ class SafeCheckpointMixin:
                 f"learning_rate={self.config['learning_rate'] / 10:g}, or enable clip_grad_norm")
 
     def fit(self, train_data, *args, **kwargs):
-        from .assistant import item_identity
-
         self.item_identity = item_identity(train_data._dataset)  # saved, so an assistant_checkpoint is checked
         return super().fit(train_data, *args, **kwargs)
 

@@ -1,235 +1,39 @@
-"""RecBole's Config, plus the plugin's property files and explicit command-line overrides."""
+"""RecBole's Config, plus the plugin's property files, profiles, explicit command-line overrides, the unknown-key
+check and torchrun's process group (each in its own module, named below)."""
 
 from __future__ import annotations
 
-import difflib
-import functools
-import glob
 import os
-import re
 
-import yaml
+import torch
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
-from ..errors import ConfigError, UnknownOptionError, first_line
-from ..validate import is_int
+from ..errors import ConfigError
 from .compat import install_numpy_aliases
 from .data_checks import sequential_load_col
+from .option_keys import (  # noqa: F401 - some imported from here by callers and tests
+    _READ_IN_CODE,
+    ALLOW_UNKNOWN,
+    _yaml_keys,
+    allows_unknown,
+    check_option_keys,
+    check_override_args,
+    known_option_keys,
+    parse_overrides,
+)
+from .option_types import check_recbole_options
+from .process_group import env_int
+from .process_group import join_process_group as _join_process_group  # looked up here, so a test can stand in for it
+from .property_files import (  # noqa: F401 - some imported from here by callers and tests
+    PROPERTIES_DIR,
+    profile_file,
+    property_files,
+    read_config_file,
+    resolve_config_files,
+    shipped_profiles,
+)
 from .registry import get_model
-
-_HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the package
-# Installed wheels carry the YAMLs inside the package; a source checkout has them at the top level.
-PROPERTIES_DIR = next((p for p in (os.path.join(_HERE, "properties"), os.path.join(os.path.dirname(_HERE), "properties"))
-                       if os.path.isdir(p)), os.path.join(_HERE, "properties"))
-
-
-def property_files(model: str, dataset: str) -> list[str]:
-    """Plugin YAMLs in load order: overall, model, dataset (later files win, as in RecBole)."""
-    names = ["overall.yaml", os.path.join("model", f"{model}.yaml"), os.path.join("dataset", f"{dataset}.yaml")]
-    return [p for p in (os.path.join(PROPERTIES_DIR, n) for n in names) if os.path.isfile(p)]
-
-
-def shipped_profiles() -> list[str]:
-    folder = os.path.join(PROPERTIES_DIR, "profiles")
-    return sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml")) if os.path.isdir(folder) else []
-
-
-def profile_file(name: str) -> str:
-    """The YAML of a shipped profile (``properties/profiles/<name>.yaml``, inside the installed package)."""
-    path = os.path.join(PROPERTIES_DIR, "profiles", f"{name}.yaml")
-    if not os.path.isfile(path):
-        raise ConfigError(f"unknown profile {name!r}; use one of {', '.join(shipped_profiles())}")
-    return path
-
-
-def resolve_config_files(entries) -> list[str]:
-    """Config files as given, where a bare name that is no file (``cpu``) is the shipped profile of that name."""
-    resolved = []
-    for entry in entries or []:
-        entry = str(entry)
-        if os.path.isfile(entry):
-            resolved.append(entry)
-        elif os.sep not in entry and "/" not in entry and not entry.endswith((".yaml", ".yml")) \
-                and entry in shipped_profiles():
-            resolved.append(profile_file(entry))
-        else:
-            raise ConfigError(f"config file {entry} does not exist; check --config_files (a path, or a shipped "
-                              f"profile: {', '.join(shipped_profiles())})")
-    return resolved
-
-
-def parse_overrides(args: list[str]) -> dict[str, str]:
-    """``--key=value`` strings to a dict of raw strings (RecBole converts the types)."""
-    overrides = {}
-    for arg in args:
-        if not arg.startswith("--") or "=" not in arg:
-            raise ConfigError(f"cannot read argument '{arg}'; write overrides as --key=value")
-        key, value = arg[2:].split("=", 1)
-        overrides[key] = "None" if value.strip() == "~" else value  # YAML's null, as in the property files
-    return overrides
-
-
-ALLOW_UNKNOWN = "allow_unknown_keys"  # the escape hatch: keys nothing here knows are kept (custom code reads them)
-# Keys RecBole or the plugin read in code: config["key"] / config.get("key") (and the plugin's final[...] dict)
-_READ_IN_CODE = re.compile(r"""\b(?:config|final_config_dict|final)\s*(?:\[\s*|\.get\(\s*)["']([A-Za-z_]\w*)["']""")
-# RecBole's download tables map data set names to URLs; their keys are no options
-_NOT_OPTION_FILES = {"url.yaml", "kg_url.yaml"}
-
-
-def _yaml_keys(path: str) -> set[str]:
-    """The top-level keys of a shipped YAML file; none from a file that is no mapping."""
-    try:
-        return {str(k) for k in read_config_file(path)}
-    except (ConfigError, OSError):
-        return set()
-
-
-@functools.lru_cache(maxsize=1)
-def known_option_keys() -> frozenset[str]:
-    """Every key some configuration layer knows, for every model and data set (a comparison mixes models):
-    RecBole's argument lists and all its property YAMLs (overall, every model, every data set, the quick-start
-    files), the plugin's YAMLs (overall, models, data sets, profiles) and the keys RecBole's and the plugin's
-    code read (``config["..."]``). About 40 ms once per process."""
-    import recbole
-    from recbole.utils import argument_list
-
-    keys = {ALLOW_UNKNOWN, "model", "dataset"}
-    keys.update(argument_list.general_arguments + argument_list.training_arguments
-                + argument_list.evaluation_arguments + argument_list.dataset_arguments)
-    recbole_dir = os.path.dirname(recbole.__file__)
-    for folder in (os.path.join(recbole_dir, "properties"), PROPERTIES_DIR):
-        for path in glob.glob(os.path.join(folder, "**", "*.yaml"), recursive=True):
-            inside = os.path.relpath(path, folder).split(os.sep)
-            if inside[0] != "comparisons" and inside[-1] not in _NOT_OPTION_FILES:  # comparison specs: own schema
-                keys |= _yaml_keys(path)
-    for folder in (recbole_dir, _HERE):
-        for path in glob.glob(os.path.join(folder, "**", "*.py"), recursive=True):
-            with open(path, encoding="utf-8") as f:
-                keys.update(_READ_IN_CODE.findall(f.read()))
-    return frozenset(keys)
-
-
-def allows_unknown(value) -> bool:
-    return str(value).strip().lower() in ("true", "1", "yes")
-
-
-def _closest(key: str, known) -> list[str]:
-    """Up to two known keys closest to ``key`` (case-insensitive), best first."""
-    lowered = {k.lower(): k for k in sorted(known)}
-    wanted = key.lower().replace("-", "_")
-    near = difflib.get_close_matches(wanted, list(lowered), n=2, cutoff=0.6)
-    if len(near) == 2 and difflib.SequenceMatcher(None, wanted, near[1]).ratio() < \
-            difflib.SequenceMatcher(None, wanted, near[0]).ratio() - 0.05:
-        near = near[:1]  # a clear best match alone
-    return [lowered[k] for k in near]
-
-
-def check_option_keys(keys, where: str = "", style: str = "flag", extra_known=()) -> None:
-    """Refuse keys that no configuration layer knows with one line naming the closest known ones.
-
-    ``where``: where the keys were given (`` in config file X``; empty for the command line); ``style``: how keys
-    are written there: ``flag`` (``--key``), ``yaml`` (``key``) or ``dict`` (``'key'``); ``extra_known``: keys a
-    caller also accepts (a sub-command's own flags).
-    """
-    known = known_option_keys() | set(extra_known)
-    unknown = [str(k) for k in keys if str(k) not in known]
-    if not unknown:
-        return
-    show, hatch = {"flag": (lambda k: f"--{k}", f"--{ALLOW_UNKNOWN}=True"),
-                   "yaml": (str, f"{ALLOW_UNKNOWN}: True"),
-                   "dict": (repr, f"{{'{ALLOW_UNKNOWN}': True}}")}[style]
-
-    def hint(key):
-        near = _closest(key, known)
-        return f"did you mean {' or '.join(show(k) for k in near)}?" if near else \
-            "no known option is close (README.md lists them under Options)"
-
-    if len(unknown) == 1:
-        raise UnknownOptionError(f"unknown option {show(unknown[0])}{where}; {hint(unknown[0])} "
-                                 f"(a custom key on purpose: add {hatch})")
-    listed = ", ".join(f"{show(k)} ({hint(k)})" for k in unknown)
-    raise UnknownOptionError(f"unknown options{where}: {listed}; fix them (custom keys on purpose: add {hatch})")
-
-
-def check_override_args(args: list[str], extra_known=()) -> dict[str, str]:
-    """``--key=value`` strings to a dict (:func:`parse_overrides`), refusing unknown keys unless
-    ``--allow_unknown_keys=True`` is among them."""
-    overrides = parse_overrides(args)
-    if not allows_unknown(overrides.get(ALLOW_UNKNOWN, False)):
-        check_option_keys(overrides, extra_known=extra_known)
-    return overrides
-
-
-def read_config_file(path: str, loader=yaml.FullLoader) -> dict:
-    """A config file's mapping (empty when the file is blank), with one-line errors."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file {path} does not exist; check --config_files")
-    try:
-        with open(path, encoding="utf-8") as f:
-            loaded = yaml.load(f.read(), Loader=loader)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"config file {path} is not valid YAML{where}; fix its syntax") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"config file {path} must be a mapping of key: value lines")
-    return loaded
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(f"environment variable {name}={value!r} is not an integer; launch with torchrun") from None
-
-
-def _join_process_group(backend: str, rank: int, world: int) -> None:
-    """torch.distributed's env:// rendezvous (MASTER_ADDR/MASTER_PORT, as torchrun sets them), once per process."""
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        return
-    try:
-        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world)
-    except (ValueError, RuntimeError) as err:
-        raise ConfigError(f"cannot join the {backend} process group ({first_line(err)}); launch with "
-                          f"torchrun --nproc_per_node=N run_recbole_msl.py ... or set --dist_backend") from None
-
-
-# RecBole options that RecBole itself never type-checks (a string there fails deep inside training)
-_INT_OPTIONS = {"epochs": 0, "train_batch_size": 1, "eval_batch_size": 1, "stopping_step": 0,
-                "eval_step": None, "MAX_ITEM_LIST_LENGTH": 1, "seed": None}
-_NUMBER_OPTIONS = {"learning_rate": 0.0, "weight_decay": 0.0}
-
-
-def check_recbole_options(final: dict) -> None:
-    """One-line errors for RecBole options of the wrong type (``--epochs=ten``) before RecBole trips on them."""
-    from recbole.evaluator import metric_types
-
-    for key, low in _INT_OPTIONS.items():
-        value = final.get(key)
-        if value is not None and (not is_int(value) or (low is not None and value < low)):
-            bound = "" if low is None else f" >= {low}"
-            raise ConfigError(f"{key} must be an integer{bound}, not {value!r}; e.g. --{key}=10")
-    for key, low in _NUMBER_OPTIONS.items():
-        value = final.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < low):
-            raise ConfigError(f"{key} must be a number >= {low}, not {value!r}; e.g. --{key}=0.0001")
-    topk = final.get("topk")
-    ks = topk if isinstance(topk, list) else [topk]
-    if not ks or not all(is_int(k) and k > 0 for k in ks):
-        raise ConfigError(f"topk must be a positive integer or a list of them, not {topk!r}; e.g. --topk=[5,10]")
-    metrics = final.get("metrics") or []
-    for metric in [metrics] if isinstance(metrics, str) else metrics:
-        if str(metric).lower() not in metric_types:
-            raise ConfigError(f"unknown metric {metric!r}; use RecBole's names, e.g. Recall, MRR, NDCG, Hit, "
-                              f"Precision")
 
 
 class Config(RecBoleConfig):
@@ -259,16 +63,14 @@ class Config(RecBoleConfig):
         RecBole's own multi-process branch hard-codes NCCL, one CUDA device per rank and a
         tcp:// address of its own, so it cannot run under torchrun or on CPU.
         """
-        world = _env_int("WORLD_SIZE", 1)
+        world = env_int("WORLD_SIZE", 1)
         if world <= 1:
             super()._init_device()
             device = self.final_config_dict["device"]  # RecBole keeps use_gpu True on a CPU-only machine
             self.final_config_dict["use_gpu"] = getattr(device, "type", str(device)) == "cuda"
             return
-        import torch
-
         final = self.final_config_dict
-        local_rank, rank = _env_int("LOCAL_RANK", 0), _env_int("RANK", 0)
+        local_rank, rank = env_int("LOCAL_RANK", 0), env_int("RANK", 0)
         cuda = bool(final.get("use_gpu", True)) and torch.cuda.is_available()
         device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
         backend = str(final.get("dist_backend") or ("nccl" if cuda else "gloo")).lower()

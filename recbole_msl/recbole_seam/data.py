@@ -9,15 +9,20 @@ import socket
 import tempfile
 
 import numpy as np
+import recbole
 import torch
 import torch.distributed as dist
 import yaml
 from recbole.data import create_dataset as recbole_create_dataset
+from recbole.data.utils import create_samplers, get_dataloader, load_split_dataloaders, save_split_dataloaders
+from recbole.sampler import KGSampler
 from recbole.utils import ModelType
+from recbole.utils.url import download_url, extract_zip, rename_atomic_files
 
 from ..distributed import is_distributed, rank, shard_split, single_process_loaders
 from ..errors import ConfigError, first_line
 from ..evaluation.protocol import UserHistories
+from ..folders import missing_folders, remove_created
 from ..validate import flag, positive_int
 from .compat import attach_user_histories
 from .data_checks import check_atomic_files
@@ -32,20 +37,9 @@ def _has_atomic_files(path: str, name: str) -> bool:
 
 def default_download_url(name: str) -> str | None:
     """RecBole's own URL for a data set name, from its ``url.yaml``."""
-    import recbole
-
     table = os.path.join(os.path.dirname(recbole.__file__), "properties", "dataset", "url.yaml")
     with open(table, encoding="utf-8") as f:
         return (yaml.safe_load(f) or {}).get(name)
-
-
-def _missing_folders(path: str) -> list[str]:
-    """``path`` and those of its ancestors that do not exist yet, deepest first."""
-    missing = []
-    while path and not os.path.isdir(path) and os.path.dirname(path) != path:
-        missing.append(path)
-        path = os.path.dirname(path)
-    return missing
 
 
 def download_dataset(config) -> None:
@@ -54,8 +48,6 @@ def download_dataset(config) -> None:
     Replaces RecBole's ``Dataset._download``, which calls ``torch.distributed.barrier()``
     even in a single process. ``download_url`` overrides RecBole's URL (mirrors, tests).
     """
-    from recbole.utils.url import download_url, extract_zip, rename_atomic_files
-
     path, name = config["data_path"], config["dataset"]
     url = config["download_url"] or default_download_url(name)
     where = f"put {name}.inter (and {name}.item) in RecBole's atomic format into {os.path.abspath(path)}"
@@ -63,7 +55,7 @@ def download_dataset(config) -> None:
         raise ConfigError(f"data set {name} is not at {os.path.abspath(path)}; {where} or fix data_path")
     if rank() == 0:
         parent = os.path.dirname(os.path.abspath(path))
-        created = _missing_folders(parent)  # removed again if the download fails
+        created = missing_folders(parent)  # removed again if the download fails
         os.makedirs(parent, exist_ok=True)
         staging = tempfile.mkdtemp(dir=parent, prefix=f".download-{name}-")
         previous_timeout = socket.getdefaulttimeout()
@@ -78,11 +70,7 @@ def download_dataset(config) -> None:
             os.replace(staging, path)
         except Exception as err:  # noqa: BLE001 - network down, bad archive: say where the files go
             shutil.rmtree(staging, ignore_errors=True)
-            for folder in created:  # deepest first; only folders this call made, and only if empty
-                try:
-                    os.rmdir(folder)
-                except OSError:
-                    break
+            remove_created(created)  # only folders this call made, and only if empty
             raise ConfigError(f"data set {name} is not on disk and could not be downloaded from {url} "
                               f"({first_line(err)}); {where}") from None
         finally:
@@ -198,8 +186,6 @@ def data_preparation(config, dataset):
     from the augmented data set right after RecBole's build; RecBole's benchmark files hold no more than
     their rows' windows, so there the window is the history.
     """
-    from recbole.data.utils import load_split_dataloaders, save_split_dataloaders
-
     subsets = _evaluation_subsets(config)
     _check_catalogue(config, dataset)
     loaded = load_split_dataloaders(config)
@@ -249,9 +235,6 @@ def _checked_splits(config, dataset, subsets) -> list:
 def _loaders(config, dataset, splits) -> tuple:
     """The three loaders from the splits, made as RecBole's data_preparation makes them. Under torchrun the
     evaluation loaders are built as in one process: their splits are already this process's shard."""
-    from recbole.data.utils import create_samplers, get_dataloader
-    from recbole.sampler import KGSampler
-
     train_split, valid_split, test_split = splits
     train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, splits)
     if config["MODEL_TYPE"] == ModelType.KNOWLEDGE:

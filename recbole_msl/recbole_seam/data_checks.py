@@ -9,34 +9,14 @@ are refused here, naming the file, the line and the fix.
 
 from __future__ import annotations
 
-import csv
 import os
 
 import pandas as pd
 
+from ..atomic_files import atomic_file, header, read_columns
 from ..errors import ConfigError
 
 TIME_SUFFIXES = ("inter",)
-
-
-def atomic_file(config, suffix: str) -> str:
-    return os.path.join(config["data_path"], f"{config['dataset']}.{suffix}")
-
-
-def header(path: str, sep: str, encoding: str) -> dict[str, str]:
-    """``{field name: 'name:type'}`` of an atomic file's header line."""
-    with open(path, encoding=encoding) as f:
-        names = f.readline().rstrip("\r\n").split(sep)
-    return {name.split(":")[0]: name for name in names}
-
-
-def read_columns(path: str, columns: list[str], sep: str, encoding: str) -> pd.DataFrame:
-    """The raw text of ``columns`` (no quoting, nothing read as missing), one row per line after the header."""
-    names = header(path, sep, encoding)
-    frame = pd.read_csv(path, sep=sep, usecols=[names[c] for c in columns], dtype=str, encoding=encoding,
-                        engine="c" if len(sep) == 1 else "python", quoting=csv.QUOTE_NONE, keep_default_na=False)
-    frame.columns = [c.split(":")[0] for c in frame.columns]
-    return frame
 
 
 def _loaded_files(config) -> dict[str, list[str]]:

@@ -12,7 +12,7 @@ import re
 
 import yaml
 
-from .config import PROPERTIES_DIR
+from .property_files import PROPERTIES_DIR
 
 SOURCES = [("Every model run through the plugin", os.path.join("overall.yaml")),
            ("LLMMSL", os.path.join("model", "LLMMSL.yaml"))]

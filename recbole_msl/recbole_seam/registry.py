@@ -51,6 +51,7 @@ def get_trainer(model_type, model_name: str):
     """Trainer class: ours for plugin models; RecBole's otherwise, with safe checkpoints, evaluation records and
     the plugin's evaluation protocol (:mod:`recbole_msl.evaluation.protocol`), so every model is ranked by one rule."""
     if is_plugin_model(model_name):
+        # lazy: transformers and peft, which the LLM's trainer imports and a RecBole model's run does not need
         from ..trainer import LLMMSLTrainer
 
         return LLMMSLTrainer

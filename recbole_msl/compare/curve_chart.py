@@ -1,0 +1,44 @@
+"""A learning curve's chart: NDCG@10 and Hit@10 against training sequences, a band of one standard error over
+users around each run, a dashed line for each baseline's best validation score."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .curve_stats import CURVE_METRICS
+from .figures import pyplot, save_png
+
+
+def curve_chart(curves: list[dict], lines: list[dict], path: str, title: str) -> None:
+    """NDCG@10 and Hit@10 against training sequences, shaded bands of one standard error, lines for baselines."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(5.2 * len(CURVE_METRICS), 4.0), dpi=120)
+    for ax, metric in zip(axes, CURVE_METRICS):
+        for curve in curves:
+            xs = np.array([p["sequences"] for p in curve["points"]])
+            means = np.array([p["stats"][metric]["mean"] for p in curve["points"]])
+            ses = np.array([p["stats"][metric]["se"] for p in curve["points"]])
+            (handle,) = ax.plot(xs, means, marker="o", label=curve["run"])
+            ax.fill_between(xs, means - ses, means + ses, color=handle.get_color(), alpha=0.2)
+        for line in lines:
+            value = (line.get("valid") or {}).get(metric)
+            if value is not None:
+                ax.axhline(value, linestyle="--", color="grey", linewidth=1)
+                ax.annotate(f"{line['run']} (best valid)", (0.01, value), xycoords=("axes fraction", "data"),
+                            xytext=(0, 3), textcoords="offset points", fontsize=8, color="grey")
+        positive = [p["sequences"] for c in curves for p in c["points"] if p["sequences"] > 0]
+        if any(p["sequences"] == 0 for c in curves for p in c["points"]) and positive:
+            ax.set_xscale("symlog", base=2, linthresh=min(positive))  # linear from 0 (untrained) to the first point
+        else:
+            ax.set_xscale("log", base=2)
+        ax.set_xlabel("training sequences")
+        ax.set_ylabel(f"valid {metric.replace('ndcg', 'NDCG').replace('hit', 'Hit')}")
+        ax.grid(alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+    users = next((p["stats"]["users"] for c in curves for p in c["points"]), None)
+    fig.suptitle(f"{title}" + (f" ({users} validation users, bands: ±1 standard error over users)" if users else ""),
+                 fontsize=10)
+    if axes[0].get_legend_handles_labels()[0]:  # a chart with nothing labelled yet gets no empty legend
+        axes[0].legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    save_png(fig, path)
