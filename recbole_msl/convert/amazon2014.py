@@ -12,6 +12,7 @@ from .interactions import BadToken, InteractionBuilder, SourceData
 from .meta import parse_python_literal, read_titles
 from .options import Option
 from .reading import Lines, require_file, stem
+from .time_units import TIME_UNIT, build_in_seconds
 from .titles import clean_title
 
 HELP = "Amazon Reviews 2014: ratings_<Category>.csv + meta_<Category>.json(.gz)"
@@ -20,6 +21,7 @@ INPUTS = [
            metavar="CSV"),
     Option("meta", "meta_<Category>.json(.gz): one Python-literal dict per line with 'asin' and 'title'",
            required=True, metavar="JSON"),
+    TIME_UNIT,
 ]
 _GET = "download it from the Amazon 2014 release (ratings only and metadata files of the category)"
 
@@ -44,7 +46,7 @@ def _read_ratings(lines: Lines) -> InteractionBuilder:
                     continue
                 raise lines.error(f"rating {row[2]!r} or timestamp {row[3]!r} is not a number", fix) from None
             try:
-                builder.add(row[0].strip(), row[1].strip(), time, rating)
+                builder.add(row[0].strip(), row[1].strip(), time, rating, lines.lineno)
             except BadToken as err:
                 raise lines.error(str(err), "ids must be plain tokens") from None
     except csv.Error as err:
@@ -58,7 +60,8 @@ def read(opts: dict, clean=clean_title, progress=None) -> SourceData:
     meta = require_file(opts["meta"], "metadata file", _GET)
     rating_lines = Lines(ratings, progress)
     builder = _read_ratings(rating_lines)
+    inter, unit = build_in_seconds(builder, opts["time_unit"], ratings, "timestamp")
     meta_lines = Lines(meta, progress)
     titles = read_titles(meta_lines, builder.items.codes, "asin", parse_python_literal, clean,
                          "each line must be a dict literal such as {'asin': '0000031852', 'title': '...'}")
-    return SourceData(builder.build(), titles, rating_lines.lineno + meta_lines.lineno)
+    return SourceData(inter, titles, rating_lines.lineno + meta_lines.lineno, unit)

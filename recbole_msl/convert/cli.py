@@ -27,7 +27,7 @@ def _add(group, option: Option) -> None:
         group.add_argument(flag, action="store_true", help=option.help)
         return
     default = f" (default: {option.default})" if option.default is not None else ""
-    group.add_argument(flag, default=None, metavar=option.metavar or option.name.upper(),
+    group.add_argument(flag, default=None, metavar=option.metavar or option.name.upper(), choices=option.choices,
                        required=option.required, help=option.help + default)
 
 

@@ -10,10 +10,13 @@ import csv
 import datetime as dt
 import math
 
+import numpy as np
+
 from ..errors import ConfigError
-from .interactions import BadToken, InteractionBuilder, SourceData
+from .interactions import BadToken, InteractionBuilder, Interactions, SourceData
 from .options import UTC, Option
 from .reading import Lines, format_suffix, require_file, stem
+from .time_units import TIME_UNIT, build_in_seconds
 from .titles import clean_title
 
 HELP = "any CSV/TSV of interactions + a CSV/TSV of item titles (named columns)"
@@ -22,14 +25,15 @@ INPUTS = [
     Option("items", "CSV/TSV with a header row: item id and title columns", required=True, metavar="FILE"),
     Option("user_col", "user id column of --interactions", default="user_id", metavar="NAME"),
     Option("item_col", "item id column of --interactions", default="item_id", metavar="NAME"),
-    Option("time_col", "time column of --interactions: unix seconds or ISO dates (UTC unless an offset is given)",
-           default="timestamp", metavar="NAME"),
+    Option("time_col", "time column of --interactions: unix seconds or milliseconds (see --time_unit) or ISO dates "
+           "(UTC unless an offset is given)", default="timestamp", metavar="NAME"),
     Option("rating_col", "rating column of --interactions (needed for --min_rating)", metavar="NAME"),
     Option("item_id_col", "item id column of --items", default="item_id", metavar="NAME"),
     Option("title_col", "title column of --items", default="title", metavar="NAME"),
     Option("sep", "separator of --interactions (default: from the suffix, .csv comma, .tsv tab)", kind="sep",
            metavar="CHAR"),
     Option("items_sep", "separator of --items (default: from the suffix)", kind="sep", metavar="CHAR"),
+    TIME_UNIT,
 ]
 _SUFFIX_SEP = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".inter": "\t", ".item": "\t"}
 
@@ -83,27 +87,29 @@ def _columns(lines: Lines, header: list[str] | None, wanted: dict[str, str | Non
     return found
 
 
-def _time(text: str) -> float:
-    """Unix seconds from a number or an ISO date/time; ValueError otherwise."""
+def _time(text: str) -> tuple[float, bool]:
+    """A number as given (seconds or milliseconds), or unix seconds of an ISO date/time, and whether it was a date;
+    ValueError otherwise."""
     try:
-        value = float(text)
+        value, date = float(text), False
     except ValueError:
         moment = dt.datetime.fromisoformat(text.strip())
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        value = moment.timestamp()
+        value, date = moment.timestamp(), True
     if not math.isfinite(value):
         raise ValueError(text)
-    return value
+    return value, date
 
 
-def _read_interactions(opts: dict, progress) -> tuple[InteractionBuilder, int]:
+def _read_interactions(opts: dict, progress) -> tuple[InteractionBuilder, Interactions, int, str]:
     path = require_file(opts["interactions"], "interactions file", "check --interactions")
     lines = Lines(path, progress)
     sep = _separator(path, opts["sep"], "sep")
     reader = csv.reader(lines, delimiter=sep)
     has_rating = opts["rating_col"] is not None
     builder = InteractionBuilder(with_rating=has_rating)
+    dates = bytearray()  # per row: 1 where the time was an ISO date (already seconds, whatever the unit)
     try:
         cols = _columns(lines, next(reader, None), {"user_col": opts["user_col"], "item_col": opts["item_col"],
                                                     "time_col": opts["time_col"], "rating_col": opts["rating_col"]},
@@ -118,18 +124,21 @@ def _read_interactions(opts: dict, progress) -> tuple[InteractionBuilder, int]:
                 raise lines.error(f"has {len(row)} fields, the header names {width} or more",
                                   "check the separator (--sep) and quoting")
             try:
-                time = _time(row[t])
+                time, date = _time(row[t])
                 rating = float(row[r]) if has_rating else float("nan")
             except ValueError:
                 raise lines.error(f"time {row[t]!r} or rating is not a number (or an ISO date)",
                                   "fix the value or point --time_col/--rating_col at the right column") from None
             try:
-                builder.add(row[u].strip(), row[i].strip(), time, rating)
+                builder.add(row[u].strip(), row[i].strip(), time, rating, lines.lineno)
+                dates.append(date)
             except BadToken as err:
                 raise lines.error(str(err), "ids must be plain tokens") from None
     except csv.Error as err:
         raise lines.error(f"is not valid CSV ({err})", "check the separator and quoting") from None
-    return builder, lines.lineno
+    exact = np.frombuffer(bytes(dates), dtype=bool) if 1 in dates else None
+    inter, unit = build_in_seconds(builder, opts["time_unit"], path, opts["time_col"], exact)
+    return builder, inter, lines.lineno, unit
 
 
 def _read_titles(opts: dict, item_codes: dict[str, int], clean, progress) -> tuple[dict[int, str], int]:
@@ -157,6 +166,6 @@ def _read_titles(opts: dict, item_codes: dict[str, int], clean, progress) -> tup
 
 def read(opts: dict, clean=clean_title, progress=None) -> SourceData:
     """Interactions from the named columns, cleaned titles for the items they mention."""
-    builder, n_inter = _read_interactions(opts, progress)
+    builder, inter, n_inter, unit = _read_interactions(opts, progress)
     titles, n_items = _read_titles(opts, builder.items.codes, clean, progress)
-    return SourceData(builder.build(), titles, n_inter + n_items)
+    return SourceData(inter, titles, n_inter + n_items, unit)

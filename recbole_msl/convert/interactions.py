@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from array import array
+from bisect import bisect_right
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,8 +92,16 @@ class InteractionBuilder:
         self._user, self._item = array("i"), array("i")
         self._time = array("d")
         self._rating = array("f") if with_rating else None
+        # input line of each row, kept sparse: from row _mark_rows[k] on, line = row + _mark_offsets[k]
+        self._mark_rows, self._mark_offsets = array("q"), array("q")
+        self._offset = None
 
-    def add(self, user: str, item: str, time: float, rating: float = float("nan")) -> None:
+    def add(self, user: str, item: str, time: float, rating: float = float("nan"), line: int | None = None) -> None:
+        """One row; ``line`` is its input line (named in errors found later, such as mixed time units)."""
+        if line is not None and line - len(self._user) != self._offset:  # only after a skipped or a long line
+            self._offset = line - len(self._user)
+            self._mark_rows.append(len(self._user))
+            self._mark_offsets.append(self._offset)
         code = self.users.codes.get(user)  # the common case inline: an id seen before
         self._user.append(self.users(user) if code is None else code)
         code = self.items.codes.get(item)
@@ -103,6 +112,11 @@ class InteractionBuilder:
 
     def __len__(self) -> int:
         return len(self._user)
+
+    def line_of(self, row: int) -> int:
+        """The input line of ``row`` (as given to ``add``; its 1-based number when lines were not given)."""
+        k = bisect_right(self._mark_rows, row) - 1
+        return row + (self._mark_offsets[k] if k >= 0 else 1)
 
     def build(self) -> Interactions:
         rating = None if self._rating is None else np.frombuffer(self._rating, dtype=np.float32)
@@ -118,3 +132,4 @@ class SourceData:
     inter: Interactions
     titles: dict[int, str]  # item code -> cleaned title ("" when the item's record has none)
     lines: int  # input lines read (interactions and titles)
+    time_unit: str = ""  # how the timestamps were read (seconds, milliseconds, ISO dates), for the report

@@ -19,10 +19,11 @@ UTC = dt.timezone.utc  # noqa: UP017 (datetime.UTC needs Python 3.11; we support
 class Option:
     name: str
     help: str
-    kind: str = "str"  # str, int, float, time, flag, sep
+    kind: str = "str"  # str, int, float, time, flag, sep, choice (one of ``choices``)
     default: Any = None
     required: bool = False
     metavar: str | None = None
+    choices: tuple[str, ...] | None = None
 
 
 def _positive_int(name, value, low=1):
@@ -92,6 +93,12 @@ def _check(option: Option, value):
         return bool(value)
     if option.kind == "sep":
         return parse_sep(option.name, value)
+    if option.kind == "choice":
+        text = str(value).strip().lower()
+        if text not in option.choices:
+            raise ConfigError(f"--{option.name} must be {' or '.join(option.choices)}, not {value!r}; "
+                              f"e.g. --{option.name}={option.choices[0]}")
+        return text
     return str(value)
 
 

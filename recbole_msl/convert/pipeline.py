@@ -72,6 +72,7 @@ def _convert_interactions(module: ModuleType, opts: dict, report: ConversionRepo
                           progress) -> None:
     data = module.read(opts, clean_title, progress)
     inter, data.inter, report.lines_read = data.inter, None, data.lines  # the unsorted rows are freed once sorted
+    report.time_unit = data.time_unit
     if not len(inter):  # an empty (or blank) file: say so, not "nothing left after the first filter"
         option = module.INPUTS[0].name
         what = {"reviews": "review file", "ratings": "ratings file"}.get(option, f"{option} file")

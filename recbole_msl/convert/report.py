@@ -50,6 +50,7 @@ class ConversionReport:
     peak_rss_mib: float = 0.0
     train_command: str = ""
     notes: list[str] = field(default_factory=list)
+    time_unit: str = ""  # how the timestamps were read: "milliseconds (every value >= 1e11), written as ..."
 
 
 def _cell(before: int | None, after: int) -> str:
@@ -74,6 +75,8 @@ def format_report(report: ConversionReport) -> str:
     head = (f"converted {report.source} -> {report.folder} ({report.lines_read:,} lines in {report.seconds:.1f} s, "
             f"peak RSS {report.peak_rss_mib:,.0f} MiB)")
     lines = [head, *_table(report.steps)]
+    if report.time_unit:
+        lines.append(f"timestamps: {report.time_unit}")
     lines.append(f"titles: {t.titled:,} of {t.items:,} items read have one ({100 * t.coverage:.1f} %); "
                  f"{t.no_row:,} had no title row, {t.empty:,} an empty or missing title")
     if t.shared_titles:

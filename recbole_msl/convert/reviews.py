@@ -8,6 +8,7 @@ import json.scanner
 from .interactions import BadToken, InteractionBuilder, SourceData
 from .meta import parse_json, read_titles
 from .reading import Lines, require_file
+from .time_units import build_in_seconds
 
 _SCAN = json.scanner.make_scanner(json.JSONDecoder())  # the C scanner json.loads ends in, minus 3 Python calls
 
@@ -23,9 +24,9 @@ def parse_json_line(line: str):
     return record
 
 
-def read_json_reviews(lines: Lines, keys: tuple[str, str, str, str], time_divisor: float,
-                      fix: str) -> InteractionBuilder:
-    """Rows from ``{user: .., item: .., rating: .., time: ..}`` lines (``keys`` in that order)."""
+def read_json_reviews(lines: Lines, keys: tuple[str, str, str, str], fix: str) -> InteractionBuilder:
+    """Rows from ``{user: .., item: .., rating: .., time: ..}`` lines (``keys`` in that order); times as given,
+    in the file's unit (see time_units.py)."""
     user_key, item_key, rating_key, time_key = keys
     builder = InteractionBuilder(with_rating=True)
     for line in lines:
@@ -37,7 +38,7 @@ def read_json_reviews(lines: Lines, keys: tuple[str, str, str, str], time_diviso
         except (ValueError, TypeError, KeyError, IndexError):
             raise _record_error(lines, line, keys, fix) from None
         try:
-            builder.add(str(user), str(item), float(time) / time_divisor, float(rating))
+            builder.add(str(user), str(item), float(time), float(rating), lines.lineno)
         except BadToken as err:
             raise lines.error(str(err), "ids must be plain tokens") from None
         except (TypeError, ValueError):
@@ -57,16 +58,18 @@ def _record_error(lines: Lines, line: str, keys: tuple[str, ...], fix: str):
     return lines.error(f"has no '{missing[0]}' (it needs {', '.join(keys)})", fix)
 
 
-def read_amazon_json(opts: dict, review_keys: tuple[str, str, str, str], time_divisor: float, review_fix: str,
+def read_amazon_json(opts: dict, review_keys: tuple[str, str, str, str], review_fix: str,
                      get: str, clean, progress) -> SourceData:
     """A JSON-lines review file plus a JSON-lines metadata file (Amazon 2018 and 2023 differ only in their keys);
-    the item key of the reviews is also the metadata's."""
+    the item key of the reviews is also the metadata's. Times in seconds or milliseconds (2023) are told apart by
+    their magnitude, or read in ``--time_unit``."""
     reviews = require_file(opts["reviews"], "review file", get)
     meta = require_file(opts["meta"], "metadata file", get)
     review_lines = Lines(reviews, progress)
-    builder = read_json_reviews(review_lines, review_keys, time_divisor, review_fix)
+    builder = read_json_reviews(review_lines, review_keys, review_fix)
+    inter, unit = build_in_seconds(builder, opts["time_unit"], reviews, review_keys[3])
     meta_lines = Lines(meta, progress)
     item_key = review_keys[1]
     titles = read_titles(meta_lines, builder.items.codes, item_key, parse_json, clean,
                          f"each line must be a JSON object with '{item_key}' and 'title'")
-    return SourceData(builder.build(), titles, review_lines.lineno + meta_lines.lineno)
+    return SourceData(inter, titles, review_lines.lineno + meta_lines.lineno, unit)
