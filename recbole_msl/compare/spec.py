@@ -17,7 +17,7 @@ import os
 import re
 
 from ..errors import ConfigError
-from ..recbole_seam.assistant import DECODING_KEYS
+from ..model.options import decoding_keys
 from ..recbole_seam.property_files import PROPERTIES_DIR, profile_file
 from ..yaml_files import load_yaml
 
@@ -54,7 +54,7 @@ class RunSpec:
         the first one's. None for a run with no LLM term (``llm_weight: 0``), whose adapter is never trained."""
         if self.config.get("llm_weight") == 0:
             return None
-        training = dataclasses.replace(self, config={k: v for k, v in self.config.items() if k not in DECODING_KEYS})
+        training = dataclasses.replace(self, config={k: v for k, v in self.config.items() if k not in decoding_keys()})
         return training.signature(dataset, seed, cmd_args)
 
 

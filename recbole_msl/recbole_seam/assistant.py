@@ -34,9 +34,6 @@ from .registry import get_model, is_plugin_model
 
 logger = logging.getLogger(__name__)
 
-# LLMMSL options that only choose how titles are decoded: runs that differ in nothing else share one training
-DECODING_KEYS = ("assistant", "assistant_checkpoint", "assistant_config", "assistant_weight", "assistant_temperature",
-                 "llm_weight", "num_beams", "decode_batch_size", "show_examples")
 # evaluation settings the assistant shares with the run (the same users, metrics and selection), whichever layer set
 # them; eval_batch_size stays the assistant model's own (it changes speed, not results)
 EVALUATION_KEYS = {"eval_args", "repeatable", "metrics", "topk", "valid_metric", "valid_metric_bigger",
