@@ -94,3 +94,40 @@ def test_sliding_window_valid_fraction_must_be_finite(tmp_path, value):
     (folder / "id2name4Rec.json").write_text('{"1": "A", "2": "B", "3": "C"}')
     with pytest.raises(ConfigError, match=r"^--valid_fraction .*finite"):
         convert("sliding-window", str(tmp_path / "out"), "toy", folder=str(folder), valid_fraction=value)
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"lora_alpha": float("nan")}, "lora_alpha must be a positive number"),
+    ({"ats_range": [0.1, float("inf")]}, "ats_range must be .* both finite"),
+    ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
+    ({"weight_decay": float("inf")}, "weight_decay must be a finite number"),
+])
+def test_the_other_float_options_must_be_finite_too(override, message):
+    from recbole_msl.errors import ConfigError as Error
+    from recbole_msl.model.options import LLMMSLOptions
+    from recbole_msl.recbole_seam.config import Config
+
+    with pytest.raises(Error, match=message) as err:
+        LLMMSLOptions.from_config(Config(model="LLMMSL", dataset="ml-100k", config_dict=override))
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"valid_metric": "NDCG@20"}, "valid_metric NDCG@20 is not computed"),
+    ({"valid_metric": "ndgc@10"}, "valid_metric ndgc@10 is not computed"),
+    ({"show_examples": -1}, "show_examples must be an integer >= 0"),
+    ({"eval_args": {"mode": "ful"}}, "eval_args mode 'ful' is not one of RecBole's modes"),
+])
+def test_evaluation_settings_that_would_fail_after_training_fail_first(override, message):
+    from recbole_msl.errors import ConfigError as Error
+    from recbole_msl.recbole_seam.config import Config
+
+    with pytest.raises(Error, match=message) as err:
+        Config(model="LLMMSL", dataset="ml-100k", config_dict=override)
+    assert "\n" not in str(err.value)
+
+
+def test_topk_as_a_number_means_a_list_of_one():
+    from recbole_msl.recbole_seam.config import Config
+
+    assert Config(model="SASRec", dataset="ml-100k", config_dict={"topk": 10})["topk"] == [10]

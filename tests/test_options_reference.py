@@ -90,3 +90,16 @@ def test_every_link_of_the_readme_resolves():
     missing = [t for t in links if not os.path.exists(os.path.join(root, t.split("#")[0]))]
     assert missing == []
     assert len(text.splitlines()) <= 150
+
+
+def test_a_registry_entry_is_on_the_options_page_without_touching_the_yaml(monkeypatch):
+    """Adding a loss, a decoder, a format or a fine-tuning mode is one registry entry: the page lists the names."""
+    from recbole_msl.model import objectives
+    from recbole_msl.recbole_seam import options_reference
+
+    for key, names in options_reference.CHOICES.items():
+        row = next(line for line in options_reference.reference_markdown().splitlines() if line.startswith(f"| `{key}`"))
+        assert all(f"`{name}`" in row for name in names), key
+    monkeypatch.setitem(objectives.OBJECTIVES, "msl_ls", objectives.OBJECTIVES["msl"])
+    row = next(line for line in options_reference.reference_markdown().splitlines() if line.startswith("| `llm_loss`"))
+    assert "`msl_ls`" in row

@@ -137,3 +137,59 @@ def test_cli_resume_errors_are_one_line(finished, tmp_path, capsys):
     assert main(base + [f"--resume={last}", "--learning_rate=0.5"]) == 2  # not the run it continues
     err = _only_error_line(capsys)
     assert err.startswith("error: ") and "learning_rate=0.0001" in err and "original settings" in err
+
+
+COPY = "ml-copy"  # RecBole reads ml-100k from its own wheel whatever data_path says: a copy needs another name
+COPY_CONFIG = {"load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"]},
+               "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
+               "item_text_field": "movie_title"}
+
+
+def _data_copy(tmp_path, append_rows: int = 0) -> str:
+    """ml-100k's .inter and .item copied to ``tmp_path``/data/ml-copy, with the first ``append_rows`` interactions
+    repeated a second later at the end of the .inter file (a few more interactions, the same items and titles)."""
+    import recbole
+
+    source = os.path.join(os.path.dirname(recbole.__file__), "dataset_example", "ml-100k")
+    target = tmp_path / "data" / COPY
+    target.mkdir(parents=True)
+    for ext in ("inter", "item"):
+        text = open(os.path.join(source, f"ml-100k.{ext}"), encoding="utf-8").read()
+        (target / f"{COPY}.{ext}").write_text(text, encoding="utf-8")
+    if append_rows:
+        lines = (target / f"{COPY}.inter").read_text().splitlines()
+        extra = [line.split("\t") for line in lines[1:1 + append_rows]]
+        rows = ["\t".join([f[0], f[1], f[2], str(int(f[3]) + 1)]) for f in extra]
+        (target / f"{COPY}.inter").write_text("\n".join(lines + rows) + "\n")
+    return str(tmp_path / "data")
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"MAX_ITEM_LIST_LENGTH": 12}, "MAX_ITEM_LIST_LENGTH=10"),
+    ({"prompt_instruction": "Recommend a film."}, "prompt_instruction="),
+    ({"ats_eta": 0.5}, "ats_eta=0.25"),
+    ({"eval_max_users": 4}, "eval_max_users=3"),
+    ({"train_format": "sequence"}, "train_format='window'"),
+])
+def test_a_resume_that_would_continue_something_else_is_refused_with_the_key(finished, change, key):
+    _, last, cfg = finished
+    with pytest.raises(ConfigError, match=f"cannot resume from .*it was trained with {key}") as err:
+        run("LLMMSL", "ml-100k", config_dict={**cfg, **change, "resume": last})
+    assert "\n" not in str(err.value)
+
+
+def test_a_resume_on_another_backbone_is_refused(finished, tiny_model_dir):
+    _, last, cfg = finished
+    with pytest.raises(ConfigError, match="it was trained with llm_path="):
+        run("LLMMSL", "ml-100k", config_dict={**cfg, "llm_path": tiny_model_dir("qwen2"), "resume": last})
+
+
+def test_a_resume_after_interactions_were_added_is_refused(tiny_llm_dir, tmp_path):
+    cfg = {"llm_path": tiny_llm_dir, "epochs": 1, "train_samples_per_epoch": 8, "train_batch_size": 8,
+           "micro_batch_size": 4, "eval_max_users": 3, "num_beams": 10, "decode_batch_size": 3,
+           "show_progress": False, "checkpoint_dir": str(tmp_path / "saved"), "data_path": _data_copy(tmp_path),
+           **COPY_CONFIG}
+    result = run("LLMMSL", COPY, config_dict=cfg)
+    changed = _data_copy(tmp_path / "more", append_rows=3)
+    with pytest.raises(ConfigError, match="training split's interactions differ"):
+        run("LLMMSL", COPY, config_dict={**cfg, "data_path": changed, "resume": result["saved_model_file"] + "-last"})

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+
+from safetensors.torch import load_file, save_file
 
 BACKBONE_PREFIX = "backbone."  # full fine-tuning: the backbone's weights ride in the adapter file under this prefix
 
@@ -11,10 +14,6 @@ def write_adapter(llm, folder: str, full: bool = False) -> None:
     ``full`` (every weight trained) the backbone's weights join the adapter's in the same file (peft ignores them)."""
     llm.save_pretrained(folder, save_embedding_layers=False)
     if full:
-        import os
-
-        from safetensors.torch import load_file, save_file
-
         path = os.path.join(folder, "adapter_model.safetensors")
         tensors = load_file(path)
         for name, param in llm.get_base_model().named_parameters():  # tied weights appear once

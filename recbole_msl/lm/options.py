@@ -6,6 +6,7 @@ share with the run it continues (:mod:`recbole_msl.trainer.resume` collects them
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 
 from ..errors import ConfigError
@@ -40,9 +41,9 @@ def marked_keys(mark: str, *classes) -> list[str]:
 
 @dataclass(frozen=True)
 class BackboneOptions:
-    llm_path: str | None = option("llm_path")
-    llm_dtype: str = option("llm_dtype", "auto")
-    llm_load_in_bits: int | None = option("llm_load_in_bits")
+    llm_path: str | None = option("llm_path", resume=True)
+    llm_dtype: str = option("llm_dtype", "auto", resume=True)
+    llm_load_in_bits: int | None = option("llm_load_in_bits", resume=True)
     gguf_cache: bool = option("gguf_cache", True)
     gguf_cache_dir: str | None = option("gguf_cache_dir")
     trust_remote_code: bool = option("trust_remote_code", False)
@@ -77,7 +78,7 @@ class LoraOptions:
         r, alpha = found.get("r", cls.r), found.get("alpha", cls.alpha)
         dropout, targets = found.get("dropout", cls.dropout), found.get("target_modules", cls.target_modules)
         positive_int(r, "lora_r")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha <= 0:
             raise ConfigError(f"lora_alpha must be a positive number, not {alpha!r}")
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise ConfigError(f"lora_dropout must be in [0, 1), not {dropout!r}")

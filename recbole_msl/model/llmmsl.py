@@ -28,7 +28,7 @@ from ..lm.backbone import load_backbone, wrap_with_lora
 from ..lm.common_prefix import common_prefix_length, decode_right_padded
 from ..lm.head import head_logits
 from ..lm.prompt import DEFAULT_TEMPLATE, PromptBuilder
-from ..recbole_seam.item_text import item_titles
+from ..item_text import item_titles
 from .decoders import DECODERS
 from .objectives import OBJECTIVES
 from .options import FULL_RANKING_METRICS, LLMMSLOptions

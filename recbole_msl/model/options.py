@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from ..lm.options import BackboneOptions, LoraOptions, marked_keys, option
+from ..lm.prompt import TRAIN_FORMATS
 from ..validate import flag, number, positive_int
 from .decoders import DECODERS
 from .objectives import OBJECTIVES
@@ -41,19 +43,19 @@ def check_titles_cover(topk: int, opts: LLMMSLOptions, asked: str, fix: str) -> 
 class LLMMSLOptions:
     loss: str = option("llm_loss", resume=True)
     adaptive_tau: bool = option("tau", resume=True)
-    tau_init: float
-    ats_eta: float
-    ats_alpha: float
-    ats_range: tuple[float, float]
+    tau_init: float = option("ats_tau_init", resume=True)
+    ats_eta: float = option("ats_eta", resume=True)
+    ats_alpha: float = option("ats_alpha", resume=True)
+    ats_range: tuple[float, float] = option("ats_range", resume=True)
     num_beams: int = option("num_beams", decoding=True)
     length_penalty: float
     renormalize: bool
     history_length: int  # MAX_ITEM_LIST_LENGTH: a window's history, or a sequence chunk's most titles
     eval_history: int = option("eval_history", decoding=True)  # titles in a ranking prompt (the most recent)
-    max_seq_length: int | None
+    max_seq_length: int | None = option("max_seq_length", resume=True)
     decode_batch_size: int = option("decode_batch_size", decoding=True)
     eval_micro_batch_size: int
-    share_prompt_prefix: bool
+    share_prompt_prefix: bool = option("share_prompt_prefix", resume=True)  # it draws LoRA dropout's masks
     # a grid: each value ranks the validation users, the best is kept
     assistant_weights: tuple[float, ...] = option("assistant_weight", (0.0,), decoding=True)
     assistant_temperature: float = option("assistant_temperature", 1.0, decoding=True)
@@ -87,8 +89,9 @@ class LLMMSLOptions:
             tau_value = number(config["tau"], "tau", low=1e-6)
         ats_range = config["ats_range"]
         if not (isinstance(ats_range, (list, tuple)) and len(ats_range) == 2
-                and all(isinstance(x, (int, float)) for x in ats_range) and 0 < ats_range[0] <= ats_range[1]):
-            raise ConfigError(f"ats_range must be [low, high] with 0 < low <= high, not {ats_range!r}")
+                and all(isinstance(x, (int, float)) and math.isfinite(x) for x in ats_range)
+                and 0 < ats_range[0] <= ats_range[1]):
+            raise ConfigError(f"ats_range must be [low, high] with 0 < low <= high, both finite, not {ats_range!r}")
         num_beams = positive_int(config["num_beams"], "num_beams")
         train_format, min_history, history_length, eval_history = _format_options(config)
         max_len = config["max_seq_length"]
@@ -130,8 +133,6 @@ def _format_options(config) -> tuple[str, int, int, int]:
     """``train_format``, ``sequence_min_history`` (0 <= h < MAX_ITEM_LIST_LENGTH: a chunk holds a target),
     ``MAX_ITEM_LIST_LENGTH`` and ``eval_history`` (~ = MAX_ITEM_LIST_LENGTH, else at most it: RecBole keeps
     no more history than that)."""
-    from ..lm.prompt import TRAIN_FORMATS
-
     train_format = str(config["train_format"] or "window").lower()
     if train_format not in TRAIN_FORMATS:
         raise ConfigError(f"train_format must be {' or '.join(TRAIN_FORMATS)}, not {config['train_format']!r}")

@@ -12,7 +12,14 @@ import re
 
 import yaml
 
+from ..lm.options import FINETUNE_MODES
+from ..lm.prompt import TRAIN_FORMATS
+from ..model.decoders import DECODERS
+from ..model.objectives import OBJECTIVES
 from .property_files import PROPERTIES_DIR
+
+# options whose values are the names of a registry: the page lists them from the code, so adding an entry is all
+CHOICES = {"llm_loss": OBJECTIVES, "decoder": DECODERS, "train_format": TRAIN_FORMATS, "llm_finetune": FINETUNE_MODES}
 
 SOURCES = [("Every model run through the plugin", os.path.join("overall.yaml")),
            ("LLMMSL", os.path.join("model", "LLMMSL.yaml"))]
@@ -50,6 +57,12 @@ def _default(value) -> str:
     return f"`{yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix('...').strip()}`"
 
 
+def _choices(key: str) -> str:
+    """``; one of: `a`, `b``` for an option that names a registry entry (nothing for other options)."""
+    names = CHOICES.get(key)
+    return ("; one of: " + ", ".join(f"`{name}`" for name in names)) if names else ""
+
+
 def reference_markdown() -> str:
     """The options page: one table per source file (and per section of the file), key, default, meaning."""
     intro = ("Generated from the shipped defaults (`properties/overall.yaml`, `properties/model/LLMMSL.yaml`) and "
@@ -66,7 +79,8 @@ def reference_markdown() -> str:
                 current = row["section"]
                 heading = title + (f": {current}" if current else "")
                 lines += ["", f"## {heading}", "", "| option | default | meaning |", "| --- | --- | --- |"]
-            meaning = row["comment"].replace("|", "/")
+            meaning = row["comment"] + _choices(row["key"])
+            meaning = meaning.replace("|", "/")
             lines.append(f"| `{row['key']}` | {_default(row['default'])} | {meaning} |")
     return "\n".join(lines) + "\n"
 

@@ -81,6 +81,7 @@ class LLMMSLTrainer(CheckpointSavingMixin, AssistantWeightGridMixin, EvaluationR
         self.epoch_idx = 0  # the epoch being trained, for messages
         self.epochs_done = 0  # epochs trained so far (train_until)
         self.sequences: SequenceExamples | None = None  # train_format sequence: the chunks (built at the start)
+        self.train_interactions: str | None = None  # SHA-256 of the training split's rows (set by start)
 
     def _trainable(self):
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -194,6 +195,9 @@ class LLMMSLTrainer(CheckpointSavingMixin, AssistantWeightGridMixin, EvaluationR
         total = max(steps_per_epoch * self.epochs, 1)
         self.scheduler = warmup_then_linear_decay(self.optimizer, round(self.warmup_ratio * total), total)
         self.data_identity = data_identity(self.config, train_data._dataset, self.model.titles)
+        model = self.model
+        self.train_interactions = resume.split_fingerprint(
+            train_data._dataset, [train_data._dataset.uid_field, model.ITEM_SEQ, model.ITEM_SEQ_LEN, model.POS_ITEM_ID])
         if self.config["resume"]:
             self.resume_checkpoint(self.config["resume"], train_data)
         self.eval_collector.data_collect(train_data)

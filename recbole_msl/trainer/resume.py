@@ -9,6 +9,7 @@ truncated or edited file is refused before anything is loaded. Nothing is pickle
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -27,7 +28,7 @@ from ..checkpoint import (
     save_checkpoint,
 )
 from ..errors import ConfigError, first_line
-from ..lm.options import LoraOptions, resume_keys
+from ..lm.options import BackboneOptions, LoraOptions, resume_keys
 from ..model.options import LLMMSLOptions
 from .options import TrainingSettings
 
@@ -37,15 +38,38 @@ RESUME_FORMAT = 2  # 2: tau_trace holds one record per optimizer step (tau used,
 
 # Settings a resumed run must share with the run it continues, or it would not be the same run: the fields marked
 # ``resume`` in the options dataclasses, and the number of processes
-FINGERPRINT_KEYS = (*resume_keys(TrainingSettings, LLMMSLOptions, LoraOptions), "world_size")
+FINGERPRINT_KEYS = (*resume_keys(TrainingSettings, LLMMSLOptions, BackboneOptions, LoraOptions), "world_size")
 
 
-def fingerprint(config, world_size: int) -> dict:
-    return {key: json_safe(world_size if key == "world_size" else config[key]) for key in FINGERPRINT_KEYS}
+def _setting(config, key: str):
+    value = config[key]
+    if key == "llm_path" and isinstance(value, str) and os.path.exists(value):
+        return os.path.abspath(value)  # the same backbone, named from another directory
+    return json_safe(value)
+
+
+def fingerprint(config, world_size: int, train_interactions: str | None = None) -> dict:
+    """The settings a continuation must share, and (when given) the SHA-256 of the training split's rows."""
+    found = {key: world_size if key == "world_size" else _setting(config, key) for key in FINGERPRINT_KEYS}
+    if train_interactions is not None:
+        found["train_interactions"] = train_interactions
+    return found
+
+
+def split_fingerprint(dataset, fields: list[str]) -> str:
+    """SHA-256 of a split's rows (the given fields, in the split's order): another .inter file gives another one."""
+    digest = hashlib.sha256()
+    for name in fields:
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(dataset.inter_feat[name].numpy()).tobytes())
+    return digest.hexdigest()
 
 
 def check_fingerprint(folder: str, saved: dict, now: dict) -> None:
     for key, value in now.items():
+        if key in saved and saved[key] != value and key == "train_interactions":
+            raise ConfigError(f"cannot resume from {folder}: its training split's interactions differ from this run's "
+                              f"(the .inter file or the split changed); resume on the data it was trained on")
         if key in saved and saved[key] != value:
             raise ConfigError(f"cannot resume from {folder}: it was trained with {key}={saved[key]!r}, "
                               f"this run has {key}={value!r}; resume with the original settings")
@@ -127,7 +151,7 @@ def trainer_state(trainer, epoch: int, validated: bool = True) -> tuple[dict, di
         "best_model_relative_to": "this folder", "best_model_saved": os.path.isdir(trainer.saved_model_file),
         "train_loss_dict": {str(k): v for k, v in trainer.train_loss_dict.items()}, "tau_trace": trainer.tau_trace,
         "scheduler": trainer.scheduler.state_dict(), "optimizer_groups": groups, "optimizer_scalars": scalars,
-        "fingerprint": fingerprint(trainer.config, trainer.world_size),
+        "fingerprint": fingerprint(trainer.config, trainer.world_size, trainer.train_interactions),
     }
     return state, tensors
 
@@ -138,7 +162,8 @@ def restore_trainer(trainer, folder: str, train_data=None) -> None:
 
     state, tensors = load_resume_checkpoint(folder)
     try:
-        check_fingerprint(folder, state["fingerprint"], fingerprint(trainer.config, trainer.world_size))
+        check_fingerprint(folder, state["fingerprint"],
+                          fingerprint(trainer.config, trainer.world_size, trainer.train_interactions))
         if f"rng.{trainer.rank}.torch" not in tensors:
             raise ConfigError(f"cannot resume from {folder}: it holds no state for rank {trainer.rank}; "
                               f"resume with the number of processes it was saved with")
