@@ -19,7 +19,7 @@ import sys
 from . import quick_start  # run() looked up when called, as a test may stand in for it
 from .compare.curve import curve_markdown, curve_report_only, run_curve
 from .compare.lock import comparison_lock
-from .compare.report import to_markdown
+from .compare.report_format import to_markdown
 from .compare.runner import check_runs, run_comparison
 from .compare.spec import check_reference, load_spec, parse_seeds, resolve_config_file, spec_from_models
 from .compare.store import comparison_folder

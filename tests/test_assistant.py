@@ -261,7 +261,8 @@ def test_training_an_assistant_under_torchrun_is_refused_with_the_fix(tiny_llm_d
     from recbole_msl.quick_start import check_run_config
     from recbole_msl.recbole_seam.config import Config
 
-    config = Config(model="LLMMSL", dataset="ml-100k", config_dict={"llm_path": tiny_llm_dir, "assistant": "SASRec"})
+    config = Config(model="LLMMSL", dataset="ml-100k", config_dict={"llm_path": tiny_llm_dir, "assistant": "SASRec",
+                                                                    "assistant_weight": 1})
     monkeypatch.setenv("WORLD_SIZE", "2")  # after the Config: it would join a process group otherwise
     with pytest.raises(ConfigError, match="inside a torchrun run is not supported.*assistant_checkpoint") as err:
         check_run_config(config)

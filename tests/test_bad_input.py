@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from recbole_msl.cli import main
-from recbole_msl.model.objectives import OBJECTIVES
 from recbole_msl.errors import ConfigError
 from recbole_msl.item_text import item_titles
+from recbole_msl.model.objectives import OBJECTIVES
 from recbole_msl.recbole_seam.config import Config
 from recbole_msl.recbole_seam.data import create_dataset, data_preparation
 
@@ -104,7 +104,7 @@ CASES = [
      ["the valid split of data set set is empty", "at least 3 interactions"]),
     ("filters leave nothing", {"set": {}}, ["--dataset=set", "--user_inter_num_interval=[100,inf)"],
      ["no interactions of data set set are left after filtering", "loosen these filters"]),
-    ("topk above num_beams", {"set": {}}, ["--dataset=set", "--topk=[5,12]"],
+    ("topk above num_beams", {"set": {}}, ["--dataset=set", "--topk=[5,10,12]"],
      ["topk 12 exceeds num_beams 10", "raise num_beams to at least 12 or lower topk"]),
     ("topk above the catalogue", {"set": {"items": titled("x")[:8], "inter": history(range(1, 5), 4)}},
      ["--dataset=set", "--topk=[5,10]"],

@@ -149,7 +149,8 @@ def test_chart_title_counts_the_seeds_each_run_finished():
 
 
 def test_a_split_that_tests_a_user_twice_is_reported_in_rows_not_users():
-    from recbole_msl.compare.report import build_report, tested_rows, to_markdown
+    from recbole_msl.compare.report import build_report
+    from recbole_msl.compare.report_format import tested_rows, to_markdown
 
     spec = spec_from_models("SASRec,GRU4Rec", "ml-100k", [], [1], None)
     record = {"run": "SASRec", "seed": 1, "status": "ok", "test": {"ndcg@10": 0.1}, "valid": {},
@@ -689,7 +690,8 @@ def _hit_record(run: str, seed: int, hit_users: list[int], n_users: int = 6) -> 
 def test_overlap_table_counts_what_the_guided_search_keeps_of_the_llm_alone_hits(tmp_path):
     """Hits at 10 per user: LLM alone {0, 1, 2}, trie {2, 3, 4}, guided {0, 3, 5}, reference {1, 2}. Against the
     trie, only the LLM had 0 and 1, the guided search keeps 0, loses 2 and 4 of the trie's hits and adds 5."""
-    from recbole_msl.compare.report import build_report, to_markdown
+    from recbole_msl.compare.report import build_report
+    from recbole_msl.compare.report_format import to_markdown
 
     runs = [{"name": "ref", "model": "SASRec"}, {"name": "llm", "model": "LLMMSL"},
             {"name": "trie", "model": "LLMMSL", "config": {"assistant": "SASRec", "assistant_weight": 1,
@@ -719,7 +721,7 @@ def test_overlap_table_counts_what_the_guided_search_keeps_of_the_llm_alone_hits
 
 
 def test_a_p_at_the_floor_of_its_sign_flips_is_written_as_an_upper_bound():
-    from recbole_msl.compare.report import fmt_gain, fmt_p
+    from recbole_msl.compare.report_format import fmt_gain, fmt_p
 
     floor = {"relative_gain": 3.0, "difference": 0.05, "mean_run": 0.066, "mean_reference": 0.016,
              "p": 1 / 10001, "p_holm": 36 / 10001, "flips": 10000, "significant": True, "detectable": 0.016,
@@ -761,3 +763,6 @@ def test_records_and_reports_name_no_folder_of_the_machine(tmp_path, monkeypatch
     assert store.read_record(str(tmp_path / "res" / "cmp"), "other", 1)["saved_model_file"] == \
         f"moved from {os.path.join('saved', 'adapter')}"
     assert report["source"] == "cmp.yaml"
+    environment = record["environment"]  # what a reader needs to tell runs that should agree bit for bit
+    assert environment["cpu"] and environment["torch_threads"] >= 1 and environment["torch"]
+    assert len(environment["code"].split("+")[0]) in (40, len("recbole-msl 0.1.0"))

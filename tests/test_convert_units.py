@@ -7,11 +7,11 @@ import json
 
 import numpy as np
 import pytest
+from test_convert import read_table, steps, write_lines
 
 from recbole_msl.convert import convert, format_report
 from recbole_msl.convert.cli import main
 from recbole_msl.errors import ConfigError
-from test_convert import read_table, steps, write_lines
 
 DAY = 86_400
 T0 = 1_577_836_800  # 2020-01-01 00:00:00 UTC
@@ -134,10 +134,10 @@ def test_amazon2014_in_milliseconds(tmp_path):
 
 
 def test_non_finite_review_times_are_refused(tmp_path):
-    reviews = write_lines(tmp_path / "Books.json", ['{"reviewerID": "R", "asin": "A", "overall": 5, '
-                                                    '"unixReviewTime": 1252800000}',
-                                                    '{"reviewerID": "R", "asin": "B", "overall": 5, '
-                                                    '"unixReviewTime": NaN}'])
+    reviews = write_lines(tmp_path / "Books.json", [('{"reviewerID": "R", "asin": "A", "overall": 5, '
+                                                     '"unixReviewTime": 1252800000}'),
+                                                    ('{"reviewerID": "R", "asin": "B", "overall": 5, '
+                                                     '"unixReviewTime": NaN}')])
     meta = write_lines(tmp_path / "meta_Books.json", [json.dumps({"asin": a, "title": a}) for a in "AB"])
     with pytest.raises(ConfigError, match=r"Books\.json line 2: 'unixReviewTime' nan is not a finite number"):
         convert("amazon2018", str(tmp_path / "out"), "b", reviews=reviews, meta=meta)

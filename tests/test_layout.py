@@ -96,7 +96,6 @@ LAZY_ALLOWED = {
     ("compare/stats.py", "scipy"): "scipy, only when a test statistic is computed",
     ("compare/user_metrics.py", "recbole.evaluator.base_metric"): "RecBole's metrics, only when they are recomputed",
     ("compare/user_metrics.py", "recbole.evaluator.register"): "RecBole's metrics, only when they are recomputed",
-    ("compare/report.py", "recbole_msl.recbole_seam.config"): "the project root, only when paths are made portable",
     ("distributed.py", "recbole.utils"): "RecBole's ModelType, only for sharded evaluation",
     ("errors.py", "errno"): "only when a disk error is explained",
 }

@@ -155,7 +155,7 @@ def test_titles_are_verbatim_with_articles_restored(setup):
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"topk": [5, 50]}, "exceeds num_beams"),
+    ({"topk": [5, 10, 50]}, "exceeds num_beams"),
     ({"metrics": ["Recall", "GAUC"]}, "needs a score for every item"),
     ({"metrics": ["AUC"]}, "needs a score for every item"),
     ({"llm_loss": "focal"}, f"llm_loss must be {' or '.join(OBJECTIVES)}"),
@@ -201,9 +201,9 @@ def test_a_decoder_that_returns_fewer_titles_than_topk_is_refused(monkeypatch):
 
     narrow = decoders.Decoder(search=None, capacity=lambda opts: 1)
     monkeypatch.setitem(decoders.DECODERS, "greedy", narrow)
-    config = make_config({"decoder": "greedy", "topk": [1]})
+    config = make_config({"decoder": "greedy", "topk": [1], "valid_metric": "NDCG@1"})
     assert LLMMSLOptions.from_config(config).decoder == "greedy"
     with pytest.raises(ConfigError, match="topk 10 exceeds the 1 titles decoder greedy returns"):
-        LLMMSLOptions.from_config(make_config({"decoder": "greedy", "topk": [5, 10]}))
+        LLMMSLOptions.from_config(make_config({"decoder": "greedy", "topk": [5, 10]}))  # valid_metric NDCG@10
     with pytest.raises(ConfigError, match="topk 20 exceeds num_beams 10; raise num_beams to at least 20"):
-        LLMMSLOptions.from_config(make_config({"topk": [20], "num_beams": 10}))
+        LLMMSLOptions.from_config(make_config({"topk": [20], "num_beams": 10, "valid_metric": "NDCG@20"}))

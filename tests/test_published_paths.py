@@ -2,7 +2,7 @@
 
 Run records, reports and command outputs under ``docs/`` are read by people on other machines: a path such as
 ``/work/main/results/...`` or ``/home/<user>/...`` tells them nothing and leaks the machine's layout. Records
-and reports are written with paths relative to the project root (:func:`recbole_msl.compare.report.portable_paths`);
+and reports are written with paths relative to the project root (:func:`recbole_msl.compare.portable.portable_paths`);
 this test fails when a committed file holds an absolute path under a machine's work, home or temporary folders.
 """
 

@@ -154,8 +154,8 @@ def _data_copy(tmp_path, append_rows: int = 0) -> str:
     target = tmp_path / "data" / COPY
     target.mkdir(parents=True)
     for ext in ("inter", "item"):
-        text = open(os.path.join(source, f"ml-100k.{ext}"), encoding="utf-8").read()
-        (target / f"{COPY}.{ext}").write_text(text, encoding="utf-8")
+        with open(os.path.join(source, f"ml-100k.{ext}"), encoding="utf-8") as f:
+            (target / f"{COPY}.{ext}").write_text(f.read(), encoding="utf-8")
     if append_rows:
         lines = (target / f"{COPY}.inter").read_text().splitlines()
         extra = [line.split("\t") for line in lines[1:1 + append_rows]]

@@ -103,7 +103,7 @@ def test_holm_adjustment():
 
 def test_a_gain_from_a_report_written_before_the_permutation_test_still_formats():
     """Old report JSONs have ``bootstrap_p`` and no ``p``, ``p_holm`` or ``difference``."""
-    from recbole_msl.compare.report import fmt_gain
+    from recbole_msl.compare.report_format import fmt_gain
 
     old = {"relative_gain": 0.33, "mean_run": 0.0147, "mean_reference": 0.0111, "bootstrap_p": 0.062,
            "significant": False, "detectable": 0.0058, "detectable_relative": 0.52}

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from .figures import pyplot, save_png
-from .report import pretty_metric, tested_rows
+from .report import pretty_metric
+from .report_format import tested_rows
 
 
 def write_chart(report: dict, path: str) -> bool:

@@ -3,7 +3,7 @@ how they are made, the precision at the last point. "±" is one standard error o
 
 from __future__ import annotations
 
-from .report import fmt_p
+from .report_format import fmt_p
 from .stats import ALPHA, EXACT_MAX, FLIPS, stored_adjusted_p, stored_p
 
 

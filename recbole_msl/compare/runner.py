@@ -35,8 +35,10 @@ from . import store
 from .chart import write_chart
 from .lock import comparison_lock
 from .memory import PeakMemory
-from .report import build_report, to_csv, to_markdown
+from .report import build_report
+from .report_format import to_csv, to_markdown
 from .spec import ComparisonSpec, RunSpec
+from .environment import run_environment
 from .spent import LEDGER_FILE, SpentTime
 
 
@@ -113,7 +115,8 @@ def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], data
     With ``shared`` (an earlier run's record, :func:`shared_training`) it evaluates that run's adapter."""
     record = {"run": run.name, "model": run.model, "dataset": dataset, "seed": seed, "signature": signature,
               "config_files": run.config_files, "config": run.config, "cmd_args": list(cmd_args),
-              "started": datetime.datetime.now().isoformat(timespec="seconds"), "host": platform.node()}
+              "started": datetime.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
+              "environment": run_environment()}
     config = {**run.config, "seed": seed}
     own_dir = any(a.split("=")[0] == "--checkpoint_dir" for a in cmd_args)
     resumable = folder is not None and is_plugin_model(run.model) and not own_dir

@@ -11,6 +11,7 @@ import json
 import os
 
 from ..files import write_json
+from .portable import portable_paths
 
 
 def comparison_folder(results_dir: str, name: str) -> str:
@@ -38,8 +39,7 @@ def read_record(folder: str, run: str, seed: int) -> dict | None:
 
 
 def write_record(folder: str, record: dict) -> str:
-    from .report import portable_paths  # paths relative to the project root: no machine folder in a record
 
     path = record_path(folder, record["run"], record["seed"])
-    write_json(path, portable_paths(record))
+    write_json(path, portable_paths(record))  # paths relative to the project root: no machine folder in a record
     return path

@@ -23,12 +23,12 @@ from ..core.losses import ATS_STATISTICS_SIZE, ats_estimate, ats_update
 from ..core.subtree_mass import SubtreeRanges
 from ..core.trie import TokenTrie
 from ..errors import ConfigError
+from ..item_text import item_titles
 from ..lm.adapter_io import BACKBONE_PREFIX, load_adapter_weights, load_backbone_weights, write_adapter
 from ..lm.backbone import load_backbone, wrap_with_lora
 from ..lm.common_prefix import common_prefix_length, decode_right_padded
 from ..lm.head import head_logits
 from ..lm.prompt import DEFAULT_TEMPLATE, PromptBuilder
-from ..item_text import item_titles
 from .decoders import DECODERS
 from .objectives import OBJECTIVES
 from .options import FULL_RANKING_METRICS, LLMMSLOptions

@@ -26,22 +26,23 @@ def check_recbole_options(final: dict) -> None:
             raise ConfigError(f"{key} must be an integer{bound}, not {value!r}; e.g. --{key}=10")
     for key, low in _NUMBER_OPTIONS.items():
         value = final.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not math.isfinite(value) or value < low):
-            raise ConfigError(f"{key} must be a finite number >= {low}, not {value!r}; e.g. --{key}=0.0001")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < low):
+            raise ConfigError(f"{key} must be a number >= {low}, not {value!r}; e.g. --{key}=0.0001")
+        if value is not None and not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, not {value!r}; e.g. --{key}=0.0001")
     topk = final.get("topk")
     ks = topk if isinstance(topk, list) else [topk]
     if not ks or not all(is_int(k) and k > 0 for k in ks):
         raise ConfigError(f"topk must be a positive integer or a list of them, not {topk!r}; e.g. --topk=[5,10]")
     if is_int(topk):
         final["topk"] = [topk]  # RecBole's evaluator indexes a list: topk 5 means [5]
-    _check_eval_mode(final.get("eval_args"))
-    _check_valid_metric(final.get("valid_metric"), final.get("metrics") or [], ks)
     metrics = final.get("metrics") or []
     for metric in [metrics] if isinstance(metrics, str) else metrics:
         if str(metric).lower() not in metric_types:
             raise ConfigError(f"unknown metric {metric!r}; use RecBole's names, e.g. Recall, MRR, NDCG, Hit, "
                               f"Precision")
+    _check_eval_mode(final.get("eval_args"))
+    _check_valid_metric(final.get("valid_metric"), metrics, ks)
 
 
 _MODE = re.compile(r"^(full|labeled|uni\d+|pop\d+)$")
