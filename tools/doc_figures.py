@@ -115,8 +115,11 @@ def packed_figure() -> str:
         ax.text(x + width / 2, 0.5, text, ha="center", va="center", fontsize=7 if "\n" in text else 9,
                 family="monospace")
         x += width + 0.08
+    shown = {kind for _, kind in cells}
     for label, kind in (("context only", "context"), ("separator (no loss)", "separator"),
-                        ("target: MSL/LML at each token", "target")):
+                        ("target: MSL/LML at each token, the comma included", "target")):
+        if kind not in shown:
+            continue
         ax.add_patch(plt.Rectangle((0, 0), 0, 0, facecolor=colours[kind], edgecolor="0.3", label=label))
     ax.set_xlim(-0.1, x)
     ax.set_ylim(-0.1, 1.1)

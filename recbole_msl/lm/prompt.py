@@ -10,10 +10,10 @@ title trie, and the ids the tokenizer gives the response after the prompt text.
 
 The sequence format (``train_format: sequence``) lists a user's titles in the same template but writes
 them as ids: the template's text before the ``{history}`` slot tokenized alone, then each title's own
-trie ids followed by the separator's ids. A title in the list ends with the separator's first token
-(the comma): that token is the title's last trie token, as EOS is in the window format, so training
-targets are exactly trie paths and a ranking prompt (the same list, ending with a separator) asks for
-the next title with the token boundaries training used.
+trie ids (the quoted title with the separator's space before it, tokenized alone, as the tokenizer
+writes it inside a list) followed by the separator's comma. The comma is the title's last trie token,
+as EOS is in the window format, so training targets are exactly trie paths and a ranking prompt (the
+same list, ending with a comma) asks for the next title with the token boundaries training used.
 """
 
 from __future__ import annotations
@@ -65,7 +65,13 @@ class PromptBuilder:
             raise ConfigError("the tokenizer has no eos_token; pick a backbone whose tokenizer defines one")
         self.quoted = [None if t is None else quote(t) for t in titles]
         present = [i for i, t in enumerate(self.quoted) if t is not None]
-        encoded = tokenizer([self.quoted[i] for i in present], add_special_tokens=False)["input_ids"]
+        # in a list, each title carries the separator's trailing space ("," + ' "Title"'), so every title has the
+        # same ids wherever it stands, and the ids are those the tokenizer gives the list's text
+        glue = separator.rstrip()
+        lead = separator[len(glue):] if train_format == "sequence" else ""
+        if train_format == "sequence" and not glue:
+            raise ConfigError(f"the separator {separator!r} has no visible character to end a title with")
+        encoded = tokenizer([lead + self.quoted[i] for i in present], add_special_tokens=False)["input_ids"]
         self.title_ids: list[list[int] | None] = [None] * len(titles)
         for i, ids in zip(present, encoded):
             self.title_ids[i] = list(ids)
@@ -73,8 +79,9 @@ class PromptBuilder:
         self.max_prompt = max_length - self.max_response
         self.max_length = max_length
         self.format = train_format
-        self.separator_ids = list(tokenizer(separator, add_special_tokens=False)["input_ids"])
-        self.head_ids = list(tokenizer(self.head, add_special_tokens=True)["input_ids"])
+        self.separator_ids = list(tokenizer(glue if lead else separator, add_special_tokens=False)["input_ids"])
+        head = self.head[:-len(lead)] if lead and self.head.endswith(lead) else self.head
+        self.head_ids = list(tokenizer(head, add_special_tokens=True)["input_ids"])
         # what ends a title: EOS after the response, the separator's first token (the comma) inside a list
         self.end = self.separator_ids[0] if train_format == "sequence" else self.eos
         if train_format == "window":
@@ -137,7 +144,7 @@ class PromptBuilder:
 
     # ------------------------------------------------------------------ the sequence format
     def listed_cost(self, item: int) -> int:
-        """Tokens ``item`` takes in a packed list: its title ids and the separator."""
+        """Tokens ``item`` takes in a packed list: its title ids and the separator's comma."""
         return len(self.title_ids[item]) + len(self.separator_ids)
 
     def _listed(self, history: list[int]) -> list[int]:
