@@ -280,6 +280,8 @@ def run_entry(entry: dict, note: str = "") -> int:
     text = done.stdout
     if scratch:
         text = text.replace(os.path.realpath(scratch), ".").replace(scratch, ".")
+    text = text.replace(ROOT + os.sep, "")  # paths relative to the repository root: no folder of this machine
+    text = text.replace(os.path.expanduser("~") + os.sep, "~/")  # the backbone cache under the user's home
     lines = [HEADER + command,
              (f"# run {clock} in {where}{'; inputs: ' + made if made else ''}; exit {done.returncode}, "
               f"{seconds:.0f} s wall; {_cpu_model()}, {os.cpu_count()} cores{'; ' + note if note else ''}"),
