@@ -33,12 +33,12 @@ from ..recbole_seam.registry import is_plugin_model
 from ..run_checks import check_run_config
 from . import store
 from .chart import write_chart
+from .environment import run_environment
 from .lock import comparison_lock
 from .memory import PeakMemory
 from .report import build_report
 from .report_format import to_csv, to_markdown
 from .spec import ComparisonSpec, RunSpec
-from .environment import run_environment
 from .spent import LEDGER_FILE, SpentTime
 
 
