@@ -185,3 +185,14 @@ def test_first_time_download_under_two_processes(tmp_path):
     assert [r["rank"] for r in results] == [0, 1] and all(r["inters"] == 100000 for r in results)
     assert requests == ["/ml-tiny.zip"]  # one download, by rank 0
     assert sorted(os.listdir(tmp_path / "data" / "ml-tiny")) == ["ml-tiny.inter", "ml-tiny.item"]
+
+
+def test_a_data_path_given_for_ml_100k_is_honoured(tmp_path):
+    """RecBole's Config reads ml-100k from its own package whatever data_path says; a copy the user points to is
+    what the run reads (without data_path, the package's copy, as before)."""
+    from recbole_msl.recbole_seam.config import Config
+
+    given = Config(model="SASRec", dataset="ml-100k", config_dict={"data_path": str(tmp_path)})
+    assert given["data_path"] == os.path.join(str(tmp_path), "ml-100k")
+    default = Config(model="SASRec", dataset="ml-100k")
+    assert os.path.isfile(os.path.join(default["data_path"], "ml-100k.inter"))

@@ -137,6 +137,9 @@ class Config(RecBoleConfig):
                               f"use top-k metrics (Recall, NDCG, Hit, MRR, Precision, ...)")
         check_recbole_options(final)
         super()._set_default_parameters()
+        given = self.external_config_dict.get("data_path")
+        if self.dataset == "ml-100k" and given:  # RecBole reads ml-100k from its own package whatever data_path says
+            final["data_path"] = os.path.join(given, self.dataset)
         if final.get("MODEL_TYPE") == ModelType.SEQUENTIAL and "load_col" not in self.external_config_dict:
             needed = sequential_load_col(self)  # RecBole's default for an unknown data set drops the timestamp
             if needed is not None:
