@@ -130,3 +130,26 @@ def _drop_recbole_log_handlers():
         if type(handler) in (logging.StreamHandler, logging.FileHandler):
             root.removeHandler(handler)
             handler.close()
+
+
+@pytest.fixture(scope="session")
+def torchrun_two():
+    """``launch(script, out, config, *extra)``: ``script OUT OUT/config.json [extra]`` under torchrun with two CPU
+    processes (gloo, one thread each), ``config`` written to OUT/config.json first; fails on a non-zero exit."""
+    import json
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def launch(script, out, config: dict, *extra: str):
+        with open(out / "config.json", "w") as f:
+            json.dump(config, f)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": root}
+        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                               os.path.abspath(script), str(out), str(out / "config.json"), *extra],
+                              cwd=root, env=env, capture_output=True, text=True, timeout=600, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    return launch

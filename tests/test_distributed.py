@@ -7,7 +7,6 @@ CONFIG`` (with a third argument ``guided``: a run ranked with an ``assistant_che
 import contextlib
 import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -130,19 +129,13 @@ def _single_process_evaluation(config_dict: dict, checkpoint: str):
 
 
 @pytest.fixture(scope="module")
-def two_ranks(tiny_llm_dir, tmp_path_factory):
+def two_ranks(tiny_llm_dir, tmp_path_factory, torchrun_two):
     out = tmp_path_factory.mktemp("ddp")
     config = {"llm_path": tiny_llm_dir, "epochs": 2, "train_samples_per_epoch": 16, "train_batch_size": 8,
               "micro_batch_size": 2, "eval_max_users": 6, "num_beams": 10, "decode_batch_size": 3,
               "eval_batch_size": 6, "show_progress": False, "log_wandb": False,
               "checkpoint_dir": str(out / "saved")}
-    with open(out / "config.json", "w") as f:
-        json.dump(config, f)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           os.path.abspath(__file__), str(out), str(out / "config.json")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = torchrun_two(__file__, out, config)
     ranks = []
     for rank in range(2):
         with open(out / f"rank{rank}.json") as f, open(out / f"rank{rank}-train.json") as g:
@@ -222,7 +215,7 @@ def _guided_worker(out_dir: str, config_file: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def guided_ranks(tiny_llm_dir, tmp_path_factory):
+def guided_ranks(tiny_llm_dir, tmp_path_factory, torchrun_two):
     """A SASRec trained in one process, then an LLMMSL run under torchrun ranked with it (weight grid on valid)."""
     from recbole_msl import run
 
@@ -234,13 +227,7 @@ def guided_ranks(tiny_llm_dir, tmp_path_factory):
               "eval_batch_size": 6, "show_progress": False, "log_wandb": False,
               "checkpoint_dir": str(out / "saved"), "assistant_checkpoint": sasrec["saved_model_file"],
               "assistant_config": {"MAX_ITEM_LIST_LENGTH": 10}, "assistant_weight": [0, 1.0, 4.0]}
-    with open(out / "config.json", "w") as f:
-        json.dump(config, f)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           os.path.abspath(__file__), str(out), str(out / "config.json"), "guided"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
+    torchrun_two(__file__, out, config, "guided")
     ranks = []
     for rank in range(2):
         with open(out / f"guided{rank}.json") as f:

@@ -7,7 +7,6 @@ OUT CONFIG``.
 
 import json
 import os
-import subprocess
 import sys
 
 import torch
@@ -47,18 +46,12 @@ def _worker(out_dir: str, config_file: str) -> None:
     run("LLMMSL", "ml-100k", config_dict=config_dict)
 
 
-def test_ranks_train_their_own_chunks_and_keep_identical_weights(tiny_llm_dir, tmp_path):
+def test_ranks_train_their_own_chunks_and_keep_identical_weights(tiny_llm_dir, tmp_path, torchrun_two):
     config = {"llm_path": tiny_llm_dir, "epochs": 2, "train_samples_per_epoch": 16, "train_batch_size": 8,
               "micro_batch_size": 2, "eval_max_users": 4, "num_beams": 10, "decode_batch_size": 2,
               "eval_batch_size": 4, "show_progress": False, "log_wandb": False, "show_examples": 0,
               "checkpoint_dir": str(tmp_path / "saved"), "train_format": "sequence", "MAX_ITEM_LIST_LENGTH": 8}
-    with open(tmp_path / "config.json", "w") as f:
-        json.dump(config, f)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           os.path.abspath(__file__), str(tmp_path), str(tmp_path / "config.json")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
+    torchrun_two(__file__, tmp_path, config)
     ranks = []
     for rank in range(2):
         with open(tmp_path / f"rank{rank}.json") as f:

@@ -184,15 +184,7 @@ class LLMMSL(SequentialRecommender):
         hidden, shared = decode_right_padded(self.base.get_decoder(), [p + r[:-1] for p, r in zip(prompts, responses)],
                                              self.pad_id, self.opts.share_prompt_prefix,
                                              limit=min(len(p) for p in prompts) - 1)  # [B, T - shared, d]
-
-        resp_len = torch.tensor([len(r) for r in responses], device=self.device)
-        resp, _ = self.pad(responses, left=False)  # [B, R]
-        nodes = self.trie.path(resp, resp_len)  # [B, R]
-        offsets = torch.arange(resp.size(1), device=self.device)
-        live = offsets < resp_len.unsqueeze(1)  # [B, R]
-        sample = torch.arange(len(prompts), device=self.device).unsqueeze(1).expand_as(resp)[live]
-        position = (torch.tensor([len(p) for p in prompts], device=self.device).unsqueeze(1) - 1 - shared + offsets)[live]
-        return hidden[sample, position], resp[live], nodes[live], sample
+        return self._path_states(hidden, shared, list(range(len(prompts))), [len(p) for p in prompts], responses)
 
     def _packed_states(self, chunks: list[list[int]]):
         """Hidden states at the positions that predict each target title's tokens in packed chunks.
@@ -211,14 +203,19 @@ class LLMMSL(SequentialRecommender):
                 rows.append(row)
                 starts.append(start)
                 paths.append(self.prompts.response(item))
+        return self._path_states(hidden, shared, rows, starts, paths)
+
+    def _path_states(self, hidden, shared: int, rows: list[int], starts: list[int], paths: list[list[int]]):
+        """(hidden [P, d], tokens [P], trie node before each token [P], path index [P]) at the positions that predict
+        each trie path's tokens: path k fills row ``rows[k]`` of ``hidden`` [B, T - shared, d] from ``starts[k]``."""
         path_len = torch.tensor([len(p) for p in paths], device=self.device)
         tokens, _ = self.pad(paths, left=False)  # [N, R]
         nodes = self.trie.path(tokens, path_len)  # [N, R]
         offsets = torch.arange(tokens.size(1), device=self.device)
         live = offsets < path_len.unsqueeze(1)  # [N, R]
-        target = torch.arange(len(paths), device=self.device).unsqueeze(1).expand_as(tokens)[live]
-        row = torch.tensor(rows, device=self.device)[target]
-        position = (torch.tensor(starts, device=self.device).unsqueeze(1) - 1 - shared + offsets)[live]
+        target = torch.arange(len(paths), device=self.device).unsqueeze(1).expand_as(tokens)[live]  # [P]
+        row = torch.tensor(rows, device=self.device)[target]  # [P]
+        position = (torch.tensor(starts, device=self.device).unsqueeze(1) - 1 - shared + offsets)[live]  # [P]
         return hidden[row, position], tokens[live], nodes[live], target
 
     def head(self, hidden, tokens=None):
