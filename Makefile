@@ -17,8 +17,8 @@ install: $(VENV)/.installed
 run: install  ## LLMMSL on ml-100k, default backbone, CPU profile
 	$(MAIN)
 
-test: install  ## the whole suite (CI)
-	$(PY) -m pytest -q -ra --durations=15
+test: install  ## the whole suite (CI): two pytest workers of one torch thread each, a test file per worker at a time
+	$(PY) -m pytest -q -ra --durations=15 -n 2 --dist loadfile
 
 test-fast: install  ## skip the tests that load the real 135M backbone
 	$(PY) -m pytest -q -ra -m "not slow"

@@ -25,7 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import ConfigError, DamagedCheckpointError, DataMismatchError, first_line
+from .errors import ConfigError, DamagedCheckpointError, DataMismatchError, as_os_error, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -103,14 +103,17 @@ def manifest_problem(folder: str, needed=()) -> str | None:
 
 # ------------------------------------------------------------------ the data a checkpoint was trained on
 def data_identity(config, dataset, titles) -> dict:
-    """The data set's absolute folder and a SHA-256 over the (item token, title) pairs in RecBole's internal id
-    order: the items and titles a model was built with, and the ids its rankings map back to."""
+    """The data set's absolute folder and a SHA-256 over its (item token, title) pairs sorted by token
+    (``items_sha256``): the items and titles an adapter was trained with, whatever the order of the files' rows
+    (which decides RecBole's internal ids, and which the adapter does not depend on: its rankings are mapped back
+    through the data set loaded now). ``sha256`` is the older hash in RecBole's id order, kept so a checkpoint
+    that stores only that one is still checked."""
     tokens = dataset.field2id_token[dataset.iid_field]
-    digest = hashlib.sha256()
-    for token, title in zip(tokens[1:], titles[1:]):
-        digest.update(json.dumps([str(token), title], ensure_ascii=False).encode("utf-8") + b"\n")
+    pairs = [json.dumps([str(token), title], ensure_ascii=False) for token, title in zip(tokens[1:], titles[1:])]
+    ordered = hashlib.sha256("".join(p + "\n" for p in pairs).encode("utf-8")).hexdigest()
+    unordered = hashlib.sha256("".join(p + "\n" for p in sorted(pairs)).encode("utf-8")).hexdigest()
     return {"dataset": str(config["dataset"]), "data_path": os.path.abspath(str(config["data_path"])),
-            "items": len(tokens) - 1, "sha256": digest.hexdigest()}
+            "items": len(tokens) - 1, "items_sha256": unordered, "sha256": ordered}
 
 
 def item_identity(dataset) -> dict:
@@ -126,11 +129,12 @@ def check_data_identity(saved: dict | None, now: dict, what: str) -> None:
         logger.warning(f"{what} records no fingerprint of the data it was trained on (saved before they were "
                        f"recorded): {now['data_path']} is used unchecked")
         return
-    if saved.get("sha256") != now["sha256"]:
+    key = "items_sha256" if "items_sha256" in saved else "sha256"  # checkpoints before 2026-12-07: id order
+    if saved.get(key) != now[key]:
         raise DataMismatchError(
             f"{what} was trained on data set {saved.get('dataset')} at {saved.get('data_path')} ({saved.get('items')} "
-            f"items, sha256 {str(saved.get('sha256'))[:12]}), but the data found at {now['data_path']} differs "
-            f"({now['items']} items, sha256 {now['sha256'][:12]}); use the data it was trained on "
+            f"items, sha256 {str(saved.get(key))[:12]}), but the data found at {now['data_path']} differs "
+            f"({now['items']} items, sha256 {now[key][:12]}); use the data it was trained on "
             f"(--data_path={os.path.dirname(str(saved.get('data_path')))}) or retrain")
 
 
@@ -147,6 +151,9 @@ def _write_staged(folder: str, fill, state: dict | None = None) -> None:
                 json.dump(json_safe(state), f, indent=1)
         write_manifest(staging)
         _replace_dir(staging, folder)
+    except SafetensorError as err:  # a full disk while the tensors are written: an OSError for the callers
+        shutil.rmtree(staging, ignore_errors=True)
+        raise as_os_error(err, staging) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -223,8 +230,10 @@ def read_adapter(folder: str, device="cpu") -> dict:
 
 def load_checkpoint(model, folder: str, weights: dict | None = None) -> dict:
     """Load adapter weights (``weights``, as :func:`read_adapter` returned them, or read now) and tau into
-    ``model``; return the saved state."""
+    ``model``, once the model has checked that its backbone is the one the checkpoint was trained on; return the
+    saved state."""
     state = read_state(folder)
+    model.check_backbone(state.get("backbone"), folder, (state.get("overrides") or {}).get("llm_path"))
     if weights is None:
         weights = read_adapter(folder, next(model.llm.parameters()).device)
     with torch.no_grad():

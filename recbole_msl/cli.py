@@ -22,7 +22,7 @@ from .compare.lock import comparison_lock
 from .compare.report_format import to_markdown
 from .compare.runner import check_runs, run_comparison
 from .compare.spec import check_reference, load_spec, parse_seeds, resolve_config_file, spec_from_models
-from .compare.store import comparison_folder
+from .compare.store import adopt_published_records, comparison_folder
 from .convert.cli import main as convert_main
 from .errors import ConfigError
 from .quick_start import Recommender, RunInterrupted
@@ -112,6 +112,8 @@ def _compare(argv: list[str], prog: str) -> int:
     else:
         spec = spec_from_models(args.model, args.dataset, files, seeds, args.reference)
     _check_spec_keys(spec, overrides)
+    if args.report_only:  # a fresh clone: the committed records of a shipped comparison
+        adopt_published_records(comparison_folder(args.results_dir or spec.results_dir, spec.name), spec.name)
     try:
         if spec.curve:
             if args.report_only:  # records only: nothing trains

@@ -1,5 +1,8 @@
 """One exception type for user mistakes, so the CLI can print them as one line."""
 
+import os
+import re
+
 
 class ConfigError(ValueError):
     """Bad configuration or input data; the message names the fix."""
@@ -59,6 +62,16 @@ def disk_write_error(err: OSError, what: str, fix: str, show_file: bool = True) 
         why = "the file system is read-only" if err.errno == codes.EROFS else "permission denied"
         return DiskWriteError(f"cannot write {what}{place}: {why}; {fix}", err)
     return None
+
+
+def as_os_error(err: Exception, filename: str | None = None) -> OSError:
+    """safetensors' Rust writer reports a full disk as ``SafetensorError("... IoError(Os { code: 28, ... })")``, no
+    OSError; this gives it back its errno, so a full disk while writing tensors reads like any other."""
+    found = re.search(r"\bcode:\s*(\d+)", str(err))
+    if found is None:
+        return OSError(5, first_line(err), filename)  # EIO: an I/O error without a code
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code), filename)
 
 
 def first_line(err: BaseException) -> str:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import copy
 import os
+import random
 import secrets
 import sys
 import time
 from logging import getLogger
 
+import numpy as np
 import torch
 from recbole.data.transform import construct_transform
 from recbole.utils import get_flops, get_local_time, init_seed, set_color
@@ -71,6 +73,17 @@ def _run_stem(config) -> str:
     return stem
 
 
+def _load_assistant_early(config, data):
+    """An ``assistant_checkpoint`` is read and checked before the LLM trains (a wrong file stops the run in seconds,
+    not after hours), with every random state restored, so the training is what it would be without it."""
+    states = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        loaded = load_assistant(config, data)
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+    return loaded
+
+
 def run(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd_args=None,
         dataset_cache=None, keep_test_hits=False):
     """Train on the train split, select on valid, report test; RecBole's result dict plus timings.
@@ -104,6 +117,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd
         flops = get_flops(net, data, config["device"], logger, construct_transform(config))
         logger.info(set_color("FLOPs", "blue") + f": {flops}")
 
+    loaded = _load_assistant_early(config, data) if guided_run(config) and config["assistant_checkpoint"] else None
     start = time.perf_counter()
     try:
         best_valid_score, best_valid_result = trainer.fit(
@@ -111,7 +125,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd
         assistant_grid = None
         if guided_run(config):  # after the LLM's own training and selection, which it leaves unchanged
             assistant, record = (train_assistant(config, unbuilt, config.run_stem) if config["assistant"]
-                                 else load_assistant(config, data))
+                                 else loaded)
             del unbuilt
             net.attach_assistant(assistant, record)
             assistant_grid = trainer.choose_assistant_weight(valid_data, show_progress=config["show_progress"])

@@ -49,8 +49,21 @@ class Recommender:
         if state.get("assistant"):  # ranked with an assistant: the same one, at the weight chosen on validation
             assistant, record = read_assistant(checkpoint, self.config, self.dataset)
             self.model.attach_assistant(assistant, record)
-            self.model.assistant_weight = float(state["assistant"]["weight"])
+            self.model.assistant_weight = self._assistant_weight(config_dict, float(state["assistant"]["weight"]))
         self.model.eval()
+
+    def _assistant_weight(self, config_dict: dict, chosen: float) -> float:
+        """The weight chosen on validation, or one weight given here instead (a grid is for training only)."""
+        if "assistant_weight" not in config_dict:
+            return chosen
+        weights = self.model.opts.assistant_weights
+        if len(weights) != 1:
+            raise ConfigError(f"assistant_weight {list(weights)} is a grid, which only training searches; give one "
+                              f"weight (the checkpoint's choice on validation was {chosen:g})")
+        if weights[0] != chosen:
+            logging.getLogger(__name__).warning(f"ranking with assistant_weight {weights[0]:g}, not the {chosen:g} "
+                                                f"chosen on validation")
+        return weights[0]
 
     def _item_ids(self, history) -> list[int]:
         if isinstance(history, (str, bytes)) or not hasattr(history, "__iter__"):

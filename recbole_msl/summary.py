@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """Seconds as people read them: 42 s, 3 min 05 s, 2 h 10 min."""
     seconds = round(seconds)
     if seconds < 60:
         return f"{seconds} s"
@@ -63,7 +64,7 @@ def assistant_lines(assistant: dict | None, metric: str) -> list[str]:
     if not assistant:
         return []
     grid = ", ".join(f"{g['assistant_weight']:g}: {g['score']:.4f}" for g in assistant.get("grid") or [])
-    source = (f"trained on the same split in {_duration(assistant['train_s'])}, included in training's time"
+    source = (f"trained on the same split in {duration(assistant['train_s'])}, included in training's time"
               if assistant.get("train_s") is not None else str(assistant.get("source")))
     first = (f"ranked with the assistant {assistant['model']} ({source}): assistant_weight {assistant['weight']:g} "
              f"kept on validation {metric} ({grid})")
@@ -87,9 +88,9 @@ def run_summary(result: dict) -> str:
     head = (f"{result['model']} on {result['dataset']}: best validation {result['valid_metric']} "
             f"{result['best_valid_score']:.4f}; test on {result['test_rows']} rows")
     lines = [head, *metrics_table(result["best_valid_result"], result["test_result"])]
-    lines.append(f"time: data {_duration(t['data_s'])}, model {_duration(t['model_load_s'])}, "
-                 f"training {_duration(t['fit_s'] - t['valid_s'])}, validation {_duration(t['valid_s'])}, "
-                 f"test {_duration(t['test_s'])}")
+    lines.append(f"time: data {duration(t['data_s'])}, model {duration(t['model_load_s'])}, "
+                 f"training {duration(t['fit_s'] - t['valid_s'])}, validation {duration(t['valid_s'])}, "
+                 f"test {duration(t['test_s'])}")
     lines += tau_lines(result.get("tau_trace") or [])
     lines += assistant_lines(result.get("assistant"), result["valid_metric"])
     if result.get("examples"):

@@ -12,6 +12,12 @@ import torch
 
 import recbole_msl  # noqa: F401  (installs the numpy aliases RecBole needs)
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers on CI's two cores: one torch thread each (and in the processes they start),
+    # or four threads would share two cores and each test run several times slower.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def smol_tokenizer():

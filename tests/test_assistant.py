@@ -1,6 +1,7 @@
 """Assistant-guided beam search: subtree masses, the fused score against brute force, and the assistant's sources."""
 
 import json
+import logging
 import os
 import random
 
@@ -272,6 +273,7 @@ def test_training_an_assistant_under_torchrun_is_refused_with_the_fix(tiny_llm_d
 
 
 # ----------------------------------------------------------------------------- whole runs
+SMALL_SASREC = {"hidden_size": 16, "inner_size": 32, "n_layers": 1, "n_heads": 1}  # 9x faster to train than the default
 @pytest.fixture(scope="module")
 def guided_run(tiny_llm_dir, tmp_path_factory):
     from recbole_msl import run
@@ -279,7 +281,8 @@ def guided_run(tiny_llm_dir, tmp_path_factory):
     overrides = {"llm_path": tiny_llm_dir, "epochs": 1, "train_samples_per_epoch": 16, "train_batch_size": 8,
                  "micro_batch_size": 4, "eval_max_users": 6, "num_beams": 10, "decode_batch_size": 3,
                  "show_progress": False, "checkpoint_dir": str(tmp_path_factory.mktemp("saved")),
-                 "assistant": "SASRec", "assistant_config": {"epochs": 2}, "assistant_weight": [0, 1.0, 4.0]}
+                 "assistant": "SASRec", "assistant_config": {"epochs": 2, **SMALL_SASREC},
+                 "assistant_weight": [0, 1.0, 4.0]}
     return run("LLMMSL", "ml-100k", config_dict=overrides), overrides
 
 
@@ -312,6 +315,21 @@ def test_recommender_ranks_with_the_stored_assistant_as_the_run_did(guided_run):
     assert not torch.equal(loaded, other)  # the stored weight is the one ranking uses
 
 
+def test_recommend_ranks_with_an_assistant_weight_given_for_it(guided_run, caplog):
+    """--assistant_weight at recommend time replaces the weight chosen on validation (with a warning), as
+    --assistant_temperature does; a grid is refused, and so is a weight for a checkpoint without an assistant."""
+    from recbole_msl import Recommender
+
+    result, _ = guided_run
+    folder, chosen = result["saved_model_file"], result["assistant"]["weight"]
+    with caplog.at_level(logging.WARNING):
+        rec = Recommender(folder, {"assistant_weight": 2.5})
+    assert rec.model.assistant_weight == 2.5 and f"not the {chosen:g} chosen on validation" in caplog.text
+    with pytest.raises(ConfigError, match="is a grid, which only training searches"):
+        Recommender(folder, {"assistant_weight": [1.0, 2.0]})
+    assert Recommender(folder).model.assistant_weight == chosen
+
+
 def test_trained_checkpoint_evaluates_the_same_adapter_without_training(guided_run, tmp_path):
     from recbole_msl import run
 
@@ -329,7 +347,7 @@ def test_assistant_alone_through_the_trie_trains_nothing(tiny_llm_dir, tmp_path)
     overrides = {"llm_path": tiny_llm_dir, "epochs": 1, "train_samples_per_epoch": 16, "train_batch_size": 8,
                  "micro_batch_size": 4, "eval_max_users": 6, "num_beams": 10, "decode_batch_size": 3,
                  "show_progress": False, "checkpoint_dir": str(tmp_path), "assistant": "SASRec",
-                 "assistant_config": {"epochs": 2}, "assistant_weight": 1.0, "llm_weight": 0}
+                 "assistant_config": {"epochs": 2, **SMALL_SASREC}, "assistant_weight": 1.0, "llm_weight": 0}
     result = run("LLMMSL", "ml-100k", config_dict=overrides)
     assert result["tau_trace"] == []  # no optimizer step
     assert result["assistant"]["grid"][0]["assistant_weight"] == 1.0
@@ -341,9 +359,9 @@ def test_the_assistant_is_what_a_sasrec_run_with_its_settings_trains(guided_run,
     from recbole_msl import run
 
     result, overrides = guided_run
-    alone = run("SASRec", "ml-100k", config_dict={"epochs": 2, "eval_max_users": overrides["eval_max_users"],
-                                                  "MAX_ITEM_LIST_LENGTH": 10, "show_progress": False,
-                                                  "checkpoint_dir": str(tmp_path)})
+    alone = run("SASRec", "ml-100k", config_dict={"epochs": 2, **SMALL_SASREC, "MAX_ITEM_LIST_LENGTH": 10,
+                                                  "eval_max_users": overrides["eval_max_users"],
+                                                  "show_progress": False, "checkpoint_dir": str(tmp_path)})
     assert alone["test_result"] == result["assistant"]["test"]
     assert alone["best_valid_result"] == result["assistant"]["valid"]
 

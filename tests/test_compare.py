@@ -292,7 +292,7 @@ def test_bad_comparison_arguments(tmp_path, capsys):
 
 
 def test_shipped_comparisons_parse():
-    from recbole_msl.recbole_seam.config import PROPERTIES_DIR
+    from recbole_msl.recbole_seam.config import PROPERTIES_DIR, read_config_file
 
     folder = os.path.join(PROPERTIES_DIR, "comparisons")
     names = sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml"))
@@ -300,7 +300,14 @@ def test_shipped_comparisons_parse():
     for name in names:
         spec = load_spec(name)
         if spec.curve:  # a learning curve or a settings search: validation only, no paired test
-            assert all(p % 256 == 0 for p in spec.curve) and "LLMMSL" in {r.model for r in spec.runs}
+            assert "LLMMSL" in {r.model for r in spec.runs}
+            for run in spec.runs:  # every point ends an epoch of every LLM run (config over its files)
+                if run.model == "LLMMSL":
+                    settings = {}
+                    for path in run.config_files:
+                        settings.update(read_config_file(path))
+                    per_epoch = {**settings, **run.config}["train_samples_per_epoch"]
+                    assert all(p % per_epoch == 0 for p in spec.curve), (name, run.name, per_epoch)
             continue
         assert spec.reference in spec.run_names()
         assert {"LLMMSL", "SASRec"} <= {r.model for r in spec.runs} or name.endswith("-tau")
@@ -766,3 +773,16 @@ def test_records_and_reports_name_no_folder_of_the_machine(tmp_path, monkeypatch
     environment = record["environment"]  # what a reader needs to tell runs that should agree bit for bit
     assert environment["cpu"] and environment["torch_threads"] >= 1 and environment["torch"]
     assert len(environment["code"].split("+")[0]) in (40, len("recbole-msl 0.1.0"))
+
+
+def test_report_only_of_a_shipped_comparison_works_from_a_fresh_clone(tmp_path, capsys):
+    """The getting-started page's `compare --comparison=ml-100k-hybrid --report_only`: with no records of its own,
+    the results folder takes the committed ones (docs/results/), and the report holds every finished run."""
+    published = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "results",
+                             "ml-100k-hybrid", "runs")
+    records = len([n for n in os.listdir(published) if n.endswith(".json")])
+    assert main(["compare", "--comparison=ml-100k-hybrid", "--report_only",
+                 f"--results_dir={tmp_path / 'results'}"]) == 0
+    out = capsys.readouterr().out
+    assert f"read the {records} committed ones from docs/results/ml-100k-hybrid/runs" in out
+    assert "not finished yet" not in out and "Partial report" not in out

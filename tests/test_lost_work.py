@@ -186,6 +186,30 @@ def test_disk_full_while_saving_a_checkpoint_is_one_line_and_keeps_the_last_good
     load_resume_checkpoint(last)  # intact: it verifies against its manifest
 
 
+def test_disk_full_while_the_adapter_tensors_are_written_is_one_line(tiny_run_config, tmp_path, monkeypatch,
+                                                                        capsys):
+    """safetensors' writer reports a full disk as a SafetensorError, not an OSError: still one line, no leftovers."""
+    from safetensors import SafetensorError
+
+    from recbole_msl.model.llmmsl import LLMMSL
+
+    def full_disk(self, folder):
+        with open(os.path.join(folder, "adapter_model.safetensors"), "wb") as f:
+            f.write(b"half")
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: '
+                              '"No space left on device" })')
+
+    monkeypatch.setattr(LLMMSL, "save_adapter", full_disk)
+    monkeypatch.chdir(tmp_path)
+    args = ["--model=LLMMSL", "--dataset=ml-100k"] + [f"--{k}={v}" for k, v in tiny_run_config.items()]
+    assert main(args) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert "Traceback" not in "\n".join(err)
+    assert err[-1].startswith("error: no space left on the device while writing the "), err[-1]
+    assert "--checkpoint_dir" in err[-1]
+    assert _leftovers(tmp_path / "saved") == []
+
+
 def test_disk_full_in_an_atomic_write_is_a_disk_write_error(tmp_path, monkeypatch):
     import tempfile
 

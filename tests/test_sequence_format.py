@@ -259,10 +259,30 @@ def test_bad_sequence_options_give_one_line_errors(tiny_llm_dir, tmp_path, overr
 def test_processes_split_each_epoch_into_disjoint_shares(setup):
     """Under torchrun every rank draws the same order and takes its own share: together, one process's epoch."""
     _, model, examples, train, *_ = setup
-    whole = [tuple(c) for batch in examples.epoch(3, examples.share(), 8) for c in batch]
+    total = len(examples.chunks)
+    whole = [tuple(c) for batch in examples.epoch(3, total, 8) for c in batch]
     shares = [SequenceExamples(train._dataset, model, seed=2020, rank=r, world_size=2) for r in (0, 1)]
-    parts = [[tuple(c) for batch in s.epoch(3, s.share(), 4) for c in batch] for s in shares]
-    assert len(parts[0]) + len(parts[1]) == len(whole) == len(examples.chunks)
+    parts = [[tuple(c) for batch in s.epoch(3, total, 4) for c in batch] for s in shares]
+    assert len(parts[0]) + len(parts[1]) == len(whole) == total == shares[0].share() + shares[1].share()
     assert sorted(parts[0] + parts[1]) == sorted(whole)
-    again = [tuple(c) for batch in examples.epoch(3, examples.share(), 8) for c in batch]
-    assert again == whole and whole != [tuple(c) for batch in examples.epoch(4, examples.share(), 8) for c in batch]
+    again = [tuple(c) for batch in examples.epoch(3, total, 8) for c in batch]
+    assert again == whole and whole != [tuple(c) for batch in examples.epoch(4, total, 8) for c in batch]
+
+
+def test_epochs_smaller_than_a_pass_walk_through_it(setup):
+    """train_samples_per_epoch below a pass: consecutive epochs continue the pass (every chunk once) and then start
+    the next pass's shuffle, on one process or split over two."""
+    _, model, examples, train, *_ = setup
+    total = len(examples.chunks)
+    size = total // 3 + 1  # three epochs end one chunk into the second pass
+    index = {id(chunk): i for i, chunk in enumerate(examples.chunks)}
+    drawn = [[index[id(c)] for batch in examples.epoch(e, size, 5) for c in batch] for e in range(3)]
+    stream = [i for epoch in drawn for i in epoch]
+    assert [len(e) for e in drawn] == [size] * 3
+    assert sorted(stream[:total]) == list(range(total)), "the first pass holds every chunk once"
+    assert stream[:total] != list(range(total)), "shuffled"
+    shares = [SequenceExamples(train._dataset, model, seed=2020, rank=r, world_size=2) for r in (0, 1)]
+    for e in range(3):
+        parts = [[tuple(c) for batch in s.epoch(e, size, 4) for c in batch] for s in shares]
+        assert [len(p) for p in parts] == [s.share(size) for s in shares]
+        assert sorted(parts[0] + parts[1]) == sorted(tuple(examples.chunks[i]) for i in drawn[e])

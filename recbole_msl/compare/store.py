@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 from ..files import write_json
+from ..recbole_seam.property_files import PROPERTIES_DIR
 from .portable import portable_paths
+
+# the records of the shipped comparisons, committed in the repository (absent from an installed package)
+PUBLISHED_RESULTS = os.path.join(os.path.dirname(PROPERTIES_DIR), "docs", "results")
 
 
 def comparison_folder(results_dir: str, name: str) -> str:
@@ -43,3 +48,22 @@ def write_record(folder: str, record: dict) -> str:
     path = record_path(folder, record["run"], record["seed"])
     write_json(path, portable_paths(record))  # paths relative to the project root: no machine folder in a record
     return path
+
+
+def adopt_published_records(folder: str, name: str, echo=print) -> int:
+    """For ``--report_only`` on a results folder without records: copy in the records of comparison ``name``
+    committed under docs/results/, so the command the docs show works from a fresh clone; returns how many.
+    A folder with any record of its own is left alone (never a mix of two origins)."""
+    runs = os.path.join(folder, "runs")
+    if os.path.isdir(runs) and any(n.endswith(".json") for n in os.listdir(runs)):
+        return 0
+    published = os.path.join(PUBLISHED_RESULTS, name, "runs")
+    if not os.path.isdir(published):
+        return 0
+    names = sorted(n for n in os.listdir(published) if n.endswith(".json"))
+    os.makedirs(runs, exist_ok=True)
+    for n in names:
+        shutil.copyfile(os.path.join(published, n), os.path.join(runs, n))
+    echo(f"{folder} held no records: read the {len(names)} committed ones from "
+         f"{os.path.relpath(published, os.path.dirname(PROPERTIES_DIR))} (copied there)")
+    return len(names)

@@ -5,8 +5,11 @@ dequantises every tensor: about 30 s on a 2-core CPU, most of a ``recommend`` ca
 writes the fp32 weights (safetensors), the config and the tokenizer to
 ``<gguf_cache_dir>/<name>-<size>-<mtime>-transformers<version>/``; later loads read that folder in a
 few seconds. The weights are the very tensors the GGUF loader produced (tests check equality), and a
-new file, size, time stamp or transformers version gets a new folder. A cache that cannot be written
-(read-only or full disk) is skipped with a warning; ``gguf_cache: False`` turns it off.
+new file, size, time stamp or transformers version gets a new folder. The folder carries a manifest of
+SHA-256 checksums (as adapter folders do), checked on every load (about a second for the 135M model's
+540 MB): a damaged or truncated cache is removed with a warning and rebuilt from the GGUF, never loaded.
+A cache that cannot be written (read-only or full disk) is skipped with a warning; ``gguf_cache: False``
+turns it off.
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ import logging
 import os
 import shutil
 import tempfile
+
+from safetensors import SafetensorError
+
+from ..checkpoint import manifest_problem, write_manifest
+from ..errors import as_os_error
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +47,22 @@ def cached_folder(gguf_path: str, root: str) -> str:
 
 
 def find(gguf_path: str, root: str | None) -> str | None:
-    """The complete cached folder of ``gguf_path``, or None."""
+    """The complete cached folder of ``gguf_path`` whose files match their checksums, or None (a damaged one, or
+    one written before caches had checksums, is removed so that the next fp32 load writes it again)."""
     if root is None:
         return None
     folder = cached_folder(gguf_path, root)
-    return folder if os.path.isfile(os.path.join(folder, COMPLETE)) else None
+    if not os.path.isfile(os.path.join(folder, COMPLETE)):
+        return None
+    problem = manifest_problem(folder, needed=("model.safetensors", "config.json"))
+    if problem is None:
+        return folder
+    why = ("was written before caches carried checksums" if problem.startswith("no ")
+           else f"is damaged ({problem})")
+    logger.warning(f"the cached backbone {folder} {why}; removing it and loading {gguf_path} itself (the cache is "
+                   f"written again)")
+    shutil.rmtree(folder, ignore_errors=True)
+    return None
 
 
 def store(model, tokenizer, gguf_path: str, root: str | None) -> str | None:
@@ -66,13 +85,16 @@ def store(model, tokenizer, gguf_path: str, root: str | None) -> str | None:
         config.save_pretrained(staging)
         save_model(model, os.path.join(staging, "model.safetensors"))  # tied embeddings are stored once
         tokenizer.save_pretrained(staging)
+        write_manifest(staging)  # checksums of every file, checked by find()
         with open(os.path.join(staging, COMPLETE), "w", encoding="utf-8") as f:
             json.dump({"gguf": os.path.abspath(gguf_path)}, f)
         if os.path.isdir(folder):
             shutil.rmtree(folder, ignore_errors=True)  # an incomplete earlier attempt
         os.replace(staging, folder)
         return folder
-    except OSError as err:
+    except (OSError, SafetensorError) as err:
+        if isinstance(err, SafetensorError):
+            err = as_os_error(err, staging)
         logger.warning(f"could not cache the dequantised backbone in {root} ({err}); it will be dequantised again "
                        f"next time (set gguf_cache_dir to a writable folder, or gguf_cache: False)")
         if staging:

@@ -22,11 +22,12 @@ from ..core.beam_search import title_scores, token_log_probs
 from ..core.losses import ATS_STATISTICS_SIZE, ats_estimate, ats_update
 from ..core.subtree_mass import SubtreeRanges
 from ..core.trie import TokenTrie
-from ..errors import ConfigError
+from ..errors import ConfigError, DataMismatchError
 from ..item_text import item_titles
 from ..lm.adapter_io import BACKBONE_PREFIX, load_adapter_weights, load_backbone_weights, write_adapter
 from ..lm.backbone import load_backbone, wrap_with_lora
 from ..lm.common_prefix import common_prefix_length, decode_right_padded
+from ..lm.fingerprint import fingerprint_difference, weights_fingerprint
 from ..lm.head import head_logits
 from ..lm.prompt import DEFAULT_TEMPLATE, PromptBuilder
 from .decoders import DECODERS
@@ -49,6 +50,7 @@ class LLMMSL(SequentialRecommender):
 
         self.titles = item_titles(config, dataset)
         backbone, self.tokenizer = load_backbone(self.opts.backbone, self.device)
+        self.backbone_fingerprint = weights_fingerprint(backbone)  # saved with the adapter, checked on loading it
         self.llm = wrap_with_lora(backbone, self.opts.lora, self.opts.backbone.gradient_checkpointing)
         window = getattr(backbone.config, "max_position_embeddings", None)
         if self.opts.max_seq_length and window and self.opts.max_seq_length > window:
@@ -353,6 +355,21 @@ class LLMMSL(SequentialRecommender):
         """The LoRA weights as a peft adapter folder (what :meth:`load_trainable_state_dict` reads back); under
         ``llm_finetune: full`` the backbone's weights too."""
         write_adapter(self.llm, folder, full=self.opts.lora.finetune == "full")
+
+    def check_backbone(self, saved: dict | None, folder: str, saved_path) -> None:
+        """Refuse a checkpoint trained on another backbone than the one loaded (another model of the same
+        architecture would take the adapter and rank, silently wrong); warn when it records none."""
+        if not saved:
+            logger.warning(f"checkpoint {folder} records no fingerprint of its backbone (saved before they were "
+                           f"recorded): it is applied to {self.opts.backbone.llm_path or 'the default backbone'} "
+                           f"unchecked")
+            return
+        difference = fingerprint_difference(saved, self.backbone_fingerprint)
+        if difference is not None:
+            fix = f"--llm_path={saved_path} (its backbone)" if saved_path else "--llm_path=~ (the default backbone)"
+            raise DataMismatchError(f"checkpoint {folder} was trained on another backbone than llm_path "
+                                    f"{self.opts.backbone.llm_path or '~ (the default)'} ({difference}); pass "
+                                    f"{fix} or retrain")
 
     def load_trainable_state_dict(self, state):
         if self.opts.lora.finetune != "full" and any(k.startswith(BACKBONE_PREFIX) for k in state):

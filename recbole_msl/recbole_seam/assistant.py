@@ -29,6 +29,7 @@ from ..checkpoint import item_identity, json_safe
 from ..errors import ConfigError, DataMismatchError, first_line
 from .build import build_run
 from .config import Config
+from .option_keys import ALLOW_UNKNOWN, allows_unknown, check_model_keys
 from .property_files import property_files, read_config_file
 from .registry import get_model, is_plugin_model
 
@@ -62,6 +63,29 @@ def check_assistant_model(name: str) -> None:
                           f"such as SASRec, GRU4Rec, BERT4Rec")
 
 
+def assistant_overrides(config) -> dict:
+    """``assistant_config`` as a dict; one line for another form (``epochs``, YAML's ``{epochs:3}`` without a space)."""
+    raw = config["assistant_config"]
+    if raw is None or raw == "":
+        return {}
+    if not isinstance(raw, dict) or any(v is None and ":" in str(k) for k, v in raw.items()):
+        raise ConfigError(f"assistant_config must be a mapping of the assistant's settings, not {raw!r}: write "
+                          f"assistant_config: {{epochs: 3}} in YAML (a space after each colon) or "
+                          f"--assistant_config=\"{{'epochs': 3}}\" on the command line")
+    return dict(raw)
+
+
+def check_assistant_settings(config, name: str | None) -> None:
+    """Before any data loads: ``assistant_config`` is a mapping, belongs to a run with an assistant, and holds only
+    keys the assistant model ``name`` reads (unless ``allow_unknown_keys``)."""
+    overrides = assistant_overrides(config)
+    if overrides and not (config["assistant"] or config["assistant_checkpoint"]):
+        raise ConfigError("assistant_config is set but the run has no assistant, so it does nothing; add "
+                          "--assistant=SASRec (or another sequential model), or drop assistant_config")
+    if name and not allows_unknown(config[ALLOW_UNKNOWN]):
+        check_model_keys(overrides, name, " (in assistant_config)")
+
+
 def assistant_config(config, name: str, overrides: dict | None = None):
     """RecBole Config of the assistant: the run's data and evaluation settings, not the LLM's (see the module)."""
     llm_keys = set()
@@ -77,7 +101,7 @@ def assistant_config(config, name: str, overrides: dict | None = None):
     kept.update({k: config[k] for k in dataset_keys | EVALUATION_KEYS if k in config.final_config_dict})
     kept.update({"seed": config["seed"], "checkpoint_dir": config["checkpoint_dir"] or "saved",
                  "show_progress": config["show_progress"]})
-    kept.update(dict(overrides if overrides is not None else (config["assistant_config"] or {})))
+    kept.update(dict(overrides if overrides is not None else assistant_overrides(config)))
     return Config(model=name, dataset=config["dataset"], config_dict=kept, check_keys=False)
 
 
@@ -137,18 +161,48 @@ def load_assistant(config, dataset) -> tuple[torch.nn.Module, dict]:
     saved = state.get("config") or {}
     name = str(saved.get("model") or "")
     check_assistant_model(name)
+    given = assistant_overrides(config)
+    if not allows_unknown(config[ALLOW_UNKNOWN]):
+        check_model_keys(given, name, " (in assistant_config)")
     _check_items(state.get("items"), dataset, f"assistant_checkpoint {path}", saved.get("dataset"), config,
                  _embedding_rows(state.get("state_dict") or {}))
-    aconfig = assistant_config(config, name, overrides=dict(config["assistant_config"] or {}))
+    settings = dict(saved.get("settings") or {})
+    _check_settings(settings, given, config, path)
+    aconfig = assistant_config(config, name, overrides={**settings, **given})
     model = get_model(name)(aconfig, dataset).to(config["device"])
     try:
         model.load_state_dict(state["state_dict"])
-    except RuntimeError as err:
+    except RuntimeError:
         raise ConfigError(f"assistant_checkpoint {path} does not fit {name} with these settings "
-                          f"({first_line(err)[:160]}); give the assistant_config it was trained with") from None
+                          f"({_shape_differences(state['state_dict'], model.state_dict())}); give the "
+                          f"assistant_config it was trained with") from None
     record = {"model": name, "source": "checkpoint", "file": path, "config": _plain_settings(aconfig),
               "items": item_identity(dataset)}
     return _frozen(model), record
+
+
+def _check_settings(settings: dict, given: dict, config, path: str) -> None:
+    """A loaded assistant keeps the settings it was trained with (stored in its .pth since 2026-12-07): refuse an
+    ``assistant_config`` or a history length that contradicts them, naming the key."""
+    for key, value in given.items():
+        if key in settings and settings[key] != value:
+            raise ConfigError(f"assistant_checkpoint {path} was trained with {key}={settings[key]!r}, but "
+                              f"assistant_config sets {key}={value!r}; drop {key} from assistant_config (a loaded "
+                              f"assistant keeps its settings) or train a new assistant")
+    trained = settings.get("MAX_ITEM_LIST_LENGTH")
+    if trained is not None and trained != config["MAX_ITEM_LIST_LENGTH"]:
+        raise ConfigError(f"assistant_checkpoint {path} was trained with MAX_ITEM_LIST_LENGTH={trained}, this run "
+                          f"uses {config['MAX_ITEM_LIST_LENGTH']}; pass --MAX_ITEM_LIST_LENGTH={trained} or train "
+                          f"the assistant with this run's (--assistant=...)")
+
+
+def _shape_differences(saved: dict, built: dict) -> str:
+    """Which weights of a state dict do not fit the model built from the settings, named."""
+    parts = [f"{k}: saved {list(saved[k].shape)}, built {list(built[k].shape)}" for k in saved
+             if k in built and hasattr(saved[k], "shape") and saved[k].shape != built[k].shape]
+    parts += [f"{k} missing from the checkpoint" for k in built if k not in saved]
+    parts += [f"{k} unknown to the model" for k in saved if k not in built]
+    return "; ".join(parts[:3]) or "the weights do not match"
 
 
 def _embedding_rows(state_dict: dict) -> int | None:

@@ -13,7 +13,8 @@ Measured breaks and how each is handled:
 * torch >= 2.6 loads with ``weights_only=True``; RecBole pickles its Config into
   checkpoints, so best-model reload and resume fail on its own files:
   :class:`SafeCheckpointMixin` writes plain-data checkpoints (atomically) and
-  reads them with ``weights_only=True``.
+  reads them with ``weights_only=True`` (numpy and scipy values of ``other_parameter``, ItemKNN's and EASE's,
+  as tensors: :mod:`recbole_msl.recbole_seam.plain_state`).
 * ``get_model`` only looks in ``recbole.model``: :mod:`recbole_msl.registry` looks
   in the plugin first.
 * Importing RecBole's sequential models turns autograd anomaly detection on for
@@ -48,9 +49,11 @@ import torch
 from colorama import init
 from recbole.utils.logger import RemoveColorFilter, log_colors_config
 
-from ..checkpoint import item_identity
+from ..checkpoint import item_identity, json_safe
 from ..errors import TrainingDivergedError
 from ..files import run_path, write_atomic
+from .option_keys import recbole_model_keys
+from .plain_state import from_plain, to_plain
 
 _NUMPY_ALIASES = {"bool": np.bool_, "int": np.int_, "float": np.float64, "complex": np.complex128,
                   "object": np.object_, "str": np.str_, "long": np.int_, "unicode": np.str_}
@@ -126,6 +129,13 @@ def atomic_torch_save(obj, path: str) -> None:
     write_atomic(path, buffer.getvalue())
 
 
+def model_settings(config) -> dict:
+    """The settings a model's weights depend on: its own property file's keys and the history length, JSON-safe;
+    stored in its .pth so that a later run loading it as an assistant rebuilds the same model."""
+    keys = sorted(recbole_model_keys(str(config["model"]))) + ["MAX_ITEM_LIST_LENGTH"]
+    return {k: json_safe(config[k]) for k in keys if k in config.final_config_dict}
+
+
 class SafeCheckpointMixin:
     """For RecBole's own trainers: plain-data checkpoints that ``torch.load(weights_only=True)`` reads,
     under a name no other run uses (RecBole's is only unique to the second)."""
@@ -150,13 +160,14 @@ class SafeCheckpointMixin:
             return
         path = kwargs.pop("saved_model_file", self.saved_model_file)
         state = {
-            "config": {"model": self.config["model"], "dataset": self.config["dataset"]},
+            "config": {"model": self.config["model"], "dataset": self.config["dataset"],
+                       "settings": model_settings(self.config)},
             "items": getattr(self, "item_identity", None),
             "epoch": int(epoch),
             "cur_step": int(self.cur_step),
             "best_valid_score": float(self.best_valid_score),
             "state_dict": self.model.state_dict(),
-            "other_parameter": self.model.other_parameter(),
+            "other_parameter": to_plain(self.model.other_parameter(), "other_parameter"),
             "optimizer": self.optimizer.state_dict(),
         }
         atomic_torch_save(state, path)
@@ -166,7 +177,7 @@ class SafeCheckpointMixin:
     def _load_checkpoint(self, path):
         checkpoint = torch.load(path, map_location=self.device, weights_only=True)
         self.model.load_state_dict(checkpoint["state_dict"])
-        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        self.model.load_other_parameter(from_plain(checkpoint.get("other_parameter")))
         return checkpoint
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):

@@ -4,6 +4,7 @@ check and torchrun's process group (each in its own module, named below)."""
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 from recbole.config import Config as RecBoleConfig
@@ -53,6 +54,8 @@ class Config(RecBoleConfig):
         self._file_keys: list[tuple[str, list[str]]] = []
         super().__init__(model=model, dataset=dataset, config_file_list=resolve_config_files(config_file_list),
                          config_dict=config_dict)
+        if self.final_config_dict.get("show_progress", False) is None:  # ~: bars on a terminal, else a line a minute
+            self.final_config_dict["show_progress"] = sys.stderr.isatty()
 
     def compatibility_settings(self):
         install_numpy_aliases()

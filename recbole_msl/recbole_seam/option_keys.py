@@ -64,6 +64,89 @@ def known_option_keys() -> frozenset[str]:
     return frozenset(keys)
 
 
+@functools.cache
+def recbole_model_keys(name: str) -> frozenset[str]:
+    """The keys of RecBole model ``name``'s own property file (empty for a model without one)."""
+    return frozenset(_yaml_keys(os.path.join(os.path.dirname(recbole.__file__), "properties", "model", f"{name}.yaml")))
+
+
+@functools.lru_cache(maxsize=1)
+def recbole_general_keys() -> frozenset[str]:
+    """Keys every RecBole model reads: its argument lists, overall settings, data set and quick-start files."""
+    keys = set(argument_list.general_arguments + argument_list.training_arguments
+               + argument_list.evaluation_arguments + argument_list.dataset_arguments)
+    properties = os.path.join(os.path.dirname(recbole.__file__), "properties")
+    keys |= _yaml_keys(os.path.join(properties, "overall.yaml"))
+    for folder in ("dataset", "quick_start_config"):
+        for path in glob.glob(os.path.join(properties, folder, "*.yaml")):
+            if os.path.basename(path) not in _NOT_OPTION_FILES:
+                keys |= _yaml_keys(path)
+    return frozenset(keys)
+
+
+def check_model_keys(keys, name: str, where: str) -> None:
+    """Refuse keys that RecBole model ``name`` does not read (``where`` says where they were given, e.g.
+    `` in assistant_config``), naming the closest of its keys."""
+    known = recbole_model_keys(name) | recbole_general_keys()
+    unknown = [str(k) for k in keys if str(k) not in known]
+    if not unknown:
+        return
+    hints = []
+    for key in unknown:
+        near = _closest(key, known)
+        hints.append(f"{key} (did you mean {' or '.join(near)}?)" if near else key)
+    raise UnknownOptionError(f"{name} does not read {', '.join(hints)}{where}; fix the key (its own keys are in "
+                             f"RecBole's properties/model/{name}.yaml)")
+
+
+def _keys_read_in(path: str) -> set[str]:
+    with open(path, encoding="utf-8") as f:
+        return set(_READ_IN_CODE.findall(f.read()))
+
+
+@functools.lru_cache(maxsize=1)
+def other_models_keys() -> dict[str, tuple[str, ...]]:
+    """Each key only some RecBole models read (their property file or their code), with those models: keys that no
+    general RecBole layer and nothing of the plugin reads, so an LLMMSL run given one would ignore it."""
+    plugin = set()
+    for path in glob.glob(os.path.join(PROPERTIES_DIR, "**", "*.yaml"), recursive=True):
+        if os.path.relpath(path, PROPERTIES_DIR).split(os.sep)[0] != "comparisons":
+            plugin |= _yaml_keys(path)
+    for path in glob.glob(os.path.join(_HERE, "**", "*.py"), recursive=True):
+        plugin |= _keys_read_in(path)
+    shared = recbole_general_keys() | plugin
+    owners: dict[str, set[str]] = {}
+    recbole_dir = os.path.dirname(recbole.__file__)
+    for path in glob.glob(os.path.join(recbole_dir, "properties", "model", "*.yaml")):
+        for key in _yaml_keys(path) - shared:
+            owners.setdefault(key, set()).add(os.path.splitext(os.path.basename(path))[0])
+    for path in glob.glob(os.path.join(recbole_dir, "model", "**", "*.py"), recursive=True):
+        for key in _keys_read_in(path) - shared:
+            owners.setdefault(key, set()).add(os.path.splitext(os.path.basename(path))[0])
+    return {key: tuple(sorted(models)) for key, models in owners.items()}
+
+
+def check_keys_llmmsl_reads(config, assistant: str | None, loads_assistant: bool) -> None:
+    """Refuse, for an LLMMSL run, keys only other RecBole models read (``hidden_size``, ``dropout_prob``...), which
+    it would accept and ignore; an assistant named by ``assistant`` takes the keys its model reads. Skipped when
+    the run loads its assistant from a checkpoint (checked there) or allows unknown keys."""
+    if loads_assistant or allows_unknown(config[ALLOW_UNKNOWN]):
+        return
+    given = set()
+    for layer in ("file_config_dict", "variable_config_dict", "cmd_config_dict"):
+        given |= set(getattr(config, layer, None) or {})
+    owners, mine = other_models_keys(), recbole_model_keys(assistant) if assistant else frozenset()
+    stray = sorted(k for k in given if k in owners and k not in mine)
+    if not stray:
+        return
+    named = [m for m in owners[stray[0]] if not m.islower()] or list(owners[stray[0]])  # model names, not files
+    models = ", ".join(named[:3]) + (" ..." if len(named) > 3 else "")
+    fix = (f"{assistant} does not read it either; drop it" if assistant else
+           f"drop it, or set it for an assistant: --assistant=SASRec --assistant_config=\"{{'{stray[0]}': ...}}\"")
+    raise UnknownOptionError(f"LLMMSL does not read {', '.join(stray)} (a setting of RecBole's {models}), so it "
+                             f"would change nothing; {fix} (on purpose: {ALLOW_UNKNOWN}: True)")
+
+
 def allows_unknown(value) -> bool:
     return str(value).strip().lower() in ("true", "1", "yes")
 

@@ -15,6 +15,7 @@ single-process evaluation (:mod:`recbole_msl.distributed`). Resume state lives i
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from time import time
@@ -40,6 +41,7 @@ from ..evaluation.records import EvaluationRecordMixin
 from ..files import run_path
 from ..validate import positive_int
 from . import resume
+from .progress import ProgressLine
 from .saving import CheckpointSavingMixin
 from .schedule import warmup_then_linear_decay
 from .sequence_batches import SequenceExamples
@@ -105,11 +107,14 @@ class LLMMSLTrainer(CheckpointSavingMixin, AssistantWeightGridMixin, EvaluationR
         ``train_samples_per_epoch`` split over the ranks."""
         sequences = self._sequence_examples(train_data)
         if sequences is not None:
-            available = sequences.share()
-        else:
-            available = len(train_data.sampler) if self.distributed else train_data.sample_size
+            return sequences.share(self._sequence_epoch_size(sequences))
+        available = len(train_data.sampler) if self.distributed else train_data.sample_size
         wanted = math.ceil(self.samples_per_epoch / self.world_size) if self.samples_per_epoch else available
         return min(wanted, available)
+
+    def _sequence_epoch_size(self, sequences: SequenceExamples) -> int:
+        """Chunks per epoch, all ranks together: ``train_samples_per_epoch``, at most one pass."""
+        return min(self.samples_per_epoch or len(sequences.chunks), len(sequences.chunks))
 
     def _optimizer_step(self, interaction) -> float:
         """One effective batch: gradients of the summed micro-batch losses (over all ranks), divided by the
@@ -166,7 +171,9 @@ class LLMMSLTrainer(CheckpointSavingMixin, AssistantWeightGridMixin, EvaluationR
         budget, seen, losses = self._epoch_budget(train_data), 0, []
         bar = tqdm(total=budget, ncols=100, desc=set_color(f"Train {epoch_idx:>5}", "pink")) if show_progress else None
         sequences = self._sequence_examples(train_data)
-        batches = train_data if sequences is None else sequences.epoch(epoch_idx, budget, train_data.step)
+        line = None if show_progress else ProgressLine(self.logger, f"epoch {epoch_idx}", budget, self._unit(sequences))
+        batches = (train_data if sequences is None
+                   else sequences.epoch(epoch_idx, self._sequence_epoch_size(sequences), train_data.step))
         for batch in batches:
             if seen >= budget:
                 break
@@ -177,13 +184,19 @@ class LLMMSLTrainer(CheckpointSavingMixin, AssistantWeightGridMixin, EvaluationR
             if bar:
                 bar.update(take)
                 bar.set_postfix(loss=f"{losses[-1]:.4f}", **self._tau_note())
+            else:
+                line.update(take)
         if bar:
             bar.close()
-        unit = "chunks" if sequences else "sequences"
-        self.logger.info(f"epoch {epoch_idx}: {len(losses)} optimizer steps on {seen * self.world_size} {unit}, "
+        self.logger.info(f"epoch {epoch_idx}: {len(losses)} optimizer steps on {seen * self.world_size} "
+                         f"{self._unit(sequences)}, "
                          f"lr {self.scheduler.get_last_lr()[0]:.3g}"
                          + "".join(f", {k} {v}" for k, v in self._tau_note().items()))
         return sum(losses) / max(len(losses), 1)
+
+    @staticmethod
+    def _unit(sequences) -> str:
+        return "chunks" if sequences else "sequences"
 
     def _tau_note(self) -> dict:
         return {"tau": f"{self.model.tau:.4f}"} if self.model.uses_tau else {}
@@ -319,11 +332,16 @@ class LLMMSLTrainer(CheckpointSavingMixin, AssistantWeightGridMixin, EvaluationR
             folder = model_file or self.saved_model_file
             load_checkpoint(self.model, folder)
             self.logger.info(f"Loading LoRA adapter and tau from {folder}")
-        if not show_progress or not isinstance(eval_data, FullSortEvalDataLoader):  # sampled: RecBole's own bar
+        if not isinstance(eval_data, FullSortEvalDataLoader):  # sampled: RecBole's own bar
             return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
         users = eval_data.sample_size  # this process's shard under torchrun
-        with tqdm(total=users, ncols=100, unit="user", desc=set_color("Evaluate", "pink")) as bar:
-            self.model.on_users_ranked = bar.update
+        with contextlib.ExitStack() as stack:
+            if show_progress:
+                counter = stack.enter_context(tqdm(total=users, ncols=100, unit="user",
+                                                   desc=set_color("Evaluate", "pink"))).update
+            else:
+                counter = ProgressLine(self.logger, "ranking", users, "users").update
+            self.model.on_users_ranked = counter
             try:
                 return super().evaluate(eval_data, load_best_model=False)
             finally:

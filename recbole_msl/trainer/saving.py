@@ -58,7 +58,7 @@ class CheckpointSavingMixin:
         return {"model": self.config["model"], "dataset": self.config["dataset"], "epoch": epoch,
                 "global_step": self.global_step, "best_valid_score": self.best_valid_score,
                 "other_parameter": self.model.other_parameter(), "tau_trace": self.tau_trace, "overrides": overrides,
-                "data": self.data_identity}
+                "data": self.data_identity, "backbone": self.model.backbone_fingerprint}
 
     @property
     def resume_folder(self) -> str:

@@ -38,18 +38,27 @@ class SequenceExamples:
         """Target titles over all chunks (every training target once)."""
         return sum(len(chunk) - self.min_history for chunk in self.chunks)
 
-    def share(self) -> int:
-        """Chunks this process trains on per full pass."""
-        return len(range(self.rank, len(self.chunks), self.world_size))
+    def share(self, size: int | None = None) -> int:
+        """Chunks this process trains on in an epoch of ``size`` chunks (all ranks together; default a full pass)."""
+        return len(range(self.rank, len(self.chunks) if size is None else size, self.world_size))
 
-    def epoch(self, epoch: int, budget: int, step: int):
-        """Batches of ``step`` chunks, ``budget`` chunks in all, from this process's share of epoch ``epoch``'s
-        order. The order depends on the seed and the epoch only, so every process agrees on it and a resumed run
-        draws the same chunks."""
-        if self.shuffle:
-            order = torch.randperm(len(self.chunks), generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
-        else:
-            order = torch.arange(len(self.chunks))
-        mine = order[self.rank::self.world_size][:budget].tolist()
+    def _pass_order(self, index: int) -> list[int]:
+        if not self.shuffle:
+            return list(range(len(self.chunks)))
+        generator = torch.Generator().manual_seed(self.seed * 7919 + index)
+        return torch.randperm(len(self.chunks), generator=generator).tolist()
+
+    def epoch(self, epoch: int, size: int, step: int):
+        """Batches of ``step`` chunks: this process's share of epoch ``epoch``, which is the ``size`` chunks (all
+        ranks together) that follow the previous epochs' in a stream of passes, each pass a shuffle of all chunks.
+        So epochs smaller than a pass walk through it (every target once per pass, as with whole-pass epochs), and
+        the order depends on the seed and the position only: every process agrees on it and a resumed run draws
+        the same chunks."""
+        total, orders, mine = len(self.chunks), {}, []
+        for position in range(epoch * size + self.rank, (epoch + 1) * size, self.world_size):
+            index = position // total
+            if index not in orders:
+                orders = {index: self._pass_order(index)}  # positions rise, so one pass is kept at a time
+            mine.append(orders[index][position % total])
         for start in range(0, len(mine), step):
             yield [self.chunks[i] for i in mine[start:start + step]]
