@@ -15,6 +15,7 @@ import datetime
 
 import numpy as np
 
+from .popularity import breakdown
 from .portable import portable_paths
 from .stats import ALPHA, EXACT_MAX, FLIPS, holm, mean_std, paired_test
 from .user_metrics import hits_at, per_user_metrics, wilson_interval
@@ -53,9 +54,10 @@ def _per_user(record, metrics) -> dict | None:
     return per_user_metrics(encoded, names, topk)
 
 
-def _paired(spec, by_run, name: str, other: str, metrics, notes: list[str]) -> dict:
+def _paired(spec, by_run, name: str, other: str, metrics, notes: list[str], rows=None) -> dict:
     """Per metric, the paired test of run ``name`` against run ``other`` over the users both were tested on,
-    on each user's value averaged over the seeds both finished ({} when they cannot be paired: a note says why)."""
+    on each user's value averaged over the seeds both finished ({} when they cannot be paired: a note says why);
+    ``rows``: a boolean mask of the test rows to test on (a popularity bucket), all rows by default."""
     ok = {r["seed"]: r for r in by_run.get(name, []) if r.get("status") == "ok"}
     theirs = {r["seed"]: r for r in by_run.get(other, []) if r.get("status") == "ok"}
     seeds = [s for s in spec.seeds if s in ok and s in theirs]
@@ -77,6 +79,8 @@ def _paired(spec, by_run, name: str, other: str, metrics, notes: list[str]) -> d
             continue
         run_values = np.mean([v[metric] for v in per_seed_run], axis=0)
         other_values = np.mean([v[metric] for v in per_seed_other], axis=0)
+        if rows is not None:
+            run_values, other_values = run_values[rows], other_values[rows]
         test = paired_test(run_values, other_values, metric, resamples=RESAMPLES)
         tests[metric] = {**test.__dict__, "difference": test.difference, "seeds": seeds}
     return tests
@@ -99,10 +103,48 @@ def _gains(spec, by_run, metrics) -> tuple[dict, dict, list[str]]:
         tests = _paired(spec, by_run, name, other, metrics, notes)
         if tests:
             pairs[f"{name} vs {other}"] = tests
+    return gains, pairs, notes
+
+
+def _comparisons(spec, by_run, gains: dict, pairs: dict) -> list[tuple[str, str]]:
+    """The (run, other) pairs the report tests: every run against the reference, then the listed pairs."""
+    found = [(name, spec.reference) for name in gains]
+    return found + [tuple(key.split(" vs ", 1)) for key in pairs]
+
+
+def _popularity(spec, by_run, metric: str, counts: dict | None, comparisons, notes: list[str]) -> dict:
+    """The popularity breakdown of ``metric`` (see :mod:`recbole_msl.compare.popularity`), {} without counts or
+    without per-row hits on the same rows."""
+    if not counts or not metric:
+        return {}
+    values, targets = {}, None
+    for name, records in by_run.items():
+        ok = [r for r in records if r.get("status") == "ok" and (r.get("test_hits") or {}).get("hits")]
+        per_seed = [_per_user(r, [metric]) for r in ok]
+        if not per_seed or any(metric not in v for v in per_seed):
+            continue
+        if len({(r["test_hits"] or {}).get("fingerprint") for r in ok}) > 1:
+            continue
+        values[name] = np.mean([v[metric] for v in per_seed], axis=0)
+        targets = targets or ok[0]["test_hits"]["targets"]
+    if targets is None or len({v.size for v in values.values()}) > 1:
+        return {}
+
+    def test(name, other, mask):
+        return _paired(spec, by_run, name, other, [metric], notes, rows=mask).get(metric)
+
+    return breakdown(targets, counts, values, test, [c for c in comparisons if c[0] in values and c[1] in values],
+                     metric)
+
+
+def _adjust(gains: dict, pairs: dict, popularity: dict) -> int:
+    """Holm over the report's whole family: every test against the reference, of the pairs and in the popularity
+    buckets; returns the family's size."""
     family = [gain for group in (gains, pairs) for by_metric in group.values() for gain in by_metric.values()]
+    family += [t for bucket in popularity.get("buckets", []) for t in bucket["tests"].values()]
     for gain, adjusted in zip(family, holm([gain["p"] for gain in family])):
         gain["p_holm"], gain["significant"] = adjusted, adjusted < ALPHA
-    return gains, pairs, notes
+    return len(family)
 
 
 def _guided_triples(spec, reference) -> list[tuple[str, str, str]]:
@@ -192,9 +234,10 @@ def _summarise_run(run, records, metrics, pending=()) -> dict:
     return summary
 
 
-def build_report(spec, records: list[dict], pending=()) -> dict:
+def build_report(spec, records: list[dict], pending=(), target_counts: dict | None = None) -> dict:
     """Everything the outputs show, as plain data. ``pending``: (run, seed) pairs not finished yet,
-    for a report written while the comparison is still under way."""
+    for a report written while the comparison is still under way; ``target_counts``: item token -> training
+    rows with that target, for the breakdown by popularity (none without it)."""
     by_run = {run.name: [r for r in records if r.get("run") == run.name] for run in spec.runs}
     metrics = _metric_order(records)
     report_metrics = [m for m in (spec.report_metrics or metrics) if m in metrics] or metrics
@@ -212,6 +255,8 @@ def build_report(spec, records: list[dict], pending=()) -> dict:
                  for r in records if r.get("status") == "ok"]
     selection = [m for m in selection if m in report_metrics]  # the metric runs were selected on
     primary = max(set(selection), key=selection.count) if selection else (report_metrics or [None])[0]
+    popularity = _popularity(spec, by_run, primary, target_counts, _comparisons(spec, by_run, gains, pairs), notes)
+    family_size = _adjust(gains, pairs, popularity)
     return portable_paths({
         "comparison": spec.name, "primary_metric": primary, "dataset": spec.dataset, "seeds": spec.seeds, "reference": spec.reference,
         "source": spec.source, "created": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -220,10 +265,10 @@ def build_report(spec, records: list[dict], pending=()) -> dict:
                    f"non-zero differences, else {FLIPS} seeded random flips, p = (count + 1) / (flips + 1)); "
                    f"bootstrap for the 95% interval only; paired t-test p beside it",
         "permutation_flips": FLIPS, "multiple_testing": {
-            "method": "holm", "family_size": sum(len(g) for g in gains.values()) + sum(len(p) for p in pairs.values()),
+            "method": "holm", "family_size": family_size,
             "family": "every paired test in this report (all runs against the reference, the listed pairs, all "
-                      "metrics)"},
-        "pairs": pairs, "overlap": _overlap(spec, by_run, report_metrics),
+                      "metrics, and each of those in every popularity bucket on the primary metric)"},
+        "pairs": pairs, "overlap": _overlap(spec, by_run, report_metrics), "popularity": popularity,
         "same_test_rows": len(fingerprints) <= 1, "notes": notes, "runs": runs,
         "pending": [{"run": name, "seed": seed} for name, seed in pending],
         "records": [{k: v for k, v in r.items() if k != "test_hits"} for r in records],

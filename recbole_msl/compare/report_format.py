@@ -237,9 +237,43 @@ def to_markdown(report: dict) -> str:
         for pair, tests in pairs.items():
             lines.append("| " + " | ".join([pair] + [fmt_gain(tests.get(m)) for m in metrics]) + " |")
     lines += _overlap_lines(report, unit)
+    lines += _popularity_lines(report, unit)
     for note in report["notes"]:
         lines += ["", f"Note: {note}"]
     return "\n".join(lines) + "\n"
+
+
+def _popularity_lines(report: dict, unit: str) -> list[str]:
+    """By target popularity: each bucket's rows, each run's mean ± standard error there, and the paired tests."""
+    popularity = report.get("popularity") or {}
+    buckets = popularity.get("buckets") or []
+    if not buckets:
+        return []
+    metric, (low, high) = pretty_metric(popularity["metric"]), popularity["edges"]
+    runs = list(buckets[0]["runs"])
+    split = (f"tail <= {low:g} < torso <= {high:g} < head" if low != high else
+             f"both tertiles are {low:g}, so tail <= {low:g} < head and no torso")
+    caption = (f"By target popularity: the test {unit} split at the tertiles of their targets' training counts "
+               f"(how many training rows have that item as their target: {split}; ties stay below). {metric} per "
+               f"bucket, each run's per-{unit[:-1]} value averaged over its seeds, ± one standard error over the "
+               f"bucket's {unit} (not a spread over seeds).")
+    lines = ["", caption, "", "| Bucket | " + unit.capitalize() + " | Training counts | "
+             + " | ".join(runs) + " |", "|" + "|".join(["---"] * (3 + len(runs))) + "|"]
+    for bucket in buckets:
+        cells = [bucket["bucket"], str(bucket["rows"]), f"{bucket['min_count']} to {bucket['max_count']}"]
+        cells += [f"{bucket['runs'][r]['mean']:.4f} ± {bucket['runs'][r]['se']:.4f}" for r in runs]
+        lines.append("| " + " | ".join(cells) + " |")
+    pairs = [key for bucket in buckets for key in bucket["tests"]]
+    pairs = list(dict.fromkeys(pairs))
+    if pairs:
+        lines += ["", (f"Paired tests of {metric} inside each bucket (the first run's gain over the second; the same "
+                       f"test as above, in the same Holm family of {_family_size(report)}; 'detectable' is larger "
+                       f"than over all {unit}: a bucket holds only part of them)."), "",
+                  "| Pair | " + " | ".join(b["bucket"] for b in buckets) + " |",
+                  "|" + "|".join(["---"] * (1 + len(buckets))) + "|"]
+        for pair in pairs:
+            lines.append("| " + " | ".join([pair] + [fmt_gain(b["tests"].get(pair)) for b in buckets]) + " |")
+    return lines
 
 
 def _share(part: int, whole: int) -> str:

@@ -36,6 +36,7 @@ from .chart import write_chart
 from .environment import run_environment
 from .lock import comparison_lock
 from .memory import PeakMemory
+from .popularity import training_target_counts
 from .report import build_report
 from .report_format import to_csv, to_markdown
 from .spec import ComparisonSpec, RunSpec
@@ -215,6 +216,18 @@ def run_comparison(spec: ComparisonSpec, cmd_args=(), results_dir: str | None = 
         return _run_comparison(spec, cmd_args, folder, echo, report_only)
 
 
+def _target_counts(spec, cmd_args: list[str], records: list[dict], echo) -> dict | None:
+    """Each item's count of training targets on the comparison's split, for the report's popularity breakdown
+    (None when no run finished, or when the data cannot be read here: the report says so and goes without)."""
+    if not any(r.get("status") == "ok" for r in records):
+        return None
+    try:
+        return training_target_counts(spec, cmd_args)
+    except Exception as err:  # noqa: BLE001 - the breakdown is optional; every other table stands without it
+        echo(f"no breakdown by target popularity: the training split could not be read ({first_line(err)})")
+        return None
+
+
 def _run_comparison(spec: ComparisonSpec, cmd_args: list[str], folder: str, echo, report_only: bool) -> dict:
     dataset_cache: dict = {}
     scheduled = spec.scheduled()
@@ -246,7 +259,7 @@ def _run_comparison(spec: ComparisonSpec, cmd_args: list[str], folder: str, echo
         current.append(store.read_record(folder, run.name, seed))
         state = record["status"] if record["status"] == "ok" else f"failed: {record['error']}"
         echo(f"[{done}/{total}] {run.name} seed {seed}: {state} ({record['wall_s']:.0f} s)")
-    report = build_report(spec, current, pending)
+    report = build_report(spec, current, pending, _target_counts(spec, cmd_args, current, echo))
     paths = write_outputs(report, folder)
     report["files"] = paths
     return report
