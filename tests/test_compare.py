@@ -463,6 +463,8 @@ def test_learning_curve_evaluates_at_each_point_and_resumes(tmp_path, tiny_run_c
     assert points[1]["stats"]["ndcg@10"]["se"] == pytest.approx(values.std(ddof=1) / np.sqrt(6))
     assert points[1]["valid"]["ndcg@10"] == pytest.approx(values.mean(), abs=1e-4)  # RecBole's own figure
     assert points[1]["cpu_s"] > points[0]["cpu_s"] > 0
+    assert all(0 < p["valid_cpu_s"] < p["cpu_s"] for p in points)  # so training's own CPU time can be told apart
+    assert sum(p["valid_cpu_s"] for p in points) < points[1]["cpu_s"]
     assert os.path.getsize(folder / "curve.png") > 10_000
     assert main(["compare", f"--comparison={path}", f"--results_dir={tmp_path / 'res'}"]) == 0
     assert "curve msl seed 2020: finished earlier" in capsys.readouterr().out

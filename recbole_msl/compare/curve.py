@@ -67,11 +67,15 @@ def _epochs_for(points: list[int], per_epoch: int) -> list[int]:
 
 
 def _measure(trainer, model, valid_data, sequences: int, epoch: int) -> dict:
-    """One point: validation metrics, each user's ranked hits and per-user statistics, tau."""
+    """One point: validation metrics, each user's ranked hits and per-user statistics, tau, and the CPU and wall
+    seconds of this validation (``valid_cpu_s``, ``valid_wall_s``: a point's ``cpu_s`` counts every validation so
+    far, so the training's own CPU time is ``cpu_s`` less their sum)."""
+    cpu, wall = time.process_time(), time.perf_counter()
     valid = {k: float(v) for k, v in trainer.evaluate(valid_data, load_best_model=False).items()}
     hits = ranked_hits(valid_data, trainer.last_topk)
     return {"sequences": sequences, "epoch": epoch, "valid": valid, "stats": point_stats(hits),
-            "tau": float(model.tau), "valid_hits": hits}
+            "tau": float(model.tau), "valid_hits": hits, "valid_cpu_s": time.process_time() - cpu,
+            "valid_wall_s": time.perf_counter() - wall}
 
 
 def _untrained_point(trainer, model, valid_data, train_data) -> dict:
