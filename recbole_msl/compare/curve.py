@@ -32,7 +32,7 @@ from ..recbole_seam.build import build_run
 from ..recbole_seam.config import Config
 from ..recbole_seam.registry import is_plugin_model
 from . import store
-from .curve_chart import curve_chart
+from .curve_chart import cpu_chart, curve_chart
 from .curve_markdown import curve_markdown
 from .curve_stats import (
     curve_precision,
@@ -223,6 +223,14 @@ def write_curve_report(spec, folder: str, curves: list[dict], lines: list[dict],
     write_atomic(base + ".md", markdown)
     curve_chart(curves, report["lines"], base + ".png", f"{spec.name}: {spec.dataset}")
     report["files"] = {"json": base + ".json", "markdown": base + ".md", "chart": base + ".png"}
+    beside = [(name, (store.read_json(os.path.join(store.PUBLISHED_RESULTS, f"{name}.json")) or {}).get("curves"))
+              for name in spec.beside]
+    missing = [name for name, found in beside if not found]
+    if missing:
+        raise ConfigError(f"comparison {spec.name}: beside names {', '.join(missing)}, which has no published curve "
+                          f"report in docs/results/; name a curve comparison whose report is committed there")
+    if cpu_chart([(None, report["curves"]), *beside], base + "-cpu.png", f"{spec.name}: {spec.dataset}"):
+        report["files"]["cpu_chart"] = base + "-cpu.png"
     return report
 
 

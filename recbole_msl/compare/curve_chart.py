@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .curve_stats import CURVE_METRICS
+from .curve_stats import CURVE_METRICS, training_cpu_seconds, validation_estimate
 from .figures import pyplot, save_png
 
 
@@ -42,3 +42,37 @@ def curve_chart(curves: list[dict], lines: list[dict], path: str, title: str) ->
         axes[0].legend(fontsize=8, frameon=False)
     fig.tight_layout()
     save_png(fig, path)
+
+
+def cpu_chart(groups: list[tuple[str | None, list[dict]]], path: str, title: str) -> bool:
+    """NDCG@10 and Hit@10 against the CPU minutes of training alone (validations left out), for this curve's runs
+    (``groups[0]``, label None) and published curves beside them (dashed, labelled with their comparison), each
+    with a band of one standard error; False (nothing written) when no point's training time is known."""
+    series = []
+    for name, curves in groups:
+        estimate = validation_estimate(curves)
+        for curve in curves:
+            pairs = [(t / 60, p) for t, p in zip(training_cpu_seconds(curve["points"], estimate), curve["points"])
+                     if t is not None]
+            if pairs:
+                series.append((curve["run"] if name is None else f"{curve['run']} ({name})", name is not None, pairs))
+    if not series:
+        return False
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(5.2 * len(CURVE_METRICS), 4.0), dpi=120)
+    for ax, metric in zip(axes, CURVE_METRICS):
+        for label, dashed, pairs in series:
+            xs = np.array([x for x, _ in pairs])
+            means = np.array([p["stats"][metric]["mean"] for _, p in pairs])
+            ses = np.array([p["stats"][metric]["se"] for _, p in pairs])
+            (handle,) = ax.plot(xs, means, marker="o", linestyle="--" if dashed else "-", label=label)
+            ax.fill_between(xs, means - ses, means + ses, color=handle.get_color(), alpha=0.15)
+        ax.set_xlabel("CPU minutes of training (validations left out)")
+        ax.set_ylabel(f"valid {metric.replace('ndcg', 'NDCG').replace('hit', 'Hit')}")
+        ax.grid(alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+    fig.suptitle(f"{title}: at equal CPU time (bands: ±1 standard error over users)", fontsize=10)
+    axes[0].legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    save_png(fig, path)
+    return True

@@ -3,6 +3,7 @@ how they are made, the precision at the last point. "±" is one standard error o
 
 from __future__ import annotations
 
+from .curve_stats import training_cpu_seconds, validation_estimate
 from .report_format import fmt_p
 from .stats import ALPHA, EXACT_MAX, FLIPS, stored_adjusted_p, stored_p
 
@@ -51,20 +52,21 @@ def curve_markdown(report: dict) -> str:
                        f"standard error of the mean over the validation users (not a spread over seeds). The "
                        f"baselines' lines are their best validation scores, without ±.",
                        ["run", "sequences", "valid NDCG@10 ± SE", "valid Hit@10 ± SE", "users", "tau",
-                        "CPU time so far"])[1:]
+                        "CPU time so far", "of it training"])[1:]
     for curve in curves:
-        for p in curve["points"]:
+        training = training_cpu_seconds(curve["points"], validation_estimate(curves))
+        for p, train_s in zip(curve["points"], training):
             s = p["stats"]
             label = f"{p['sequences']:,}" if p["sequences"] else "0 (untrained)"
             if "measured_in" in p:
                 label += f", {p['measured_in']}'s"
             rows.append(f"| {curve['run']} | {label} | {s['ndcg@10']['mean']:.4f} ± {s['ndcg@10']['se']:.4f} "
                         f"| {s['hit@10']['mean']:.4f} ± {s['hit@10']['se']:.4f} | {s['users']} | {p['tau']:.3f} "
-                        f"| {p['cpu_s'] / 60:.0f} min |")
+                        f"| {p['cpu_s'] / 60:.0f} min | {'-' if train_s is None else f'{train_s / 60:.0f} min'} |")
     for line in lines:
         valid = line.get("valid") or {}
         rows.append(f"| {line['run']} (best valid) | - | {valid.get('ndcg@10', float('nan')):.4f} "
-                    f"| {valid.get('hit@10', float('nan')):.4f} | | | |")
+                    f"| {valid.get('hit@10', float('nan')):.4f} | | | | |")
     tests = report.get("tests") or []
     if tests:
         rows += _table_head(_tests_caption(tests, seeds),

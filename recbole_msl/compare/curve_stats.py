@@ -129,3 +129,32 @@ def curve_precision(curves: list[dict]) -> list[dict]:
                     "se_over_value": hit["se"] / hit["mean"] if hit["mean"] else None,
                     "users_for_one_fifth": users_for_relative_se(hit["mean"])})
     return out
+
+
+def validation_estimate(curves: list[dict]) -> float | None:
+    """The CPU seconds of one validation in records that did not time their validations: the first untrained point
+    measured by its own run (a validation and nothing else)."""
+    return next((p["cpu_s"] for c in curves for p in c["points"] if p["sequences"] == 0 and "measured_in" not in p),
+                None)
+
+
+def training_cpu_seconds(points: list[dict], estimate: float | None = None) -> list[float | None]:
+    """Each point's CPU seconds of training alone: its ``cpu_s`` (everything so far) less the validations so far.
+    A validation's own time is its ``valid_cpu_s`` (recorded since 2026-12-07); for older records each validation
+    is taken to cost what an untrained point cost (``estimate``, see :func:`validation_estimate`), and without
+    either the value is None. A point 0 copied from another run (``measured_in``) cost this run nothing."""
+    ordered = sorted(points, key=lambda p: p["sequences"])
+    own_zero = next((p for p in ordered if p["sequences"] == 0 and "measured_in" not in p), None)
+    estimate = own_zero["cpu_s"] if own_zero is not None else estimate
+    spent, result = 0.0, {}
+    for point in ordered:
+        if "measured_in" in point:
+            result[id(point)] = 0.0
+            continue
+        validation = point.get("valid_cpu_s", estimate if point["sequences"] else point.get("cpu_s"))
+        if validation is None or spent is None:
+            spent = None
+        else:
+            spent += validation
+        result[id(point)] = None if spent is None else max(point["cpu_s"] - spent, 0.0)
+    return [result[id(p)] for p in points]

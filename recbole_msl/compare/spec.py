@@ -20,10 +20,11 @@ from ..errors import ConfigError
 from ..model.options import decoding_keys
 from ..recbole_seam.property_files import PROPERTIES_DIR, profile_file
 from ..yaml_files import load_yaml
+from .store import PUBLISHED_RESULTS
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _SPEC_KEYS = {"name", "dataset", "seeds", "reference", "pairs", "report_metrics", "config", "config_files", "runs",
-              "results_dir", "description", "curve"}
+              "results_dir", "description", "curve", "beside"}
 _RUN_KEYS = {"name", "model", "config", "config_files", "profiles", "seeds"}
 
 
@@ -70,6 +71,7 @@ class ComparisonSpec:
     source: str | None = None  # the YAML it came from, if any
     curve: list[int] | None = None  # a learning curve: validate LLM runs after these numbers of sequences (0: untrained)
     pairs: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # tested pairs besides the reference
+    beside: list[str] = dataclasses.field(default_factory=list)  # published curves drawn beside this one (CPU chart)
 
     def run_names(self) -> list[str]:
         return [r.name for r in self.runs]
@@ -183,8 +185,13 @@ def load_spec(name_or_path: str) -> ComparisonSpec:
         reference=None if raw.get("reference") is None else str(raw["reference"]),
         report_metrics=[str(m).lower() for m in _as_list(raw.get("report_metrics"), "report_metrics")] or None,
         results_dir=str(raw.get("results_dir") or "results"), source=os.path.abspath(path),
-        curve=_curve_points(raw.get("curve"), path), pairs=_pairs(raw.get("pairs"), path))
+        curve=_curve_points(raw.get("curve"), path), pairs=_pairs(raw.get("pairs"), path),
+        beside=[str(n) for n in _as_list(raw.get("beside"), "beside")])
     check_reference(spec)
+    for name in spec.beside:  # checked before anything runs, not after hours of training
+        if not os.path.isfile(os.path.join(PUBLISHED_RESULTS, f"{name}.json")):
+            raise ConfigError(f"comparison file {path}: beside names {name}, which has no report in docs/results/; "
+                              f"name a learning-curve comparison whose report is committed there")
     names = set(spec.run_names())
     for pair in spec.pairs:
         unknown = [n for n in pair if n not in names]

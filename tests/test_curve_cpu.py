@@ -1,0 +1,60 @@
+"""Learning curves at equal CPU time: each point's training CPU (validations left out), a chart against it, and
+published curves drawn beside (the window format's beside the sequence format's)."""
+
+import json
+import os
+
+import pytest
+import yaml
+
+from recbole_msl.compare.curve_chart import cpu_chart
+from recbole_msl.compare.curve_markdown import curve_markdown
+from recbole_msl.compare.curve_stats import training_cpu_seconds, validation_estimate
+from recbole_msl.compare.spec import load_spec
+from recbole_msl.errors import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _point(sequences, cpu_s, **extra):
+    stats = {m: {"mean": 0.01, "se": 0.002} for m in ("ndcg@10", "hit@10")}
+    return {"sequences": sequences, "cpu_s": cpu_s, "stats": {**stats, "users": 943}, "tau": 1.5, **extra}
+
+
+def test_timed_validations_are_left_out_of_the_training_time():
+    points = [_point(0, 60.0, valid_cpu_s=60.0), _point(100, 200.0, valid_cpu_s=50.0),
+              _point(200, 330.0, valid_cpu_s=55.0)]
+    assert training_cpu_seconds(points) == [0.0, 90.0, 165.0]  # 200 - 60 - 50; 330 - 60 - 50 - 55
+
+
+def test_untimed_validations_cost_what_an_untrained_point_cost():
+    own = [_point(0, 60.0), _point(100, 200.0), _point(200, 330.0)]
+    assert training_cpu_seconds(own) == [0.0, 80.0, 150.0]  # each validation taken as 60 s
+    copied = [_point(0, 0.5, measured_in="msl"), _point(100, 150.0), _point(200, 270.0)]
+    assert training_cpu_seconds(copied) == [0.0, None, None]  # nothing to estimate a validation from
+    assert training_cpu_seconds(copied, validation_estimate([{"points": own}, {"points": copied}])) == \
+        [0.0, 90.0, 150.0]
+
+
+def test_the_published_window_curve_is_drawn_beside_at_equal_cpu_time(tmp_path):
+    with open(os.path.join(ROOT, "docs", "results", "ml-100k-curve-8k.json"), encoding="utf-8") as f:
+        window = json.load(f)["curves"]
+    mine = [{"run": "msl-ats", "seed": 2020, "points": [_point(0, 900.0, valid_cpu_s=900.0), _point(163, 2400.0, valid_cpu_s=880.0)]}]
+    path = tmp_path / "cpu.png"
+    assert cpu_chart([(None, mine), ("ml-100k-curve-8k", window)], str(path), "test")
+    assert path.stat().st_size > 10_000
+    estimate = validation_estimate(window)
+    assert all(t is not None and t >= 0 for c in window for t in training_cpu_seconds(c["points"], estimate))
+    report = {"curves": mine, "lines": [], "tests": [], "precision": []}
+    assert "| msl-ats | 163 | 0.0100 ± 0.0020 | 0.0100 ± 0.0020 | 943 | 1.500 | 40 min | 10 min |" in \
+        curve_markdown(report)
+
+
+def test_beside_must_name_a_published_curve(tmp_path):
+    with open(os.path.join(ROOT, "properties", "comparisons", "ml-100k-sequence-curve.yaml"), encoding="utf-8") as f:
+        spec = yaml.safe_load(f)
+    assert spec["beside"] == ["ml-100k-curve-8k"] and load_spec("ml-100k-sequence-curve").beside == spec["beside"]
+    path = tmp_path / "curve.yaml"
+    path.write_text(yaml.safe_dump({**spec, "beside": ["no-such-curve"]}))
+    with pytest.raises(ConfigError, match="beside names no-such-curve, which has no report in docs/results/"):
+        load_spec(str(path))
