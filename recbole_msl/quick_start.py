@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import copy
 import os
-import random
 import secrets
 import sys
 import time
 from logging import getLogger
 
-import numpy as np
 import torch
 from recbole.data.transform import construct_transform
 from recbole.utils import get_flops, get_local_time, init_seed, set_color
 
+from .core.random_states import kept_random_states
 from .distributed import broadcast_text
 from .files import write_json
 from .recbole_seam.assistant import load_assistant, train_assistant
@@ -76,12 +75,8 @@ def _run_stem(config) -> str:
 def _load_assistant_early(config, data):
     """An ``assistant_checkpoint`` is read and checked before the LLM trains (a wrong file stops the run in seconds,
     not after hours), with every random state restored, so the training is what it would be without it."""
-    states = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
-        loaded = load_assistant(config, data)
-    random.setstate(states[0])
-    np.random.set_state(states[1])
-    return loaded
+    with kept_random_states():
+        return load_assistant(config, data)
 
 
 def run(model, dataset, config_file_list=None, config_dict=None, saved=True, cmd_args=None,

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import random
 import time
 
-import numpy as np
-import torch
 from recbole.utils import init_logger
 
+from ..core.random_states import kept_random_states
 from ..errors import ConfigError
 from ..evaluation.records import ranked_hits
 from ..files import write_atomic, write_json
@@ -82,13 +80,9 @@ def _untrained_point(trainer, model, valid_data, train_data) -> dict:
     """The point at 0 sequences: the backbone with its fresh LoRA adapter (B = 0, so exactly the
     backbone), measured before training or resuming. The RNG states are restored afterwards so the
     training that follows is the same with or without this point."""
-    states = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
+    with kept_random_states():
         trainer.eval_collector.data_collect(train_data)  # what trainer.start does before any evaluation
-        point = _measure(trainer, model, valid_data, 0, 0)
-    random.setstate(states[0])
-    np.random.set_state(states[1])
-    return point
+        return _measure(trainer, model, valid_data, 0, 0)
 
 
 def _echo_point(echo, run_name: str, seed: int, point: dict) -> None:

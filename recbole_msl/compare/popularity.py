@@ -9,8 +9,8 @@ import collections
 
 import numpy as np
 
+from ..recbole_seam.build import build_data
 from ..recbole_seam.config import Config
-from ..recbole_seam.data import create_dataset, data_preparation
 
 BUCKETS = ("tail", "torso", "head")
 
@@ -21,7 +21,7 @@ def training_target_counts(spec, cmd_args=()) -> dict[str, int]:
     run = spec.runs[0]
     config = Config(model=run.model, dataset=spec.dataset, config_file_list=run.config_files,
                     config_dict={**run.config, "seed": spec.seeds[0]}, cmd_args=list(cmd_args))
-    train, _, _ = data_preparation(config, create_dataset(config))
+    _, (train, _, _) = build_data(config)
     data = train._dataset
     tokens = data.field2id_token[data.iid_field]
     counted = collections.Counter(data.inter_feat[data.iid_field].tolist())

@@ -32,16 +32,23 @@ class Run:
     model_s: float  # seconds spent constructing the model (an LLM: loading the backbone)
 
 
+def build_data(config, dataset=None, splits: bool = True):
+    """Seed, then load ``config``'s data set (or take ``dataset``, not built yet) and split it: (data set, (train,
+    valid, test) loaders, or three None without ``splits``). The split of every run, and of a report that counts
+    its training targets, is made here."""
+    init_seed(config["seed"], config["reproducibility"])
+    data = create_dataset(config) if dataset is None else dataset
+    return data, (data_preparation(config, data) if splits else (None, None, None))
+
+
 def build_run(config, dataset=None, splits: bool = True, trainer: bool = True) -> Run:
-    """Seed, load ``config``'s data set (or take ``dataset``, not built yet), split it, seed again (per process
-    under torchrun), construct the model on the training split and its trainer.
+    """:func:`build_data`, then seed again (per process under torchrun) and construct the model on the training
+    split and its trainer.
 
     ``splits=False``: no loaders and no trainer; the model is built on the whole data set (a checkpoint reloaded
     to recommend)."""
     start = time.perf_counter()
-    init_seed(config["seed"], config["reproducibility"])
-    data = create_dataset(config) if dataset is None else dataset
-    loaders = data_preparation(config, data) if splits else (None, None, None)
+    data, loaders = build_data(config, dataset, splits)
     data_s = time.perf_counter() - start
     if splits:
         init_seed(config["seed"] + config["local_rank"], config["reproducibility"])

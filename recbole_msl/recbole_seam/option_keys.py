@@ -48,9 +48,7 @@ def known_option_keys() -> frozenset[str]:
     RecBole's argument lists and all its property YAMLs (overall, every model, every data set, the quick-start
     files), the plugin's YAMLs (overall, models, data sets, profiles) and the keys RecBole's and the plugin's
     code read (``config["..."]``). About 40 ms once per process."""
-    keys = {ALLOW_UNKNOWN, "model", "dataset"}
-    keys.update(argument_list.general_arguments + argument_list.training_arguments
-                + argument_list.evaluation_arguments + argument_list.dataset_arguments)
+    keys = {ALLOW_UNKNOWN, "model", "dataset"} | recbole_general_keys()
     recbole_dir = os.path.dirname(recbole.__file__)
     for folder in (os.path.join(recbole_dir, "properties"), PROPERTIES_DIR):
         for path in glob.glob(os.path.join(folder, "**", "*.yaml"), recursive=True):
@@ -59,8 +57,7 @@ def known_option_keys() -> frozenset[str]:
                 keys |= _yaml_keys(path)
     for folder in (recbole_dir, _HERE):
         for path in glob.glob(os.path.join(folder, "**", "*.py"), recursive=True):
-            with open(path, encoding="utf-8") as f:
-                keys.update(_READ_IN_CODE.findall(f.read()))
+            keys |= _keys_read_in(path)
     return frozenset(keys)
 
 

@@ -54,11 +54,11 @@ class SequenceExamples:
         So epochs smaller than a pass walk through it (every target once per pass, as with whole-pass epochs), and
         the order depends on the seed and the position only: every process agrees on it and a resumed run draws
         the same chunks."""
-        total, orders, mine = len(self.chunks), {}, []
+        total, current, order, mine = len(self.chunks), None, [], []
         for position in range(epoch * size + self.rank, (epoch + 1) * size, self.world_size):
-            index = position // total
-            if index not in orders:
-                orders = {index: self._pass_order(index)}  # positions rise, so one pass is kept at a time
-            mine.append(orders[index][position % total])
+            if position // total != current:  # positions rise, so one pass's order is kept at a time
+                current = position // total
+                order = self._pass_order(current)
+            mine.append(order[position % total])
         for start in range(0, len(mine), step):
             yield [self.chunks[i] for i in mine[start:start + step]]
