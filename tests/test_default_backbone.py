@@ -34,11 +34,14 @@ def test_gguf_cache_gives_the_same_weights_and_token_ids(gguf_cache_dir):
     config = {"llm_path": None, "llm_dtype": "float32", "llm_load_in_bits": None, "trust_remote_code": False,
               "gguf_cache": True, "gguf_cache_dir": str(gguf_cache_dir)}
     written_here = not any(gguf_cache_dir.iterdir())  # run alone or first: this load dequantises and writes it
+    before = torch.get_rng_state()
     direct, direct_tokenizer = load_backbone(BackboneOptions.from_mapping(config if written_here else {**config, "gguf_cache": False}),
                                              torch.device("cpu"))  # from the GGUF either way
+    assert torch.equal(torch.get_rng_state(), before)  # the LoRA weights drawn next do not depend on the path
     (folder,) = list(gguf_cache_dir.iterdir())
     assert (folder / "model.safetensors").stat().st_size > 400e6
     cached, cached_tokenizer = load_backbone(BackboneOptions.from_mapping(config), torch.device("cpu"))  # reads the cache
+    assert torch.equal(torch.get_rng_state(), before)  # transformers draws from it on this path: kept all the same
     assert not getattr(cached.config, "quantization_config", None)  # plain weights, not the GGUF loader
     ours, theirs = cached.state_dict(), direct.state_dict()
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)

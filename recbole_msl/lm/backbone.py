@@ -14,6 +14,7 @@ import os
 
 import torch
 
+from ..core.random_states import kept_random_states
 from ..errors import ConfigError, first_line
 from . import gguf_cache
 from .compat import quiet_loading
@@ -110,7 +111,16 @@ def _quantization(options: BackboneOptions, device):
 
 
 def load_backbone(options: BackboneOptions, device: torch.device):
-    """Return (model, tokenizer) for ``options.llm_path`` in the configured dtype."""
+    """Return (model, tokenizer) for ``options.llm_path`` in the configured dtype.
+
+    Loading leaves the random generators as it found them: transformers draws from them on some paths only (a
+    folder of safetensors does, a GGUF file does not), and the LoRA weights drawn next must not depend on whether
+    the backbone came from the GGUF cache."""
+    with kept_random_states(device):
+        return _load_backbone(options, device)
+
+
+def _load_backbone(options: BackboneOptions, device: torch.device):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = check_llm_path(options)
