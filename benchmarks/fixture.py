@@ -56,6 +56,11 @@ def load_setting(llm_path: str | None = None, **extra):
     return _CACHE[key]
 
 
+def drop_setting(llm_path: str | None = None, **extra) -> None:
+    """Forget a setting loaded by :func:`load_setting`, so its model's memory is freed for the next one."""
+    _CACHE.pop((llm_path, tuple(sorted(extra.items()))), None)
+
+
 def training_batch(train, size: int, seed: int = 0):
     """The first ``size`` training sequences of a seeded shuffle: the same batch for every step compared."""
     torch.manual_seed(seed)

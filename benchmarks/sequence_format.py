@@ -8,6 +8,10 @@ load from other processes hits both alike; the ratio of the medians is the figur
 process's peak RSS above its level before the step (other models stay loaded in the process), during one step
 on the longest chunk (the 50 longest titles), and during one step of LoRA on every linear layer (all-linear)
 and of full fine-tuning on that chunk, against one step of the window format.
+
+The capacity settings' step times (LoRA all-linear at r 8 and r 64, full fine-tuning) are measured against
+LoRA q/v r 8 on the same 2 chunks, steps interleaved in pairs as above: their ratios say how many chunks each
+setting trains in the CPU time of q/v's, which is how a settings search at equal CPU time sizes its runs.
 """
 
 from __future__ import annotations
@@ -19,11 +23,16 @@ import torch
 from recbole_msl.lm.common_prefix import common_prefix_length
 
 from .common import PeakMemory, log, median, memory_kind, write_json
-from .fixture import load_setting, training_batch
+from .fixture import drop_setting, load_setting, training_batch
 
 WINDOWS_PER_STEP = 8  # the CPU profile's micro_batch_size
 CHUNKS_PER_STEP = 2
 CHUNK_TITLES = 50  # MAX_ITEM_LIST_LENGTH of the sequence setting
+CAPACITY = {  # name -> options, each timed against LoRA q/v r 8 (the default)
+    "lora_all_linear_r8": {"lora_target_modules": "all-linear"},
+    "lora_all_linear_r64": {"lora_target_modules": "all-linear", "lora_r": 64, "lora_alpha": 128},
+    "full": {"llm_finetune": "full"},
+}
 
 
 def _step(model, batch, optimizer) -> float:
@@ -125,8 +134,8 @@ def run(quick: bool = False) -> dict:
     longest = [_longest_chunk(sequence)]
     figures["peak_bytes"] = {"window_step": _peak(window, windows), "longest_chunk_lora_qv": _peak(sequence, longest)}
     if not quick:
-        for name, extra in (("longest_chunk_lora_all_linear", {"lora_target_modules": "all-linear"}),
-                            ("longest_chunk_full", {"llm_finetune": "full"})):
+        for name, extra in (("longest_chunk_lora_all_linear", CAPACITY["lora_all_linear_r8"]),
+                            ("longest_chunk_full", CAPACITY["full"])):
             try:
                 _, _, _, model = load_setting(train_format="sequence", **extra)
             except Exception as err:  # noqa: BLE001 - an option this version lacks: say so, measure the rest
@@ -134,8 +143,37 @@ def run(quick: bool = False) -> dict:
                 continue
             model.opts.history_length = CHUNK_TITLES
             figures["peak_bytes"][name] = _peak(model, longest)
+        figures["capacity_step_s"] = _capacity_steps(sequence, batch, rounds)
     write_json("sequence_format", figures)
     return figures
+
+
+def _capacity_steps(base, batch, rounds: int) -> dict:
+    """Median step seconds of each capacity setting and of LoRA q/v r 8 in the same pairs of rounds."""
+    out = {}
+    for name, extra in CAPACITY.items():
+        _, _, _, model = load_setting(train_format="sequence", **extra)
+        model.opts.history_length = CHUNK_TITLES
+        pairs = {"base": (base, []), name: (model, [])}
+        kept = [p.detach().clone() for p in base.parameters() if p.requires_grad]
+        optimizers = {k: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4)
+                      for k, (m, _) in pairs.items()}
+        for m, _ in pairs.values():
+            m.train()
+        for _ in range(rounds):
+            for k, (m, times) in pairs.items():
+                _step(m, batch, optimizers[k])  # untimed: follows a step of the other setting
+                times.append(_step(m, batch, optimizers[k]))
+        with torch.no_grad():
+            for p, s in zip([p for p in base.parameters() if p.requires_grad], kept):
+                p.copy_(s)
+        base_s, step_s = median(pairs["base"][1]), median(pairs[name][1])
+        out[name] = {"step_s": step_s, "base_step_s": base_s, "ratio": step_s / base_s,
+                     "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+        log(f"{name}: {step_s:.2f} s per step against LoRA q/v r 8's {base_s:.2f} s ({step_s / base_s:.2f}x)")
+        del model, optimizers, pairs
+        drop_setting(train_format="sequence", **extra)
+    return out
 
 
 def summary(f: dict) -> list[tuple]:
@@ -160,4 +198,7 @@ def summary(f: dict) -> list[tuple]:
         if key in peaks:
             rows.append((label, peaks[key] / mib, peaks["window_step"] / mib, peaks[key] / peaks["window_step"],
                          "", None))
+    for name, c in f.get("capacity_step_s", {}).items():
+        rows.append((f"sequence step seconds, {name.replace('_', ' ')} vs LoRA q/v r 8 (equal-CPU chunk ratio)",
+                     c["step_s"], c["base_step_s"], c["ratio"], "", None))
     return rows
