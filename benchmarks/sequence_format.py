@@ -16,6 +16,7 @@ setting trains in the CPU time of q/v's, which is how a settings search at equal
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import torch
@@ -70,16 +71,45 @@ def _longest_chunk(model) -> list[int]:
     return sorted(items, key=lambda i: -len(model.prompts.title_ids[i]))[:CHUNK_TITLES]
 
 
+def _trainable(model) -> list[torch.Tensor]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+@contextlib.contextmanager
+def _weights_kept(*models):
+    """Steps taken inside change no trainable weight of ``models``: a benchmark times steps, it does not train."""
+    saved = [[p.detach().clone() for p in _trainable(m)] for m in models]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for model, kept in zip(models, saved):
+                for p, s in zip(_trainable(model), kept):
+                    p.copy_(s)
+
+
+def _interleaved_steps(settings: dict, rounds: int) -> dict[str, list[float]]:
+    """Seconds of each setting's timed steps; ``settings`` maps a name to (model, batch). Every round each setting
+    takes an untimed step (it follows the other setting's) and a timed one, so load from other processes hits all
+    alike."""
+    optimizers = {name: torch.optim.AdamW(_trainable(m), lr=1e-4) for name, (m, _) in settings.items()}
+    times = {name: [] for name in settings}
+    with _weights_kept(*(m for m, _ in settings.values())):
+        for m, _ in settings.values():
+            m.train()
+        for r in range(rounds):
+            for name, (m, batch) in settings.items():
+                _step(m, batch, optimizers[name])
+                times[name].append(_step(m, batch, optimizers[name]))
+            log(f"round {r + 1}/{rounds}: " + ", ".join(f"{name} {t[-1]:.2f} s" for name, t in times.items()))
+    return times
+
+
 def _peak(model, batch) -> int:
-    params = [p for p in model.parameters() if p.requires_grad]
-    saved = [p.detach().clone() for p in params]
-    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    optimizer = torch.optim.AdamW(_trainable(model), lr=1e-4)
     model.train()
-    with PeakMemory() as peak:
+    with _weights_kept(model), PeakMemory() as peak:
         _step(model, batch, optimizer)
-    with torch.no_grad():
-        for p, s in zip(params, saved):
-            p.copy_(s)
     return peak.delta  # above the step's start: other benchmarks' models stay loaded in this process
 
 
@@ -104,22 +134,7 @@ def run(quick: bool = False) -> dict:
     log(f"window: {w_targets} targets in {w_tokens} tokens ({w_computed} computed); sequence: {s_targets} targets "
         f"in {s_tokens} tokens ({s_computed} computed) "
         f"({len(chunks)} chunks, {examples.targets} targets per pass over ml-100k)")
-    times = {"window": [], "sequence": []}
-    optimizers = {}
-    for name, model in (("window", window), ("sequence", sequence)):
-        model.train()
-        optimizers[name] = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    saved = {name: [p.detach().clone() for p in m.parameters() if p.requires_grad]
-             for name, m in (("window", window), ("sequence", sequence))}
-    for r in range(rounds):
-        for name, model, data in (("window", window, windows), ("sequence", sequence, batch)):
-            _step(model, data, optimizers[name])  # untimed: follows a step of the other format
-            times[name].append(_step(model, data, optimizers[name]))
-        log(f"round {r + 1}/{rounds}: window {times['window'][-1]:.2f} s, sequence {times['sequence'][-1]:.2f} s")
-    for name, model in (("window", window), ("sequence", sequence)):
-        with torch.no_grad():
-            for p, s in zip([p for p in model.parameters() if p.requires_grad], saved[name]):
-                p.copy_(s)
+    times = _interleaved_steps({"window": (window, windows), "sequence": (sequence, batch)}, rounds)
     w_s, s_s = median(times["window"]), median(times["sequence"])
     figures = {
         "window": {"step_s": w_s, "targets": w_targets, "tokens": w_tokens, "targets_per_s": w_targets / w_s,
@@ -154,24 +169,12 @@ def _capacity_steps(base, batch, rounds: int) -> dict:
     for name, extra in CAPACITY.items():
         _, _, _, model = load_setting(train_format="sequence", **extra)
         model.opts.history_length = CHUNK_TITLES
-        pairs = {"base": (base, []), name: (model, [])}
-        kept = [p.detach().clone() for p in base.parameters() if p.requires_grad]
-        optimizers = {k: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4)
-                      for k, (m, _) in pairs.items()}
-        for m, _ in pairs.values():
-            m.train()
-        for _ in range(rounds):
-            for k, (m, times) in pairs.items():
-                _step(m, batch, optimizers[k])  # untimed: follows a step of the other setting
-                times.append(_step(m, batch, optimizers[k]))
-        with torch.no_grad():
-            for p, s in zip([p for p in base.parameters() if p.requires_grad], kept):
-                p.copy_(s)
-        base_s, step_s = median(pairs["base"][1]), median(pairs[name][1])
+        times = _interleaved_steps({"lora_qv_r8": (base, batch), name: (model, batch)}, rounds)
+        base_s, step_s = median(times["lora_qv_r8"]), median(times[name])
         out[name] = {"step_s": step_s, "base_step_s": base_s, "ratio": step_s / base_s,
-                     "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+                     "trainable": sum(p.numel() for p in _trainable(model))}
         log(f"{name}: {step_s:.2f} s per step against LoRA q/v r 8's {base_s:.2f} s ({step_s / base_s:.2f}x)")
-        del model, optimizers, pairs
+        del model
         drop_setting(train_format="sequence", **extra)
     return out
 
