@@ -14,6 +14,7 @@ import yaml
 
 from recbole_msl.cli import main
 from recbole_msl.compare import runner, store
+from recbole_msl.compare.curve_schedule import trained_sequences
 from recbole_msl.compare.spec import load_spec, parse_seeds, spec_from_models
 from recbole_msl.compare.stats import paired_test
 from recbole_msl.compare.user_metrics import per_user_metrics
@@ -307,7 +308,8 @@ def test_shipped_comparisons_parse():
                     for path in run.config_files:
                         settings.update(read_config_file(path))
                     per_epoch = {**settings, **run.config}["train_samples_per_epoch"]
-                    assert all(p % per_epoch == 0 for p in spec.curve), (name, run.name, per_epoch)
+                    trained = [trained_sequences(p, run.cost) for p in spec.curve]
+                    assert all(t % per_epoch == 0 for t in trained), (name, run.name, per_epoch)
             continue
         assert spec.reference in spec.run_names()
         assert {"LLMMSL", "SASRec"} <= {r.model for r in spec.runs} or name.endswith("-tau")
@@ -484,7 +486,10 @@ def test_learning_curve_evaluates_at_each_point_and_resumes(tmp_path, tiny_run_c
 
 def test_curve_runs_that_differ_only_in_training_keys_share_the_untrained_point(tmp_path, tiny_run_config, capsys):
     """Point 0 is the backbone: LML takes MSL's measurement, which equals LML's own (measured in a
-    comparison without MSL); a run whose evaluation differs (a shorter history) measures its own."""
+    comparison without MSL); runs with another LoRA shape or full fine-tuning would take it too, and their
+    own measurements equal it; a run whose evaluation differs (a shorter history) measures its own."""
+    from recbole_msl.compare.curve import untrained_signature
+
     shared = {k: v for k, v in tiny_run_config.items() if k not in ("eval_max_users", "epochs")}
     spec = {"name": "zero", "dataset": "ml-100k", "curve": [0, 8],
             "config": {**shared, "MAX_ITEM_LIST_LENGTH": 10, "train_samples_per_epoch": 8,
@@ -492,6 +497,9 @@ def test_curve_runs_that_differ_only_in_training_keys_share_the_untrained_point(
             "runs": [{"name": "msl", "model": "LLMMSL", "config": {"llm_loss": "msl", "tau": "ats"}},
                      {"name": "lml", "model": "LLMMSL", "config": {"llm_loss": "lml", "learning_rate": 0.01}},
                      {"name": "short", "model": "LLMMSL", "config": {"llm_loss": "lml", "MAX_ITEM_LIST_LENGTH": 5}}]}
+    others = [{"name": "wide", "model": "LLMMSL",
+               "config": {"lora_r": 4, "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}},
+              {"name": "full", "model": "LLMMSL", "config": {"llm_finetune": "full", "learning_rate": 1e-4}}]
     path = tmp_path / "zero.yaml"
     path.write_text(yaml.safe_dump(spec))
     assert main(["compare", f"--comparison={path}", f"--results_dir={tmp_path / 'res'}"]) == 0
@@ -502,10 +510,14 @@ def test_curve_runs_that_differ_only_in_training_keys_share_the_untrained_point(
     msl, lml, short = (_read_json(runs / f"curve-{n}--seed2020.json")["points"][0] for n in ("msl", "lml", "short"))
     assert lml["measured_in"] == "msl" and lml["valid_hits"] == msl["valid_hits"]
     assert "measured_in" not in short and "measured_in" not in msl
-    path.write_text(yaml.safe_dump({**spec, "runs": spec["runs"][1:2]}))
-    assert main(["compare", f"--comparison={path}", f"--results_dir={tmp_path / 'alone'}"]) == 0
-    own = _read_json(tmp_path / "alone" / "zero" / "runs" / "curve-lml--seed2020.json")["points"][0]
-    assert "measured_in" not in own and own["valid_hits"] == msl["valid_hits"] and own["valid"] == msl["valid"]
+    path.write_text(yaml.safe_dump({**spec, "runs": spec["runs"] + others}))
+    signatures = {r.name: untrained_signature(r, "ml-100k", 2020, []) for r in load_spec(str(path)).runs}
+    assert signatures["wide"] == signatures["full"] == signatures["msl"] != signatures["short"]
+    for alone in ("lml", "wide", "full"):  # each measured on its own equals msl's measurement
+        path.write_text(yaml.safe_dump({**spec, "runs": [r for r in spec["runs"] + others if r["name"] == alone]}))
+        assert main(["compare", f"--comparison={path}", f"--results_dir={tmp_path / alone}"]) == 0
+        own = _read_json(tmp_path / alone / "zero" / "runs" / f"curve-{alone}--seed2020.json")["points"][0]
+        assert "measured_in" not in own and own["valid_hits"] == msl["valid_hits"] and own["valid"] == msl["valid"]
 
 
 def _curve_point(sequences: int, rows: list[tuple[str, str, int]]) -> dict:

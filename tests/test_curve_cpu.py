@@ -58,3 +58,52 @@ def test_beside_must_name_a_published_curve(tmp_path):
     path.write_text(yaml.safe_dump({**spec, "beside": ["no-such-curve"]}))
     with pytest.raises(ConfigError, match="beside names no-such-curve, which has no report in docs/results/"):
         load_spec(str(path))
+
+
+def test_an_estimated_cpu_time_is_marked_and_explained():
+    estimated = {"run": "msl-ats", "seed": 2020, "cpu_note": "5 epochs' CPU estimated",
+                 "points": [_point(0, 900.0, valid_cpu_s=900.0), _point(163, 2400.0, valid_cpu_s=880.0,
+                                                                          cpu_estimated_s=300.0)]}
+    markdown = curve_markdown({"curves": [estimated], "lines": [], "tests": [], "precision": []})
+    assert "| 1.500 | ≈ 40 min | ≈ 10 min |" in markdown and "≈ (msl-ats): 5 epochs' CPU estimated" in markdown
+    plain = curve_markdown({"curves": [_without_note(estimated)], "lines": [], "tests": [], "precision": []})
+    assert "≈" not in plain
+
+
+def _without_note(curve):
+    return {"run": curve["run"], "seed": curve["seed"],
+            "points": [{k: v for k, v in p.items() if k != "cpu_estimated_s"} for p in curve["points"]]}
+
+
+def test_a_stopped_curve_keeps_the_cpu_time_of_every_finished_epoch(tmp_path, tiny_run_config, monkeypatch):
+    """The record's CPU time is written after every epoch, not only at points: a process stopped between two
+    points (a session's end) leaves the finished epochs' CPU time in the record, and the resumed run adds to it."""
+    from recbole_msl.cli import main
+    from recbole_msl.trainer.llmmsl_trainer import LLMMSLTrainer
+
+    train_epoch = LLMMSLTrainer._train_epoch
+
+    def stop_in_third_epoch(self, train_data, epoch_idx, *args, **kwargs):
+        if epoch_idx == 2:
+            raise KeyboardInterrupt  # what a killed process amounts to: nothing after this point runs
+        return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
+
+    shared = {k: v for k, v in tiny_run_config.items() if k not in ("eval_max_users", "epochs")}
+    spec = {"name": "stop", "dataset": "ml-100k", "curve": [8, 32],
+            "config": {**shared, "MAX_ITEM_LIST_LENGTH": 10, "train_samples_per_epoch": 8,
+                       "eval_sample_users": {"valid": 3}},
+            "runs": [{"name": "msl", "model": "LLMMSL"}]}
+    path = tmp_path / "stop.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    args = ["compare", f"--comparison={path}", f"--results_dir={tmp_path / 'res'}"]
+    monkeypatch.setattr(LLMMSLTrainer, "_train_epoch", stop_in_third_epoch)
+    assert main(args) != 0  # "interrupted; run the same command again to continue"
+    record_path = tmp_path / "res" / "stop" / "runs" / "curve-msl--seed2020.json"
+    stopped = json.loads(record_path.read_text())
+    assert [p["sequences"] for p in stopped["points"]] == [8]
+    assert stopped["cpu_s"] > stopped["points"][0]["cpu_s"]  # the second epoch's CPU time is kept
+    monkeypatch.setattr(LLMMSLTrainer, "_train_epoch", train_epoch)
+    assert main(args) == 0
+    resumed = json.loads(record_path.read_text())
+    assert resumed["points"][0] == stopped["points"][0]
+    assert resumed["points"][1]["cpu_s"] > stopped["cpu_s"] + resumed["points"][1]["valid_cpu_s"]

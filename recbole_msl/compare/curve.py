@@ -32,6 +32,7 @@ from ..recbole_seam.registry import is_plugin_model
 from . import store
 from .curve_chart import cpu_chart, curve_chart
 from .curve_markdown import curve_markdown
+from .curve_schedule import expected_points, flat_stop, stop_note, trained_sequences
 from .curve_stats import (
     curve_precision,
     curve_tests,
@@ -42,11 +43,19 @@ from .curve_stats import point_stats as _point_stats  # noqa: F401 - tests rebui
 from .runner import execute_run, free_memory
 from .stats import EXACT_MAX, FLIPS
 
-# Keys that shape training only. The untrained model is the backbone itself (LoRA's B starts at zero),
-# and evaluation uses neither the loss nor tau nor the optimizer, so runs whose configurations differ
-# only in these keys share one measurement of point 0 (a whole validation pass saved per run).
+# Keys that shape training only. The untrained model is the backbone itself (LoRA's B starts at zero, whatever
+# its rank, scale, dropout or target layers, and full fine-tuning starts from the backbone), and evaluation uses
+# neither the loss nor tau nor the optimizer, so runs whose configurations differ only in these keys share one
+# measurement of point 0 (a whole validation pass saved per run).
 TRAINING_ONLY_KEYS = frozenset({"llm_loss", "tau", "ats_tau_init", "ats_eta", "ats_alpha", "ats_range",
-                                "learning_rate", "weight_decay", "warmup_ratio"})
+                                "learning_rate", "weight_decay", "warmup_ratio", "lora_r", "lora_alpha",
+                                "lora_dropout", "lora_target_modules", "llm_finetune"})
+
+
+def curve_signature(run, dataset: str, seed: int, points: list[int], cmd_args: list[str]) -> str:
+    """A curve run's signature: its settings and the sequences it trains at each positive point."""
+    trained = [trained_sequences(p, run.cost) for p in points if p > 0]
+    return run.signature(dataset, seed, list(cmd_args) + [f"curve={trained}"])
 
 
 def untrained_signature(run, dataset: str, seed: int, cmd_args: list[str]) -> str:
@@ -55,13 +64,18 @@ def untrained_signature(run, dataset: str, seed: int, cmd_args: list[str]) -> st
     return dataclasses.replace(run, name="", config=kept).signature(dataset, seed, list(cmd_args))
 
 
-def _epochs_for(points: list[int], per_epoch: int) -> list[int]:
-    """The epochs after which each positive point is measured (0, the untrained model, needs none)."""
-    for p in points:
-        if p % per_epoch:
-            raise ConfigError(f"curve point {p} is not a multiple of train_samples_per_epoch {per_epoch}; "
-                              f"choose points that are")
-    return [p // per_epoch for p in points if p > 0]
+def _epochs_for(points: list[int], per_epoch: int, cost: float | None = None) -> dict[int, int]:
+    """The epoch after which each positive point is measured, as {epoch: point} (0, the untrained model, needs
+    none); with a ``cost`` the run trains :func:`trained_sequences` of each point."""
+    epochs = {}
+    for p in (p for p in points if p > 0):
+        trained = trained_sequences(p, cost)
+        if trained % per_epoch:
+            at_cost = "" if cost is None else f" (trains {trained} sequences at cost {cost:g})"
+            raise ConfigError(f"curve point {p}{at_cost} is not a multiple of train_samples_per_epoch {per_epoch}; "
+                              f"choose points (or a train_samples_per_epoch) that are")
+        epochs[trained // per_epoch] = p
+    return epochs
 
 
 def _measure(trainer, model, valid_data, sequences: int, epoch: int) -> dict:
@@ -93,20 +107,21 @@ def _echo_point(echo, run_name: str, seed: int, point: dict) -> None:
 
 
 def curve_run(run, dataset: str, seed: int, points: list[int], cmd_args: list[str], folder: str, echo,
-              untrained: dict | None = None) -> dict:
+              untrained: dict | None = None, stop_from: int | None = None) -> dict:
     """Train one LLMMSL run to the last point, evaluating on validation at each point; resumable.
 
     The signature covers the positive points only: adding 0 (the untrained model) to a finished
     curve measures that point and keeps the trained ones. ``untrained`` maps
     :func:`untrained_signature` to a point 0 already measured by another run of the comparison,
-    which this run then takes instead of measuring it again (the copy names the run it came from)."""
+    which this run then takes instead of measuring it again (the copy names the run it came from).
+    ``stop_from``: the comparison's ``stop_when_flat_from`` (see :mod:`.curve_schedule`)."""
     record_path = store.record_path(folder, f"curve-{run.name}", seed)
     record = store.read_json(record_path) or {}
-    signature = run.signature(dataset, seed, cmd_args + [f"curve={[p for p in points if p > 0]}"])
+    signature = curve_signature(run, dataset, seed, points, cmd_args)
     if record.get("signature") != signature:
         record = {"run": run.name, "model": run.model, "seed": seed, "signature": signature, "points": []}
     done = {p["sequences"] for p in record["points"]}
-    if set(points) <= done:
+    if set(expected_points(points, flat_stop(record["points"], stop_from))) <= done:
         echo(f"curve {run.name} seed {seed}: finished earlier, read back from {record_path}")
         return record
     base = Config(model=run.model, dataset=dataset, config_file_list=run.config_files,
@@ -114,7 +129,7 @@ def curve_run(run, dataset: str, seed: int, points: list[int], cmd_args: list[st
     per_epoch = base["train_samples_per_epoch"]
     if not per_epoch:
         raise ConfigError("a learning curve needs train_samples_per_epoch (sequences per epoch) in the run's config")
-    epochs = _epochs_for(points, per_epoch)
+    epochs = _epochs_for(points, per_epoch, run.cost)
     last = os.path.join(folder, "curves", f"{run.name}--seed{seed}")  # the run's checkpoints
     trained = [p for p in record["points"] if p["sequences"] > 0]
     resume = last + "-last" if trained and os.path.isdir(last + "-last") else None
@@ -150,11 +165,21 @@ def curve_run(run, dataset: str, seed: int, points: list[int], cmd_args: list[st
             save(_untrained_point(trainer, model, valid_data, train_data))
     trainer.start(train_data)
     for epoch in sorted(epochs):  # a point cut short by a stop is measured on resuming, from that epoch's state
-        if epoch * per_epoch in {p["sequences"] for p in record["points"]} or epoch < trainer.epochs_done:
+        if epochs[epoch] in {p["sequences"] for p in record["points"]} or epoch < trainer.epochs_done:
             continue
-        trainer.train_until(train_data, epoch * per_epoch)
-        save(_measure(trainer, model, valid_data, epoch * per_epoch, epoch))
-    trainer.save_model(max(epochs) - 1)
+        while trainer.epochs_done < epoch:  # epoch by epoch, the CPU time recorded after each: a stop loses at
+            trainer.train_until(train_data, (trainer.epochs_done + 1) * per_epoch)  # most the epoch it cut short,
+            save()  # which is trained again on resuming
+        point = _measure(trainer, model, valid_data, epochs[epoch], epoch)
+        if run.cost is not None:
+            point["trained_sequences"] = epoch * per_epoch
+        save(point)
+        if flat_stop(record["points"], stop_from) == epochs[epoch]:
+            record["stopped"] = {"at": epochs[epoch], "stop_when_flat_from": stop_from}
+            save()
+            echo(f"curve {run.name} seed {seed}: {stop_note(run.name, epochs[epoch], stop_from)}")
+            break
+    trainer.save_model()
     del model, trainer
     free_memory()
     return record
@@ -180,7 +205,8 @@ def run_curve(spec, cmd_args=(), results_dir: str | None = None, echo=print) -> 
     curves, lines, cache, untrained = [], [], {}, {}
     for seed, run in spec.scheduled():
         if is_plugin_model(run.model):
-            curve = curve_run(run, spec.dataset, seed, list(spec.curve), cmd_args, folder, echo, untrained)
+            curve = curve_run(run, spec.dataset, seed, list(spec.curve), cmd_args, folder, echo, untrained,
+                              spec.stop_when_flat_from)
             curves.append(curve)
             zero = next((p for p in curve["points"] if p["sequences"] == 0 and "measured_in" not in p), None)
             if zero is not None:
@@ -208,7 +234,9 @@ def write_curve_report(spec, folder: str, curves: list[dict], lines: list[dict],
                          f"(flips + 1)); bootstrap for the 95% interval only; paired t-test p beside it",
               "multiple_testing": {"method": "holm", "family_size": sum(1 for t in tests if "p" in t),
                                    "family": "every paired test in this report (all runs, points and metrics)"},
-              "pending": [{"run": name, "seed": seed} for name, seed in pending]}
+              "pending": [{"run": name, "seed": seed} for name, seed in pending],
+              "stopped": [{"run": c["run"], "seed": c["seed"], "at": stop, "stop_when_flat_from": spec.stop_when_flat_from}
+                          for c in curves if (stop := flat_stop(c["points"], spec.stop_when_flat_from)) is not None]}
     markdown = curve_markdown(report)
     if pending:
         names = ", ".join(f"{name} (seed {seed})" for name, seed in pending)
@@ -235,14 +263,14 @@ def curve_report_only(spec, cmd_args=(), results_dir: str | None = None, echo=pr
     validation user's hits)."""
     cmd_args = list(cmd_args)
     folder = store.comparison_folder(results_dir or spec.results_dir, spec.name)
-    positive = [p for p in spec.curve if p > 0]
     curves, lines, pending = [], [], []
     for seed, run in spec.scheduled():
         if is_plugin_model(run.model):
             record = store.read_json(store.record_path(folder, f"curve-{run.name}", seed))
-            signature = run.signature(spec.dataset, seed, cmd_args + [f"curve={positive}"])
-            done = {p["sequences"] for p in (record or {}).get("points", [])}
-            if record and record.get("signature") == signature and set(spec.curve) <= done:
+            points = (record or {}).get("points", [])
+            expected = expected_points(spec.curve, flat_stop(points, spec.stop_when_flat_from))
+            if (record and record.get("signature") == curve_signature(run, spec.dataset, seed, spec.curve, cmd_args)
+                    and set(expected) <= {p["sequences"] for p in points}):
                 curves.append(record)
                 continue
         else:

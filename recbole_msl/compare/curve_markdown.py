@@ -3,6 +3,7 @@ how they are made, the precision at the last point. "±" is one standard error o
 
 from __future__ import annotations
 
+from .curve_schedule import stop_note
 from .curve_stats import training_cpu_seconds, validation_estimate
 from .report_format import fmt_p
 from .stats import ALPHA, EXACT_MAX, FLIPS, stored_adjusted_p, stored_p
@@ -60,13 +61,25 @@ def curve_markdown(report: dict) -> str:
             label = f"{p['sequences']:,}" if p["sequences"] else "0 (untrained)"
             if "measured_in" in p:
                 label += f", {p['measured_in']}'s"
+            about = "≈ " if p.get("cpu_estimated_s") else ""
+            if "trained_sequences" in p:
+                label += f" (trains {p['trained_sequences']:,})"
             rows.append(f"| {curve['run']} | {label} | {s['ndcg@10']['mean']:.4f} ± {s['ndcg@10']['se']:.4f} "
                         f"| {s['hit@10']['mean']:.4f} ± {s['hit@10']['se']:.4f} | {s['users']} | {p['tau']:.3f} "
-                        f"| {p['cpu_s'] / 60:.0f} min | {'-' if train_s is None else f'{train_s / 60:.0f} min'} |")
+                        f"| {about}{p['cpu_s'] / 60:.0f} min | "
+                        f"{'-' if train_s is None else f'{about}{train_s / 60:.0f} min'} |")
     for line in lines:
         valid = line.get("valid") or {}
         rows.append(f"| {line['run']} (best valid) | - | {valid.get('ndcg@10', float('nan')):.4f} "
                     f"| {valid.get('hit@10', float('nan')):.4f} | | | | |")
+    if any("trained_sequences" in p for c in curves for p in c["points"]):
+        rows += ["", ("Points are in the reference setting's sequences: a run with a cost (its training step's time "
+                      "over the reference's) trains the count in brackets, so each point is about equal CPU time.")]
+    notes = [c for c in curves if c.get("cpu_note")]
+    rows += [""] + [f"≈ ({c['run']}): {c['cpu_note']}" for c in notes] if notes else []
+    stops = report.get("stopped") or []
+    if stops:
+        rows += [""] + [f"{stop_note(s['run'], s['at'], s['stop_when_flat_from'])}." for s in stops]
     tests = report.get("tests") or []
     if tests:
         rows += _table_head(_tests_caption(tests, seeds),

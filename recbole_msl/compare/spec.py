@@ -24,8 +24,8 @@ from .store import PUBLISHED_RESULTS
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _SPEC_KEYS = {"name", "dataset", "seeds", "reference", "pairs", "report_metrics", "config", "config_files", "runs",
-              "results_dir", "description", "curve", "beside"}
-_RUN_KEYS = {"name", "model", "config", "config_files", "profiles", "seeds"}
+              "results_dir", "description", "curve", "beside", "stop_when_flat_from"}
+_RUN_KEYS = {"name", "model", "config", "config_files", "profiles", "seeds", "cost"}
 
 
 @dataclasses.dataclass
@@ -35,6 +35,7 @@ class RunSpec:
     config_files: list[str]
     config: dict
     seeds: list[int] | None = None  # a subset of the comparison's seeds; None: all of them
+    cost: float | None = None  # a curve run's step time over the reference setting's (compare.curve_schedule)
 
     def runs_with(self, seed: int) -> bool:
         return self.seeds is None or seed in self.seeds
@@ -72,6 +73,7 @@ class ComparisonSpec:
     curve: list[int] | None = None  # a learning curve: validate LLM runs after these numbers of sequences (0: untrained)
     pairs: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # tested pairs besides the reference
     beside: list[str] = dataclasses.field(default_factory=list)  # published curves drawn beside this one (CPU chart)
+    stop_when_flat_from: int | None = None  # a curve point: from there, stop a run once validation stops rising
 
     def run_names(self) -> list[str]:
         return [r.name for r in self.runs]
@@ -177,7 +179,8 @@ def load_spec(name_or_path: str) -> ComparisonSpec:
         files += [resolve_config_file(p, base) for p in _as_list(entry.get("config_files"), "config_files")]
         runs.append(RunSpec(name=str(entry.get("name") or entry["model"]), model=str(entry["model"]),
                             config_files=files, config={**shared, **_as_dict(entry.get("config"), "config")},
-                            seeds=None if entry.get("seeds") is None else parse_seeds(entry["seeds"])))
+                            seeds=None if entry.get("seeds") is None else parse_seeds(entry["seeds"]),
+                            cost=_cost(entry.get("cost"), raw.get("curve"), entry["model"], path, i)))
     _check_names(runs)
     spec = ComparisonSpec(
         name=str(raw.get("name") or os.path.splitext(os.path.basename(path))[0]),
@@ -187,6 +190,7 @@ def load_spec(name_or_path: str) -> ComparisonSpec:
         results_dir=str(raw.get("results_dir") or "results"), source=os.path.abspath(path),
         curve=_curve_points(raw.get("curve"), path), pairs=_pairs(raw.get("pairs"), path),
         beside=[str(n) for n in _as_list(raw.get("beside"), "beside")])
+    spec.stop_when_flat_from = _flat_start(raw.get("stop_when_flat_from"), spec.curve, path)
     check_reference(spec)
     for name in spec.beside:  # checked before anything runs, not after hours of training
         if not os.path.isfile(os.path.join(PUBLISHED_RESULTS, f"{name}.json")):
@@ -210,6 +214,29 @@ def _pairs(value, path) -> list[tuple[str, str]]:
             raise ConfigError(f"comparison file {path}: each of pairs is [run, other run], not {entry!r}")
         pairs.append((str(entry[0]), str(entry[1])))
     return pairs
+
+
+def _cost(value, curve, model, path, index: int) -> float | None:
+    """A run's ``cost``: its step time over the reference setting's, for a settings search at equal CPU time."""
+    if value is None:
+        return None
+    if curve is None or model != "LLMMSL":
+        raise ConfigError(f"comparison file {path}: run {index + 1} has cost, which only an LLMMSL run of a learning "
+                          f"curve uses (remove cost, or add curve: [...])")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"comparison file {path}: run {index + 1} has cost {value!r}; give its step time over the "
+                          f"reference setting's as a positive number (e.g. 1.38, from benchmarks/sequence_format.py)")
+    return float(value)
+
+
+def _flat_start(value, curve: list[int] | None, path) -> int | None:
+    """``stop_when_flat_from``: one of the curve's positive points (where the every-pass validations begin)."""
+    if value is None:
+        return None
+    if not curve or value not in [p for p in curve if p > 0]:
+        raise ConfigError(f"comparison file {path}: stop_when_flat_from must be one of the curve's positive points "
+                          f"({', '.join(str(p) for p in curve or [] if p > 0) or 'no curve given'}), not {value!r}")
+    return int(value)
 
 
 def _curve_points(value, path) -> list[int] | None:
