@@ -486,8 +486,8 @@ def test_learning_curve_evaluates_at_each_point_and_resumes(tmp_path, tiny_run_c
 
 def test_curve_runs_that_differ_only_in_training_keys_share_the_untrained_point(tmp_path, tiny_run_config, capsys):
     """Point 0 is the backbone: LML takes MSL's measurement, which equals LML's own (measured in a
-    comparison without MSL); runs with another LoRA shape or full fine-tuning would take it too, and their
-    own measurements equal it; a run whose evaluation differs (a shorter history) measures its own."""
+    comparison without MSL); runs with another LoRA shape or full fine-tuning would take it too, and full
+    fine-tuning's own measurement equals it; a run whose evaluation differs (a shorter history) measures its own."""
     from recbole_msl.compare.curve import untrained_signature
 
     shared = {k: v for k, v in tiny_run_config.items() if k not in ("eval_max_users", "epochs")}
@@ -513,7 +513,7 @@ def test_curve_runs_that_differ_only_in_training_keys_share_the_untrained_point(
     path.write_text(yaml.safe_dump({**spec, "runs": spec["runs"] + others}))
     signatures = {r.name: untrained_signature(r, "ml-100k", 2020, []) for r in load_spec(str(path)).runs}
     assert signatures["wide"] == signatures["full"] == signatures["msl"] != signatures["short"]
-    for alone in ("lml", "wide", "full"):  # each measured on its own equals msl's measurement
+    for alone in ("lml", "full"):  # each measured on its own equals msl's (full: no adapter at all)
         path.write_text(yaml.safe_dump({**spec, "runs": [r for r in spec["runs"] + others if r["name"] == alone]}))
         assert main(["compare", f"--comparison={path}", f"--results_dir={tmp_path / alone}"]) == 0
         own = _read_json(tmp_path / alone / "zero" / "runs" / f"curve-{alone}--seed2020.json")["points"][0]

@@ -41,6 +41,7 @@ def test_the_flat_rule_stops_at_the_first_point_from_its_start_that_does_not_ris
     ({"curve": [8], "runs": [{"name": "s", "model": "SASRec", "cost": 1.4}]}, "only an LLMMSL run"),
     ({"curve": [8], "runs": [{"name": "a", "model": "LLMMSL", "cost": 0}]}, "as a positive number"),
     ({"curve": [8], "runs": [{"name": "a", "model": "LLMMSL", "cost": "fast"}]}, "as a positive number"),
+    ({"curve": [8], "runs": [{"name": "a", "model": "LLMMSL", "cost": float("inf")}]}, "as a positive number"),
     ({"curve": [0, 8], "stop_when_flat_from": 0, "runs": [{"name": "a", "model": "LLMMSL"}]},
      "must be one of the curve's positive points (8)"),
     ({"stop_when_flat_from": 8, "runs": [{"name": "a", "model": "LLMMSL"}]}, "no curve given"),

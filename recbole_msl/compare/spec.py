@@ -182,15 +182,16 @@ def load_spec(name_or_path: str) -> ComparisonSpec:
                             seeds=None if entry.get("seeds") is None else parse_seeds(entry["seeds"]),
                             cost=_cost(entry.get("cost"), raw.get("curve"), entry["model"], path, i)))
     _check_names(runs)
+    curve = _curve_points(raw.get("curve"), path)
     spec = ComparisonSpec(
         name=str(raw.get("name") or os.path.splitext(os.path.basename(path))[0]),
         dataset=str(raw["dataset"]), runs=runs, seeds=parse_seeds(raw.get("seeds", [2020])),
         reference=None if raw.get("reference") is None else str(raw["reference"]),
         report_metrics=[str(m).lower() for m in _as_list(raw.get("report_metrics"), "report_metrics")] or None,
         results_dir=str(raw.get("results_dir") or "results"), source=os.path.abspath(path),
-        curve=_curve_points(raw.get("curve"), path), pairs=_pairs(raw.get("pairs"), path),
-        beside=[str(n) for n in _as_list(raw.get("beside"), "beside")])
-    spec.stop_when_flat_from = _flat_start(raw.get("stop_when_flat_from"), spec.curve, path)
+        curve=curve, pairs=_pairs(raw.get("pairs"), path),
+        beside=[str(n) for n in _as_list(raw.get("beside"), "beside")],
+        stop_when_flat_from=_flat_start(raw.get("stop_when_flat_from"), curve, path))
     check_reference(spec)
     for name in spec.beside:  # checked before anything runs, not after hours of training
         if not os.path.isfile(os.path.join(PUBLISHED_RESULTS, f"{name}.json")):
@@ -223,7 +224,7 @@ def _cost(value, curve, model, path, index: int) -> float | None:
     if curve is None or model != "LLMMSL":
         raise ConfigError(f"comparison file {path}: run {index + 1} has cost, which only an LLMMSL run of a learning "
                           f"curve uses (remove cost, or add curve: [...])")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
         raise ConfigError(f"comparison file {path}: run {index + 1} has cost {value!r}; give its step time over the "
                           f"reference setting's as a positive number (e.g. 1.38, from benchmarks/sequence_format.py)")
     return float(value)
