@@ -32,7 +32,7 @@ from ..recbole_seam.registry import is_plugin_model
 from . import store
 from .curve_chart import cpu_chart, curve_chart
 from .curve_markdown import curve_markdown
-from .curve_schedule import expected_points, flat_stop, stop_note, trained_sequences
+from .curve_schedule import finished, flat_stop, stop_note, trained_sequences
 from .curve_stats import (
     curve_precision,
     curve_tests,
@@ -120,8 +120,7 @@ def curve_run(run, dataset: str, seed: int, points: list[int], cmd_args: list[st
     signature = curve_signature(run, dataset, seed, points, cmd_args)
     if record.get("signature") != signature:
         record = {"run": run.name, "model": run.model, "seed": seed, "signature": signature, "points": []}
-    done = {p["sequences"] for p in record["points"]}
-    if set(expected_points(points, flat_stop(record["points"], stop_from))) <= done:
+    if finished(record["points"], points, stop_from):
         echo(f"curve {run.name} seed {seed}: finished earlier, read back from {record_path}")
         return record
     base = Config(model=run.model, dataset=dataset, config_file_list=run.config_files,
@@ -267,10 +266,8 @@ def curve_report_only(spec, cmd_args=(), results_dir: str | None = None, echo=pr
     for seed, run in spec.scheduled():
         if is_plugin_model(run.model):
             record = store.read_json(store.record_path(folder, f"curve-{run.name}", seed))
-            points = (record or {}).get("points", [])
-            expected = expected_points(spec.curve, flat_stop(points, spec.stop_when_flat_from))
             if (record and record.get("signature") == curve_signature(run, spec.dataset, seed, spec.curve, cmd_args)
-                    and set(expected) <= {p["sequences"] for p in points}):
+                    and finished(record["points"], spec.curve, spec.stop_when_flat_from)):
                 curves.append(record)
                 continue
         else:

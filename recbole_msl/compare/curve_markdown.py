@@ -76,7 +76,8 @@ def curve_markdown(report: dict) -> str:
         rows += ["", ("Points are in the reference setting's sequences: a run with a cost (its training step's time "
                       "over the reference's) trains the count in brackets, so each point is about equal CPU time.")]
     notes = [c for c in curves if c.get("cpu_note")]
-    rows += [""] + [f"≈ ({c['run']}): {c['cpu_note']}" for c in notes] if notes else []
+    if notes:
+        rows += [""] + [f"≈ ({c['run']}): {c['cpu_note']}" for c in notes]
     stops = report.get("stopped") or []
     if stops:
         rows += [""] + [f"{stop_note(s['run'], s['at'], s['stop_when_flat_from'])}." for s in stops]

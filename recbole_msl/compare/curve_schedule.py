@@ -39,6 +39,11 @@ def expected_points(points: list[int], stop: int | None) -> list[int]:
     return [p for p in points if stop is None or p <= stop]
 
 
+def finished(measured: list[dict], points: list[int], start: int | None) -> bool:
+    """Whether a run's measured points are all it needs (:func:`expected_points` under the rule from ``start``)."""
+    return set(expected_points(points, flat_stop(measured, start))) <= {p["sequences"] for p in measured}
+
+
 def stop_note(run: str, stop: int, start: int) -> str:
     """One line saying where and why a run's curve ended early."""
     return (f"{run} stopped at {stop:,} sequences: its validation NDCG@10 there was not above its best earlier point "

@@ -221,7 +221,7 @@ def _cost(value, curve, model, path, index: int) -> float | None:
     """A run's ``cost``: its step time over the reference setting's, for a settings search at equal CPU time."""
     if value is None:
         return None
-    if curve is None or model != "LLMMSL":
+    if curve is None or str(model).lower() != "llmmsl":  # the names is_plugin_model accepts
         raise ConfigError(f"comparison file {path}: run {index + 1} has cost, which only an LLMMSL run of a learning "
                           f"curve uses (remove cost, or add curve: [...])")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
