@@ -105,6 +105,11 @@ def test_cost_and_flat_rule_in_a_real_curve(tmp_path, tiny_run_config, capsys, m
         {"run": "flat", "seed": 2020, "at": 16, "stop_when_flat_from": 16}]
 
     path.write_text(yaml.safe_dump({k: v for k, v in spec.items() if k != "stop_when_flat_from"}))
-    assert main(args + ["--report_only"]) == 0  # without the rule the stopped run lacks its last point
-    assert json.loads((tmp_path / "res" / "sched" / "sched.json").read_text())["pending"] == [
-        {"run": "flat", "seed": 2020}]
+    assert main(args + ["--report_only"]) == 0  # without the rule the stopped run lacks its last point:
+    report = json.loads((tmp_path / "res" / "sched" / "sched.json").read_text())  # in progress, drawn and tested
+    assert report["pending"] == [{"run": "flat", "seed": 2020, "measured_to": 16}]
+    assert [c["run"] for c in report["curves"]] == ["flat", "costly"]
+    assert any((t["run"], t["against"], t["sequences"]) == ("costly", "flat", 16) for t in report["tests"])
+    markdown = (tmp_path / "res" / "sched" / "sched.md").read_text()
+    assert markdown.startswith("**Partial report: no finished record yet for flat (seed 2020, in progress: "
+                               "measured to 16).**")

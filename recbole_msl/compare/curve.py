@@ -219,7 +219,8 @@ def run_curve(spec, cmd_args=(), results_dir: str | None = None, echo=print) -> 
 def write_curve_report(spec, folder: str, curves: list[dict], lines: list[dict], pending=()) -> dict:
     """The curve's report from its records (``curves``: curve records with their points' hits, ``lines``:
     line records with their ``run``), written as ``<name>.json``, ``.md`` and ``.png`` in ``folder``.
-    ``pending``: (run, seed) pairs without a finished record, named at the top of the Markdown."""
+    ``pending``: (run, seed, last point measured or None) for each run without a finished record, named at the
+    top of the Markdown; a run with points is drawn and tested where it has reached."""
     base = os.path.join(folder, spec.name)
     tests = curve_tests(curves, spec.reference)
     report = {"comparison": spec.name, "dataset": spec.dataset, "points": list(spec.curve),
@@ -233,13 +234,13 @@ def write_curve_report(spec, folder: str, curves: list[dict], lines: list[dict],
                          f"(flips + 1)); bootstrap for the 95% interval only; paired t-test p beside it",
               "multiple_testing": {"method": "holm", "family_size": sum(1 for t in tests if "p" in t),
                                    "family": "every paired test in this report (all runs, points and metrics)"},
-              "pending": [{"run": name, "seed": seed} for name, seed in pending],
+              "pending": [{"run": name, "seed": seed} | ({} if last is None else {"measured_to": last})
+                          for name, seed, last in pending],
               "stopped": [{"run": c["run"], "seed": c["seed"], "at": stop, "stop_when_flat_from": spec.stop_when_flat_from}
                           for c in curves if (stop := flat_stop(c["points"], spec.stop_when_flat_from)) is not None]}
     markdown = curve_markdown(report)
     if pending:
-        names = ", ".join(f"{name} (seed {seed})" for name, seed in pending)
-        markdown = f"**Partial report: no finished record yet for {names}.**\n\n" + markdown
+        markdown = _partial_header(pending) + markdown
     write_json(base + ".json", report)
     write_atomic(base + ".md", markdown)
     curve_chart(curves, report["lines"], base + ".png", f"{spec.name}: {spec.dataset}")
@@ -255,21 +256,34 @@ def write_curve_report(spec, folder: str, curves: list[dict], lines: list[dict],
     return report
 
 
+def _partial_header(pending) -> str:
+    """The line that opens a partial report: the runs without a finished record, and how far each has come."""
+    names = ", ".join(f"{name} (seed {seed}{'' if last is None else f', in progress: measured to {last:,}'})"
+                      for name, seed, last in pending)
+    return f"**Partial report: no finished record yet for {names}.**\n\n"
+
+
 def curve_report_only(spec, cmd_args=(), results_dir: str | None = None, echo=print) -> dict:
     """Rewrite a curve's report from the records in its results folder, training nothing: a record counts
-    when its signature matches the run's current settings and it has every point; the others are pending.
-    This is how a published curve is re-tested after the statistics change (its records keep every
-    validation user's hits)."""
+    when its signature matches the run's current settings; one without every point is pending, its points so far
+    drawn and tested (a long curve is watched while it runs). This is how a published curve is re-tested after
+    the statistics change (its records keep every validation user's hits)."""
     cmd_args = list(cmd_args)
     folder = store.comparison_folder(results_dir or spec.results_dir, spec.name)
     curves, lines, pending = [], [], []
     for seed, run in spec.scheduled():
         if is_plugin_model(run.model):
             record = store.read_json(store.record_path(folder, f"curve-{run.name}", seed))
-            if (record and record.get("signature") == curve_signature(run, spec.dataset, seed, spec.curve, cmd_args)
-                    and finished(record["points"], spec.curve, spec.stop_when_flat_from)):
-                curves.append(record)
-                continue
+            if record and record.get("signature") == curve_signature(run, spec.dataset, seed, spec.curve, cmd_args):
+                if finished(record["points"], spec.curve, spec.stop_when_flat_from):
+                    curves.append(record)
+                    continue
+                if record["points"]:
+                    curves.append(record)
+                    last = max(p["sequences"] for p in record["points"])
+                    echo(f"{run.name} seed {seed}: in progress, measured to {last:,} sequences")
+                    pending.append((run.name, seed, last))
+                    continue
         else:
             record = store.read_record(folder, run.name, seed)
             if (record and record.get("status") == "ok"
@@ -277,5 +291,5 @@ def curve_report_only(spec, cmd_args=(), results_dir: str | None = None, echo=pr
                 lines.append({**record, "run": run.name})
                 continue
         echo(f"{run.name} seed {seed}: no finished record with the current settings")
-        pending.append((run.name, seed))
+        pending.append((run.name, seed, None))
     return write_curve_report(spec, folder, curves, lines, pending)
