@@ -274,16 +274,14 @@ def curve_report_only(spec, cmd_args=(), results_dir: str | None = None, echo=pr
     for seed, run in spec.scheduled():
         if is_plugin_model(run.model):
             record = store.read_json(store.record_path(folder, f"curve-{run.name}", seed))
-            if record and record.get("signature") == curve_signature(run, spec.dataset, seed, spec.curve, cmd_args):
-                if finished(record["points"], spec.curve, spec.stop_when_flat_from):
-                    curves.append(record)
-                    continue
-                if record["points"]:
-                    curves.append(record)
+            if (record and record["points"]
+                    and record.get("signature") == curve_signature(run, spec.dataset, seed, spec.curve, cmd_args)):
+                curves.append(record)
+                if not finished(record["points"], spec.curve, spec.stop_when_flat_from):
                     last = max(p["sequences"] for p in record["points"])
                     echo(f"{run.name} seed {seed}: in progress, measured to {last:,} sequences")
                     pending.append((run.name, seed, last))
-                    continue
+                continue
         else:
             record = store.read_record(folder, run.name, seed)
             if (record and record.get("status") == "ok"

@@ -27,14 +27,13 @@ def curve_chart(curves: list[dict], lines: list[dict], path: str, title: str) ->
                 ax.annotate(f"{line['run']} (best valid)", (0.01, value), xycoords=("axes fraction", "data"),
                             xytext=(0, 3), textcoords="offset points", fontsize=8, color="grey")
         positive = [p["sequences"] for c in curves for p in c["points"] if p["sequences"] > 0]
-        if any(p["sequences"] == 0 for c in curves for p in c["points"]) and positive:
+        symlog = any(p["sequences"] == 0 for c in curves for p in c["points"]) and positive
+        if symlog:
             ax.set_xscale("symlog", base=2, linthresh=min(positive))  # linear from 0 (untrained) to the first point
-            low = -0.1 * min(positive)  # a little room left of 0, not the negative axis autoscaling draws
         else:
             ax.set_xscale("log", base=2)
-            low = min(positive) / 1.25 if positive else None
-        if positive:
-            ax.set_xlim(low, max(positive) * 1.25)  # the last point inside the frame, not on its edge
+        if positive:  # a little room left of the first point (not the negative axis symlog autoscales to) and the
+            ax.set_xlim(-0.1 * min(positive) if symlog else min(positive) / 1.25, max(positive) * 1.25)  # last inside
         ax.set_xlabel("training sequences")
         ax.set_ylabel(f"valid {metric.replace('ndcg', 'NDCG').replace('hit', 'Hit')}")
         ax.grid(alpha=0.3)
