@@ -4,7 +4,8 @@ A comparison file with a ``curve: [256, 1024, 2048, 4096]`` key is run this way:
 trains once for the largest number of sequences (its profile's ``train_samples_per_epoch`` per
 epoch, one learning-rate schedule over the whole run) and is evaluated on the validation split
 whenever the sequences seen reach a point; the other runs (SASRec, ...) train as usual and give a
-horizontal line at their best validation score. A resume folder is written after every epoch and
+horizontal line at their best validation score; a run that differs from an earlier one only in decoding keys
+evaluates that run's final adapter instead (:mod:`.curve_shared`). A resume folder is written after every epoch and
 each point's record as soon as it is measured, so an interrupted curve continues where it stopped.
 Every point stores each evaluated user's ranked hits, so its standard error is computed per user
 and runs are compared user by user: the report pairs each run with the reference run at every
@@ -16,15 +17,12 @@ error over the validation users; each test is on one seed and so ignores trainin
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import time
+from functools import partial
 
 from recbole.utils import init_logger
 
-from ..core.random_states import kept_random_states
 from ..errors import ConfigError
-from ..evaluation.records import ranked_hits
 from ..files import write_atomic, write_json
 from ..recbole_seam.build import build_run
 from ..recbole_seam.config import Config
@@ -32,36 +30,27 @@ from ..recbole_seam.registry import is_plugin_model
 from . import store
 from .curve_chart import cpu_chart, curve_chart
 from .curve_markdown import curve_markdown
+from .curve_points import (  # noqa: F401 - TRAINING_ONLY_KEYS and untrained_signature are imported from here by tests
+    TRAINING_ONLY_KEYS,
+    PointLog,
+    adapter_folder,
+    curve_signature,
+    measure_point,
+    untrained_point,
+    untrained_signature,
+)
 from .curve_schedule import finished, flat_stop, stop_note, trained_sequences
+from .curve_shared import shared_curve_run, shared_finished, training_source
 from .curve_stats import (
     curve_precision,
     curve_tests,
-    point_stats,
     users_for_relative_se,  # noqa: F401 - imported from here by tests
 )
 from .curve_stats import point_stats as _point_stats  # noqa: F401 - tests rebuild a point's statistics with it
 from .runner import execute_run, free_memory
 from .stats import EXACT_MAX, FLIPS
 
-# Keys that shape training only. The untrained model is the backbone itself (LoRA's B starts at zero, whatever
-# its rank, scale, dropout or target layers, and full fine-tuning starts from the backbone), and evaluation uses
-# neither the loss nor tau nor the optimizer, so runs whose configurations differ only in these keys share one
-# measurement of point 0 (a whole validation pass saved per run).
-TRAINING_ONLY_KEYS = frozenset({"llm_loss", "tau", "ats_tau_init", "ats_eta", "ats_alpha", "ats_range",
-                                "learning_rate", "weight_decay", "warmup_ratio", "lora_r", "lora_alpha",
-                                "lora_dropout", "lora_target_modules", "llm_finetune"})
-
-
-def curve_signature(run, dataset: str, seed: int, points: list[int], cmd_args: list[str]) -> str:
-    """A curve run's signature: its settings and the sequences it trains at each positive point."""
-    trained = [trained_sequences(p, run.cost) for p in points if p > 0]
-    return run.signature(dataset, seed, list(cmd_args) + [f"curve={trained}"])
-
-
-def untrained_signature(run, dataset: str, seed: int, cmd_args: list[str]) -> str:
-    """What point 0 of a run depends on: its signature without its name and training-only keys."""
-    kept = {k: v for k, v in run.config.items() if k not in TRAINING_ONLY_KEYS}
-    return dataclasses.replace(run, name="", config=kept).signature(dataset, seed, list(cmd_args))
+_measure = measure_point  # the name tests script validation values through
 
 
 def _epochs_for(points: list[int], per_epoch: int, cost: float | None = None) -> dict[int, int]:
@@ -76,34 +65,6 @@ def _epochs_for(points: list[int], per_epoch: int, cost: float | None = None) ->
                               f"choose points (or a train_samples_per_epoch) that are")
         epochs[trained // per_epoch] = p
     return epochs
-
-
-def _measure(trainer, model, valid_data, sequences: int, epoch: int) -> dict:
-    """One point: validation metrics, each user's ranked hits and per-user statistics, tau, and the CPU and wall
-    seconds of this validation (``valid_cpu_s``, ``valid_wall_s``: a point's ``cpu_s`` counts every validation so
-    far, so the training's own CPU time is ``cpu_s`` less their sum)."""
-    cpu, wall = time.process_time(), time.perf_counter()
-    valid = {k: float(v) for k, v in trainer.evaluate(valid_data, load_best_model=False).items()}
-    hits = ranked_hits(valid_data, trainer.last_topk)
-    return {"sequences": sequences, "epoch": epoch, "valid": valid, "stats": point_stats(hits),
-            "tau": float(model.tau), "valid_hits": hits, "valid_cpu_s": time.process_time() - cpu,
-            "valid_wall_s": time.perf_counter() - wall}
-
-
-def _untrained_point(trainer, model, valid_data, train_data) -> dict:
-    """The point at 0 sequences: the backbone with its fresh LoRA adapter (B = 0, so exactly the
-    backbone), measured before training or resuming. The RNG states are restored afterwards so the
-    training that follows is the same with or without this point."""
-    with kept_random_states():
-        trainer.eval_collector.data_collect(train_data)  # what trainer.start does before any evaluation
-        return _measure(trainer, model, valid_data, 0, 0)
-
-
-def _echo_point(echo, run_name: str, seed: int, point: dict) -> None:
-    stats = point["stats"]
-    echo(f"curve {run_name} seed {seed}: {point['sequences']} sequences, valid NDCG@10 "
-         f"{stats['ndcg@10']['mean']:.4f} ± {stats['ndcg@10']['se']:.4f}, Hit@10 "
-         f"{stats['hit@10']['mean']:.4f} ± {stats['hit@10']['se']:.4f} ({stats['users']} users)")
 
 
 def curve_run(run, dataset: str, seed: int, points: list[int], cmd_args: list[str], folder: str, echo,
@@ -129,7 +90,7 @@ def curve_run(run, dataset: str, seed: int, points: list[int], cmd_args: list[st
     if not per_epoch:
         raise ConfigError("a learning curve needs train_samples_per_epoch (sequences per epoch) in the run's config")
     epochs = _epochs_for(points, per_epoch, run.cost)
-    last = os.path.join(folder, "curves", f"{run.name}--seed{seed}")  # the run's checkpoints
+    last = adapter_folder(folder, run.name, seed)
     trained = [p for p in record["points"] if p["sequences"] > 0]
     resume = last + "-last" if trained and os.path.isdir(last + "-last") else None
     config = Config(model=run.model, dataset=dataset, config_file_list=run.config_files, cmd_args=cmd_args,
@@ -141,41 +102,24 @@ def curve_run(run, dataset: str, seed: int, points: list[int], cmd_args: list[st
     trainer.saved_model_file = last
     if not resume:
         record["points"] = [p for p in record["points"] if p["sequences"] == 0]
-    cpu, wall = time.process_time(), time.perf_counter()
-    spent_cpu, spent_wall = record.get("cpu_s", 0.0), record.get("wall_s", 0.0)
-
-    def save(point: dict | None = None) -> None:
-        """Write the record (with ``point`` and the time spent so far), so a stop keeps every point."""
-        if point is not None:  # the untrained point comes first even when added to a finished curve
-            before_cpu, before_wall = (0.0, 0.0) if point["sequences"] == 0 else (spent_cpu, spent_wall)
-            point.update(cpu_s=before_cpu + time.process_time() - cpu, wall_s=before_wall + time.perf_counter() - wall)
-            record["points"] = sorted([*record["points"], point], key=lambda p: p["sequences"])
-            _echo_point(echo, run.name, seed, point)
-        record.update(cpu_s=spent_cpu + time.process_time() - cpu, wall_s=spent_wall + time.perf_counter() - wall)
-        write_json(record_path, record)
-
-    if 0 in points and 0 not in {p["sequences"] for p in record["points"]}:
-        shared = (untrained or {}).get(untrained_signature(run, dataset, seed, cmd_args))
-        if shared is not None:
-            echo(f"curve {run.name} seed {seed}: the untrained point is {shared['run']}'s (same backbone and "
-                 f"evaluation; the runs differ only in training keys)")
-            save({**shared["point"], "measured_in": shared["run"]})
-        else:
-            save(_untrained_point(trainer, model, valid_data, train_data))
+    log = PointLog(record, record_path, echo, seed)
+    if 0 in points and 0 not in log.measured():
+        log.take_untrained(run, (untrained or {}).get(untrained_signature(run, dataset, seed, cmd_args)),
+                           partial(untrained_point, trainer, model, valid_data, train_data))
     trainer.start(train_data)
     for epoch in sorted(epochs):  # a point cut short by a stop is measured on resuming, from that epoch's state
-        if epochs[epoch] in {p["sequences"] for p in record["points"]} or epoch < trainer.epochs_done:
+        if epochs[epoch] in log.measured() or epoch < trainer.epochs_done:
             continue
         while trainer.epochs_done < epoch:  # epoch by epoch, the CPU time recorded after each: a stop loses at
             trainer.train_until(train_data, (trainer.epochs_done + 1) * per_epoch)  # most the epoch it cut short,
-            save()  # which is trained again on resuming
+            log.save()  # which is trained again on resuming
         point = _measure(trainer, model, valid_data, epochs[epoch], epoch)
         if run.cost is not None:
             point["trained_sequences"] = epoch * per_epoch
-        save(point)
+        log.save(point)
         if flat_stop(record["points"], stop_from) == epochs[epoch]:
             record["stopped"] = {"at": epochs[epoch], "stop_when_flat_from": stop_from}
-            save()
+            log.save()
             echo(f"curve {run.name} seed {seed}: {stop_note(run.name, epochs[epoch], stop_from)}")
             break
     trainer.save_model()
@@ -201,11 +145,16 @@ def run_curve(spec, cmd_args=(), results_dir: str | None = None, echo=print) -> 
     """Run (or resume) a learning-curve comparison; write ``<name>.json``, ``.md`` and ``.png``."""
     cmd_args = list(cmd_args)
     folder = store.comparison_folder(results_dir or spec.results_dir, spec.name)
-    curves, lines, cache, untrained = [], [], {}, {}
+    curves, lines, cache, untrained, done = [], [], {}, {}, []
     for seed, run in spec.scheduled():
         if is_plugin_model(run.model):
-            curve = curve_run(run, spec.dataset, seed, list(spec.curve), cmd_args, folder, echo, untrained,
-                              spec.stop_when_flat_from)
+            source = training_source(run, seed, done, spec.dataset, list(spec.curve), cmd_args, folder)
+            if source is not None:
+                curve = shared_curve_run(run, source, spec.dataset, seed, list(spec.curve), cmd_args, folder, echo)
+            else:
+                curve = curve_run(run, spec.dataset, seed, list(spec.curve), cmd_args, folder, echo, untrained,
+                                  spec.stop_when_flat_from)
+                done.append((run, curve))
             curves.append(curve)
             zero = next((p for p in curve["points"] if p["sequences"] == 0 and "measured_in" not in p), None)
             if zero is not None:
@@ -277,7 +226,8 @@ def curve_report_only(spec, cmd_args=(), results_dir: str | None = None, echo=pr
             if (record and record["points"]
                     and record.get("signature") == curve_signature(run, spec.dataset, seed, spec.curve, cmd_args)):
                 curves.append(record)
-                if not finished(record["points"], spec.curve, spec.stop_when_flat_from):
+                if not (shared_finished(record) if record.get("training_shared_with")
+                        else finished(record["points"], spec.curve, spec.stop_when_flat_from)):
                     last = max(p["sequences"] for p in record["points"])
                     echo(f"{run.name} seed {seed}: in progress, measured to {last:,} sequences")
                     pending.append((run.name, seed, last))

@@ -9,6 +9,10 @@ from .curve_stats import CURVE_METRICS, training_cpu_seconds, validation_estimat
 from .figures import pyplot, save_png
 
 
+def _shared_label(curve: dict) -> str:
+    return f"{curve['run']} ({curve['training_shared_with']}'s adapter)"
+
+
 def curve_chart(curves: list[dict], lines: list[dict], path: str, title: str) -> None:
     """NDCG@10 and Hit@10 against training sequences, shaded bands of one standard error, lines for baselines."""
     plt = pyplot()
@@ -18,6 +22,9 @@ def curve_chart(curves: list[dict], lines: list[dict], path: str, title: str) ->
             xs = np.array([p["sequences"] for p in curve["points"]])
             means = np.array([p["stats"][metric]["mean"] for p in curve["points"]])
             ses = np.array([p["stats"][metric]["se"] for p in curve["points"]])
+            if curve.get("training_shared_with"):  # two decodings of points it did not train: no line between
+                ax.errorbar(xs, means, yerr=ses, fmt="s", capsize=3, label=_shared_label(curve))
+                continue
             (handle,) = ax.plot(xs, means, marker="o", label=curve["run"])
             ax.fill_between(xs, means - ses, means + ses, color=handle.get_color(), alpha=0.2)
         for line in lines:
@@ -50,25 +57,34 @@ def curve_chart(curves: list[dict], lines: list[dict], path: str, title: str) ->
 def cpu_chart(groups: list[tuple[str | None, list[dict]]], path: str, title: str) -> bool:
     """NDCG@10 and Hit@10 against the CPU minutes of training alone (validations left out), for this curve's runs
     (``groups[0]``, label None) and published curves beside them (dashed, labelled with their comparison), each
-    with a band of one standard error; False (nothing written) when no point's training time is known."""
+    with a band of one standard error (a run that decodes another's adapter: points with error bars, no line);
+    False (nothing written) when no point's training time is known."""
     series = []
     for name, curves in groups:
         estimate = validation_estimate(curves)
         for curve in curves:
             pairs = [(t / 60, p) for t, p in zip(training_cpu_seconds(curve["points"], estimate), curve["points"])
                      if t is not None]
-            if pairs:
-                series.append((curve["run"] if name is None else f"{curve['run']} ({name})", name is not None, pairs))
+            if not pairs:
+                continue
+            if curve.get("training_shared_with"):
+                label, style = _shared_label(curve), "markers"
+            else:
+                label, style = curve["run"], "dashed" if name is not None else "solid"
+            series.append((label if name is None else f"{label} ({name})", style, pairs))
     if not series:
         return False
     plt = pyplot()
     fig, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(5.2 * len(CURVE_METRICS), 4.0), dpi=120)
     for ax, metric in zip(axes, CURVE_METRICS):
-        for label, dashed, pairs in series:
+        for label, style, pairs in series:
             xs = np.array([x for x, _ in pairs])
             means = np.array([p["stats"][metric]["mean"] for _, p in pairs])
             ses = np.array([p["stats"][metric]["se"] for _, p in pairs])
-            (handle,) = ax.plot(xs, means, marker="o", linestyle="--" if dashed else "-", label=label)
+            if style == "markers":
+                ax.errorbar(xs, means, yerr=ses, fmt="s", capsize=3, label=label)
+                continue
+            (handle,) = ax.plot(xs, means, marker="o", linestyle="--" if style == "dashed" else "-", label=label)
             ax.fill_between(xs, means - ses, means + ses, color=handle.get_color(), alpha=0.15)
         ax.set_xlabel("CPU minutes of training (validations left out)")
         ax.set_ylabel(f"valid {metric.replace('ndcg', 'NDCG').replace('hit', 'Hit')}")

@@ -26,6 +26,8 @@ def _tests_caption(tests: list[dict], seeds: list) -> str:
     kinds = ["every run against the reference at every point both reached"]
     if any(t["kind"] == "last vs first point" for t in tests):
         kinds.append("each run's last point against its first")
+    if any(t["kind"] == "decoding vs its training run" for t in tests):
+        kinds.append("each run that decodes another's adapter against that run at the point they share")
     seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"one seed each, of {', '.join(map(str, seeds))}"
     if not any("p_holm" in t for t in tests):  # a report written before the permutation test and Holm
         return ("Paired tests over the same validation users (two-sided bootstrap; detectable = the difference the "
@@ -62,12 +64,15 @@ def curve_markdown(report: dict) -> str:
             if "measured_in" in p:
                 label += f", {p['measured_in']}'s"
             about = "≈ " if p.get("cpu_estimated_s") else ""
+            trained_about = "≈ " if p.get("cpu_estimated_s") or p.get("training_cpu_estimated") else ""
+            if "trained_in" in p:
+                label += f", {p['trained_in']}'s adapter"
             if "trained_sequences" in p:
                 label += f" (trains {p['trained_sequences']:,})"
             rows.append(f"| {curve['run']} | {label} | {s['ndcg@10']['mean']:.4f} ± {s['ndcg@10']['se']:.4f} "
                         f"| {s['hit@10']['mean']:.4f} ± {s['hit@10']['se']:.4f} | {s['users']} | {p['tau']:.3f} "
                         f"| {about}{p['cpu_s'] / 60:.0f} min | "
-                        f"{'-' if train_s is None else f'{about}{train_s / 60:.0f} min'} |")
+                        f"{'-' if train_s is None else f'{trained_about}{train_s / 60:.0f} min'} |")
     for line in lines:
         valid = line.get("valid") or {}
         rows.append(f"| {line['run']} (best valid) | - | {valid.get('ndcg@10', float('nan')):.4f} "
@@ -75,6 +80,10 @@ def curve_markdown(report: dict) -> str:
     if any("trained_sequences" in p for c in curves for p in c["points"]):
         rows += ["", ("Points are in the reference setting's sequences: a run with a cost (its training step's time "
                       "over the reference's) trains the count in brackets, so each point is about equal CPU time.")]
+    if any("trained_in" in p for c in curves for p in c["points"]):
+        rows += ["", ("A point with another run's adapter was measured on the adapter that run trained to that point "
+                      "(the runs differ only in decoding keys): its CPU time is its own validations, its training "
+                      "time that run's.")]
     notes = [c for c in curves if c.get("cpu_note")]
     if notes:
         rows += [""] + [f"≈ ({c['run']}): {c['cpu_note']}" for c in notes]
@@ -87,8 +96,9 @@ def curve_markdown(report: dict) -> str:
                             ["comparison", "metric", "difference (95% CI)", "p", "Holm p", "verdict",
                              "detectable (relative to the reference)"])
         for t in tests:
-            what = (f"{t['run']} vs {t['against']} at {t['sequences']:,}" if t["kind"] == "run vs reference"
-                    else f"{t['run']}: {t['sequences']:,} vs {t['from_sequences']:,} sequences")
+            what = (f"{t['run']}: {t['sequences']:,} vs {t['from_sequences']:,} sequences"
+                    if t["kind"] == "last vs first point" else f"{t['run']} vs {t['against']} at {t['sequences']:,}"
+                    + (" (one adapter)" if t["kind"] == "decoding vs its training run" else ""))
             if t.get("same_measurement"):
                 rows.append(f"| {what} | {t['metric']} | 0: one measurement ({t.get('measured_in', t['against'])}'s "
                             f"evaluation), not a test | - | - | - | - |")

@@ -68,7 +68,8 @@ def _source(point: dict, run: str) -> str:
 def curve_tests(curves: list[dict], reference: str | None = None) -> list[dict]:
     """What a curve can claim, as paired tests over the same validation users: every run against the
     reference run (the first curve unless named) at each point both reached, on the same seed, and each
-    run's last point against its first (did it learn beyond the first point?). All of them are one family:
+    run's last point against its first (did it learn beyond the first point?), and each run that decodes another's
+    adapter (:mod:`.curve_shared`) against that run at the point they share. All of them are one family:
     each gets ``p_holm``, Holm's adjustment over the family, and ``significant`` from it. A pair that is one
     measurement (a shared point 0) is listed as such, with no test, outside the family."""
     if not curves:
@@ -93,6 +94,7 @@ def curve_tests(curves: list[dict], reference: str | None = None) -> list[dict]:
                     if result:
                         tests.append({"kind": "run vs reference", "run": curve["run"], "against": reference,
                                       "seed": curve["seed"], "sequences": sequences, **result})
+        tests += _decoding_tests(curve, curves, reference)
         ordered = [points[s] for s in sorted(points)]
         if len(ordered) > 1:
             for metric in CURVE_METRICS:
@@ -104,6 +106,26 @@ def curve_tests(curves: list[dict], reference: str | None = None) -> list[dict]:
     family = [t for t in tests if "p" in t]
     for test, adjusted in zip(family, holm([t["p"] for t in family])):
         test["p_holm"], test["significant"] = adjusted, adjusted < ALPHA
+    return tests
+
+
+def _decoding_tests(curve: dict, curves: list[dict], reference: str) -> list[dict]:
+    """A run that decodes another run's adapter (:mod:`.curve_shared`) against that run at the point they share:
+    one adapter, two decodings. None when the other run is the reference (that pair is tested already)."""
+    source, at = curve.get("training_shared_with"), curve.get("shared_at")
+    origin = next((c for c in curves if c["run"] == source and c["seed"] == curve["seed"]), None)
+    if source is None or source == reference or origin is None:
+        return []
+    mine = next((p for p in curve["points"] if p["sequences"] == at), None)
+    theirs = next((p for p in origin["points"] if p["sequences"] == at), None)
+    if mine is None or theirs is None:
+        return []
+    tests = []
+    for metric in CURVE_METRICS:
+        result = _paired(mine, theirs, metric)
+        if result:
+            tests.append({"kind": "decoding vs its training run", "run": curve["run"], "against": source,
+                          "seed": curve["seed"], "sequences": at, **result})
     return tests
 
 
@@ -142,14 +164,15 @@ def training_cpu_seconds(points: list[dict], estimate: float | None = None) -> l
     """Each point's CPU seconds of training alone: its ``cpu_s`` (everything so far) less the validations so far.
     A validation's own time is its ``valid_cpu_s`` (recorded since 2026-12-07); for older records each validation
     is taken to cost what an untrained point cost (``estimate``, see :func:`validation_estimate`), and without
-    either the value is None. A point 0 copied from another run (``measured_in``) cost this run nothing."""
+    either the value is None. A point 0 copied from another run (``measured_in``) cost this run nothing; a point
+    measured on another run's adapter (``training_cpu_s``, :mod:`.curve_shared`) stands on that run's training."""
     ordered = sorted(points, key=lambda p: p["sequences"])
     own_zero = next((p for p in ordered if p["sequences"] == 0 and "measured_in" not in p), None)
     estimate = own_zero["cpu_s"] if own_zero is not None else estimate
     spent, result = 0.0, {}
     for point in ordered:
-        if "measured_in" in point:
-            result[id(point)] = 0.0
+        if "measured_in" in point or "training_cpu_s" in point:  # another run's point 0, or its training
+            result[id(point)] = point.get("training_cpu_s", 0.0)
             continue
         validation = point.get("valid_cpu_s", estimate if point["sequences"] else point.get("cpu_s"))
         if validation is None or spent is None:

@@ -266,22 +266,27 @@ class LLMMSLTrainer(CheckpointSavingMixin, AssistantWeightGridMixin, EvaluationR
     def _take_trained(self, train_data, valid_data, show_progress):
         """The adapter of ``trained_checkpoint`` (or the untrained one without an LLM term), saved as this run's;
         validated here unless an assistant's weight grid validates it next."""
-        self.data_identity = data_identity(self.config, train_data._dataset, self.model.titles)
         source = self.config["trained_checkpoint"]
         if source:
-            source = os.path.abspath(str(source))
-            weights = read_adapter(source)
-            state = read_state(source)
-            check_data_identity(state.get("data"), self.data_identity, f"trained_checkpoint {source}")
-            load_checkpoint(self.model, source, weights)
-            self.tau_trace = list(state.get("tau_trace") or [])
-            self.logger.info(f"evaluating the adapter trained in {source} (no training in this run)")
+            self.load_trained(train_data, source)
         else:
+            self.data_identity = data_identity(self.config, train_data._dataset, self.model.titles)
             self.logger.info("llm_weight is 0: the assistant ranks alone through the trie (no LLM training)")
         self._save_checkpoint(-1, verbose=False)
         if valid_data and not self.model.opts.has_assistant:
             self.best_valid_score, self.best_valid_result = self._valid_epoch(valid_data, show_progress=show_progress)
         return self.best_valid_score, self.best_valid_result
+
+    def load_trained(self, train_data, source: str) -> None:
+        """Load the adapter (and tau trace) another run trained, after checking it was trained on this data."""
+        self.data_identity = data_identity(self.config, train_data._dataset, self.model.titles)
+        source = os.path.abspath(str(source))
+        weights = read_adapter(source)
+        state = read_state(source)
+        check_data_identity(state.get("data"), self.data_identity, f"trained_checkpoint {source}")
+        load_checkpoint(self.model, source, weights)
+        self.tau_trace = list(state.get("tau_trace") or [])
+        self.logger.info(f"evaluating the adapter trained in {source} (no training in this run)")
 
     def _validation_due(self, epoch_idx, valid_data) -> bool:
         """Every ``eval_step`` epochs and after the last one, so a run shortened by --epochs still picks a model."""
