@@ -190,6 +190,40 @@ def test_resume_reads_finished_runs_back_and_redoes_failed_or_changed_ones(tmp_p
     assert retry.calls == [("broken", 1), ("broken", 2)]  # a failed run is tried again; finished ones are not
 
 
+def test_adopt_reads_a_published_comparisons_equal_runs_instead_of_running_them(tmp_path, monkeypatch):
+    """``adopt: [old]``: a run with the same settings as one committed under docs/results/old/runs/ (whatever it was
+    called there) takes that record, renamed and marked; a run with other settings runs; a missing name is refused
+    when the file is read."""
+    published = tmp_path / "published"
+    monkeypatch.setattr(store, "PUBLISHED_RESULTS", str(published))
+    monkeypatch.setattr("recbole_msl.compare.spec.PUBLISHED_RESULTS", str(published))
+    monkeypatch.setattr("recbole_msl.quick_start.run", FakeRuns())
+    (tmp_path / "old").mkdir()
+    old = _spec_file(tmp_path / "old", [RUNS[0], RUNS[1]], seeds=(1, 2))
+    runner.run_comparison(load_spec(old), results_dir=str(tmp_path / "res"), echo=lambda *_: None)
+    os.makedirs(published / "old")
+    os.rename(tmp_path / "res" / "cmp" / "runs", published / "old" / "runs")
+    (published / "old" / "runs" / "strong--seed2.json").unlink()  # one seed was never published
+
+    renamed = {**RUNS[0], "name": "strong-again"}
+    path = tmp_path / "new.yaml"
+    path.write_text(yaml.safe_dump({"dataset": "ml-100k", "seeds": [1, 2], "reference": "strong-again",
+                                    "adopt": ["old"], "runs": [renamed, _run("new", hit_rate=0.3)]}))
+    fresh, lines = FakeRuns(), []
+    monkeypatch.setattr("recbole_msl.quick_start.run", fresh)
+    report = runner.run_comparison(load_spec(str(path)), results_dir=str(tmp_path / "res"), echo=lines.append)
+    assert fresh.calls == [("new", 1), ("strong", 2), ("new", 2)]  # seed 1's strong is read, seed 2's runs
+    taken = _read_json(tmp_path / "res" / "new" / "runs" / "strong-again--seed1.json")
+    assert taken["run"] == "strong-again" and taken["adopted_from"] == {"comparison": "old", "run": "strong"}
+    assert taken["test"] == _read_json(published / "old" / "runs" / "strong--seed1.json")["test"]
+    assert "[1/4] strong-again seed 1: the same run as strong of old (docs/results/): its record is taken" in lines[0]
+    assert "the records of strong of old" in open(report["files"]["markdown"]).read()
+
+    path.write_text(yaml.safe_dump({"dataset": "ml-100k", "adopt": ["missing"], "runs": [renamed]}))
+    with pytest.raises(ConfigError, match="adopt names missing, which has no records in docs/results/missing/runs/"):
+        load_spec(str(path))
+
+
 def test_report_only_shows_the_finished_runs_and_names_the_rest(tmp_path, monkeypatch):
     """While a comparison is under way, --report_only runs nothing, reports the finished runs (one seed:
     no ± shown) and lists every other (run, seed), including one whose settings changed since."""

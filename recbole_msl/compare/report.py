@@ -218,6 +218,10 @@ def _summarise_run(run, records, metrics, pending=()) -> dict:
         shared = sorted({r["training_shared_with"] for r in ok if r.get("training_shared_with")})
         if shared:
             summary["training_shared_with"] = ", ".join(shared)
+        adopted = sorted({f"{r['adopted_from']['run']} of {r['adopted_from']['comparison']}"
+                          for r in ok if r.get("adopted_from")})
+        if adopted:
+            summary["adopted_from"] = ", ".join(adopted)
         grids = [r["assistant"] for r in ok if r.get("assistant")]
         if grids:  # the weight each seed kept on validation, and the assistant's own test metrics
             summary["assistant"] = [{"seed": r["seed"], "model": r["assistant"].get("model"),

@@ -89,6 +89,8 @@ def _status(summary) -> str:
     parts = [f"failed ({_seeds(seeds)}): {error}" for error, seeds in by_error.items()]
     if summary.get("training_shared_with"):
         parts.append(f"ok (evaluates the adapters of {summary['training_shared_with']}: no training of its own)")
+    if summary.get("adopted_from"):
+        parts.append(f"ok (the records of {summary['adopted_from']}: same settings, read from docs/results/)")
     if summary.get("seeds_pending"):
         parts.append(f"not finished yet ({_seeds(summary['seeds_pending'])})")
     return "; ".join(parts) or "ok"

@@ -24,7 +24,7 @@ from .store import PUBLISHED_RESULTS
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _SPEC_KEYS = {"name", "dataset", "seeds", "reference", "pairs", "report_metrics", "config", "config_files", "runs",
-              "results_dir", "description", "curve", "beside", "stop_when_flat_from"}
+              "results_dir", "description", "curve", "beside", "stop_when_flat_from", "adopt"}
 _RUN_KEYS = {"name", "model", "config", "config_files", "profiles", "seeds", "cost"}
 
 
@@ -74,6 +74,7 @@ class ComparisonSpec:
     pairs: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # tested pairs besides the reference
     beside: list[str] = dataclasses.field(default_factory=list)  # published curves drawn beside this one (CPU chart)
     stop_when_flat_from: int | None = None  # a curve point: from there, stop a run once validation stops rising
+    adopt: list[str] = dataclasses.field(default_factory=list)  # published comparisons whose equal runs are read
 
     def run_names(self) -> list[str]:
         return [r.name for r in self.runs]
@@ -191,8 +192,16 @@ def load_spec(name_or_path: str) -> ComparisonSpec:
         results_dir=str(raw.get("results_dir") or "results"), source=os.path.abspath(path),
         curve=curve, pairs=_pairs(raw.get("pairs"), path),
         beside=[str(n) for n in _as_list(raw.get("beside"), "beside")],
-        stop_when_flat_from=_flat_start(raw.get("stop_when_flat_from"), curve, path))
+        stop_when_flat_from=_flat_start(raw.get("stop_when_flat_from"), curve, path),
+        adopt=[str(n) for n in _as_list(raw.get("adopt"), "adopt")])
     check_reference(spec)
+    for name in spec.adopt:
+        if spec.curve is not None:
+            raise ConfigError(f"comparison file {path}: adopt is for comparisons that test; a learning curve "
+                              f"draws published curves with beside instead")
+        if not os.path.isdir(os.path.join(PUBLISHED_RESULTS, name, "runs")):
+            raise ConfigError(f"comparison file {path}: adopt names {name}, which has no records in "
+                              f"docs/results/{name}/runs/; name a comparison whose run records are committed there")
     for name in spec.beside:  # checked before anything runs, not after hours of training
         if not os.path.isfile(os.path.join(PUBLISHED_RESULTS, f"{name}.json")):
             raise ConfigError(f"comparison file {path}: beside names {name}, which has no report in docs/results/; "

@@ -67,3 +67,17 @@ def adopt_published_records(folder: str, name: str, echo=print) -> int:
     echo(f"{folder} held no records: read the {len(names)} committed ones from "
          f"{os.path.relpath(published, os.path.dirname(PROPERTIES_DIR))} (copied there)")
     return len(names)
+
+
+def adopt_record(names: list[str], run: str, seed: int, signature: str) -> dict | None:
+    """A finished record of a published comparison in ``names`` (docs/results/<name>/runs/) with this seed and
+    ``signature`` (the same model, data, settings and files, whatever the run was called there), renamed to ``run``
+    and marked ``adopted_from``; None when none matches. A comparison's rows measured already are read, not rerun."""
+    for name in names:
+        published = os.path.join(PUBLISHED_RESULTS, name, "runs")
+        for file in sorted(os.listdir(published)) if os.path.isdir(published) else []:
+            record = read_json(os.path.join(published, file)) if file.endswith(".json") else None
+            if (record and record.get("status") == "ok" and record.get("seed") == seed
+                    and record.get("signature") == signature):
+                return {**record, "run": run, "adopted_from": {"comparison": name, "run": record["run"]}}
+    return None
