@@ -30,8 +30,7 @@ from ..recbole_seam.registry import is_plugin_model
 from . import store
 from .curve_chart import cpu_chart, curve_chart
 from .curve_markdown import curve_markdown
-from .curve_points import (  # noqa: F401 - TRAINING_ONLY_KEYS and untrained_signature are imported from here by tests
-    TRAINING_ONLY_KEYS,
+from .curve_points import (
     PointLog,
     adapter_folder,
     curve_signature,
@@ -105,7 +104,7 @@ def curve_run(run, dataset: str, seed: int, points: list[int], cmd_args: list[st
     log = PointLog(record, record_path, echo, seed)
     if 0 in points and 0 not in log.measured():
         log.take_untrained(run, (untrained or {}).get(untrained_signature(run, dataset, seed, cmd_args)),
-                           partial(untrained_point, trainer, model, valid_data, train_data))
+                           partial(untrained_point, trainer, model, valid_data, train_data, _measure))
     trainer.start(train_data)
     for epoch in sorted(epochs):  # a point cut short by a stop is measured on resuming, from that epoch's state
         if epochs[epoch] in log.measured() or epoch < trainer.epochs_done:

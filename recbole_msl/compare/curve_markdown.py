@@ -43,6 +43,14 @@ def _tests_caption(tests: list[dict], seeds: list) -> str:
             f"with 80% power at alpha {ALPHA}. No ± in this table.")
 
 
+def _test_label(test: dict) -> str:
+    """What a paired test compares, as the table's first column."""
+    if test["kind"] == "last vs first point":
+        return f"{test['run']}: {test['sequences']:,} vs {test['from_sequences']:,} sequences"
+    label = f"{test['run']} vs {test['against']} at {test['sequences']:,}"
+    return label + " (one adapter)" if test["kind"] == "decoding vs its training run" else label
+
+
 def curve_markdown(report: dict) -> str:
     """The curve's points, its baseline lines, its paired tests and its precision, as Markdown; each table's
     caption says what its figures are, and "±" is one standard error over users throughout."""
@@ -96,9 +104,7 @@ def curve_markdown(report: dict) -> str:
                             ["comparison", "metric", "difference (95% CI)", "p", "Holm p", "verdict",
                              "detectable (relative to the reference)"])
         for t in tests:
-            what = (f"{t['run']}: {t['sequences']:,} vs {t['from_sequences']:,} sequences"
-                    if t["kind"] == "last vs first point" else f"{t['run']} vs {t['against']} at {t['sequences']:,}"
-                    + (" (one adapter)" if t["kind"] == "decoding vs its training run" else ""))
+            what = _test_label(t)
             if t.get("same_measurement"):
                 rows.append(f"| {what} | {t['metric']} | 0: one measurement ({t.get('measured_in', t['against'])}'s "
                             f"evaluation), not a test | - | - | - | - |")
