@@ -217,7 +217,8 @@ def test_adopt_reads_a_published_comparisons_equal_runs_instead_of_running_them(
     assert taken["run"] == "strong-again" and taken["adopted_from"] == {"comparison": "old", "run": "strong"}
     assert taken["test"] == _read_json(published / "old" / "runs" / "strong--seed1.json")["test"]
     assert "[1/4] strong-again seed 1: the same run as strong of old (docs/results/): its record is taken" in lines[0]
-    assert "the records of strong of old" in open(report["files"]["markdown"]).read()
+    with open(report["files"]["markdown"]) as f:
+        assert "the records of strong of old" in f.read()
 
     path.write_text(yaml.safe_dump({"dataset": "ml-100k", "adopt": ["missing"], "runs": [renamed]}))
     with pytest.raises(ConfigError, match="adopt names missing, which has no records in docs/results/missing/runs/"):

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from recbole_msl.core.losses import ats_estimate
-from recbole_msl.core.sequences import chunk_sequence, user_sequences
+from recbole_msl.core.sequences import chunk_sequence, user_sequences, window_width
 from recbole_msl.errors import ConfigError
 from recbole_msl.model.llmmsl import LLMMSL
 from recbole_msl.recbole_seam.config import Config
@@ -24,16 +24,44 @@ def test_user_sequences_join_chained_windows_and_keep_the_rest_apart():
     histories = [[10], [10, 11], [11, 12], [5], [7, 8], [8, 9]]  # width 2: user 1 chains, user 2 breaks once
     targets = [11, 12, 13, 6, 9, 4]
     out = user_sequences(users, histories, targets, width=2)
-    assert out == [(1, [10, 11, 12, 13]), (2, [5, 6]), (2, [7, 8, 9, 4])]
-    # every target once, after its own history
-    assert sorted(t for _, s in out for t in s[1:]) != []  # non-empty
+    assert out == [(1, [10, 11, 12, 13], 1), (2, [5, 6], 1), (2, [7, 8, 9, 4], 2)]
+    # every target once, after its own history, and nothing but targets after each sequence's context
+    assert sorted(t for s in out for t in s.items[s.context:]) == sorted(targets)
     for history, target in zip(histories, targets):
-        assert any(s[s.index(target) - len(history):s.index(target)] == history for _, s in out if target in s)
+        assert any(s[s.index(target) - len(history):s.index(target)] == history for _, s, _ in out if target in s)
 
 
 def test_a_history_shorter_than_the_window_that_is_not_the_whole_sequence_does_not_chain():
     out = user_sequences([1, 1], [[1, 2], [2]], [3, 4], width=5)
-    assert out == [(1, [1, 2, 3]), (1, [2, 4])]
+    assert out == [(1, [1, 2, 3], 2), (1, [2, 4], 1)]
+
+
+def test_a_benchmark_split_of_short_windows_chains_at_its_own_width_and_trains_each_row_once():
+    """Sliding windows of at most 3 history items (a benchmark file) read with MAX_ITEM_LIST_LENGTH 50: the
+    window width is the split's (3), so a user's windows join into one sequence whose first window's history is
+    context only, and the chunks' targets are exactly the rows' targets (at width 50 nothing would chain and
+    every history item would be trained again)."""
+    items = [1, 2, 3, 4, 5, 6, 7, 8]
+    histories = [items[max(0, t - 3):t] for t in range(3, 8)]  # the first row already holds 3 history items
+    targets = items[3:8]
+    width = window_width([len(h) for h in histories], 50)
+    assert width == 3 and window_width([], 50) == 50 and window_width([60], 50) == 50
+    out = user_sequences([9] * 5, histories, targets, width)
+    assert out == [(9, items, 3)]
+    chunks = chunk_sequence(out[0].items, 50, 1, context=out[0].context)
+    assert [c.context for c in chunks] == [3] and [t for c in chunks for t in c[c.context:]] == targets
+    assert len(user_sequences([9] * 5, histories, targets, 50)) == 5  # the width of 50 chains nothing
+
+
+@pytest.mark.parametrize("context, max_items, expected", [
+    (3, 50, [([1, 2, 3, 4, 5, 6, 7, 8], 3)]),               # the whole history fits beside the targets
+    (3, 4, [([1, 2, 3, 4], 3), ([4, 5, 6, 7], 1), ([7, 8], 1)]),  # later chunks keep min_history of context
+    (6, 4, [([4, 5, 6, 7], 3), ([7, 8], 1)]),               # a context past a chunk's room starts max_items - 1 back
+    (0, 4, [([1, 2, 3, 4], 1), ([4, 5, 6, 7], 1), ([7, 8], 1)]),  # below min_history: min_history rules
+])
+def test_a_sequences_context_is_never_a_target(context, max_items, expected):
+    chunks = chunk_sequence([1, 2, 3, 4, 5, 6, 7, 8], max_items, 1, context=context)
+    assert [(list(c), c.context) for c in chunks] == expected
 
 
 @pytest.mark.parametrize("n, max_items, min_history", [(1, 4, 1), (2, 4, 1), (10, 4, 1), (23, 5, 2), (9, 3, 0),
@@ -286,3 +314,37 @@ def test_epochs_smaller_than_a_pass_walk_through_it(setup):
         parts = [[tuple(c) for batch in s.epoch(e, size, 4) for c in batch] for s in shares]
         assert [len(p) for p in parts] == [s.share(size) for s in shares]
         assert sorted(parts[0] + parts[1]) == sorted(tuple(examples.chunks[i]) for i in drawn[e])
+
+
+def test_a_benchmark_split_of_sliding_windows_trains_each_rows_target_once(tiny_llm_dir, tmp_path):
+    """Benchmark files of sliding windows (at most 3 history items, as the Amazon Books split holds 10) read with
+    MAX_ITEM_LIST_LENGTH 6: each user's windows join into one sequence, its first window's history is context, and
+    a pass trains exactly the rows' targets, each once, with every history item of its row before it."""
+    folder = tmp_path / "data" / "win"
+    folder.mkdir(parents=True)
+    names = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo"]
+    (folder / "win.item").write_text("item_id:token\ttitle:token_seq\n"
+                                     + "".join(f"{i}\t{name} story\n" for i, name in enumerate(names, 1)))
+    lines = {"train": [], "valid": [], "test": []}
+    histories = {1: [1, 2, 3, 4, 5, 6, 7, 8], 2: [9, 10, 11, 1, 2, 3]}
+    for user, items in histories.items():
+        for t in range(3, len(items)):
+            split = "test" if t == len(items) - 1 else "valid" if t == len(items) - 2 else "train"
+            history = " ".join(map(str, items[t - 3:t]))
+            lines[split].append(f"{user}\t{history}\t{items[t]}\t{1000 * user + t}\n")
+    for split, rows in lines.items():
+        (folder / f"win.{split}.inter").write_text(
+            "user_id:token\titem_id_list:token_seq\titem_id:token\ttimestamp:float\n" + "".join(rows))
+    config = Config(model="LLMMSL", dataset="win", config_dict={
+        "llm_path": tiny_llm_dir, "data_path": str(tmp_path / "data"), "benchmark_filename": ["train", "valid", "test"],
+        "alias_of_item_id": ["item_id_list"], "load_col": {"inter": ["user_id", "item_id_list", "item_id", "timestamp"]},
+        "eval_args": {"order": "TO", "group_by": None, "mode": "full"}, "item_text_field": "title",
+        "train_format": "sequence", "MAX_ITEM_LIST_LENGTH": 6, "num_beams": 10, "show_progress": False,
+        "checkpoint_dir": str(tmp_path / "saved")})
+    train, _, _ = data_preparation(config, create_dataset(config))
+    model = LLMMSL(config, train._dataset)
+    examples = SequenceExamples(train._dataset, model, seed=2020)
+    tokens = train._dataset.field2id_token[train._dataset.iid_field]
+    chunks = [([int(tokens[i]) for i in c], c.context) for c in examples.chunks]
+    assert examples.rows == len(lines["train"]) == examples.targets == 4
+    assert sorted(chunks) == [([1, 2, 3, 4, 5, 6], 3), ([9, 10, 11, 1], 3)]  # before: 4 chunks, 12 targets

@@ -20,6 +20,7 @@ from recbole.utils import InputType
 from ..core.batching import pad_rows
 from ..core.beam_search import title_scores, token_log_probs
 from ..core.losses import ATS_STATISTICS_SIZE, ats_estimate, ats_update
+from ..core.sequences import context_of
 from ..core.subtree_mass import SubtreeRanges
 from ..core.trie import TokenTrie
 from ..errors import ConfigError, DataMismatchError
@@ -195,7 +196,7 @@ class LLMMSL(SequentialRecommender):
         target's title choice): every target's tokens are its trie path, read by a trie walk that starts
         at the root for each title. Causal attention makes each position see exactly the chunk before it.
         """
-        packed = [self.prompts.pack(chunk, self.opts.sequence_min_history) for chunk in chunks]
+        packed = [self.prompts.pack(chunk, context_of(chunk, self.opts.sequence_min_history)) for chunk in chunks]
         head = len(self.prompts.head_ids)
         hidden, shared = decode_right_padded(self.base.get_decoder(), [p.ids[:-1] for p in packed], self.pad_id,
                                              self.opts.share_prompt_prefix, limit=head)  # [B, T - shared, d]

@@ -99,7 +99,8 @@ class LLMMSLTrainer(CheckpointSavingMixin, AssistantWeightGridMixin, EvaluationR
                                               self.world_size, bool(train_data.shuffle))
             self.logger.info(f"train_format sequence: {len(self.sequences.chunks)} chunks of at most "
                              f"{self.model.opts.history_length} titles from {self.sequences.users} users, "
-                             f"{self.sequences.targets} target titles per pass")
+                             f"{self.sequences.targets} target titles per pass (the split has "
+                             f"{self.sequences.rows} training rows)")
         return self.sequences
 
     def _epoch_budget(self, train_data) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..core.sequences import chunk_sequence, user_sequences
+from ..core.sequences import chunk_sequence, user_sequences, window_width
 
 
 class SequenceExamples:
@@ -20,23 +20,24 @@ class SequenceExamples:
         inter = dataset.inter_feat
         seqs, lengths = inter[model.ITEM_SEQ].tolist(), inter[model.ITEM_SEQ_LEN].tolist()
         sequences = user_sequences(inter[dataset.uid_field].tolist(), [s[:n] for s, n in zip(seqs, lengths)],
-                                   inter[model.POS_ITEM_ID].tolist(), width=model.max_seq_length)
+                                   inter[model.POS_ITEM_ID].tolist(), width=window_width(lengths, model.max_seq_length))
         prompts, opts = model.prompts, model.opts
         budget = prompts.max_length - len(prompts.head_ids)
-        self.chunks, self.owners = [], []  # the chunks and each one's user
-        for user, sequence in sequences:
-            for chunk in chunk_sequence(sequence, opts.history_length, opts.sequence_min_history,
-                                        prompts.listed_cost, budget):
+        self.chunks, self.owners = [], []  # the chunks (each knows its context items) and each one's user
+        for sequence in sequences:
+            for chunk in chunk_sequence(sequence.items, opts.history_length, opts.sequence_min_history,
+                                        prompts.listed_cost, budget, context=sequence.context):
                 self.chunks.append(chunk)
-                self.owners.append(user)
-        self.min_history = opts.sequence_min_history
+                self.owners.append(sequence.user)
+        self.rows = len(seqs)  # the split's training rows: one target each
         self.users = len(set(inter[dataset.uid_field].tolist()))
         self.seed, self.rank, self.world_size, self.shuffle = seed, rank, world_size, shuffle
 
     @property
     def targets(self) -> int:
-        """Target titles over all chunks (every training target once)."""
-        return sum(len(chunk) - self.min_history for chunk in self.chunks)
+        """Target titles over all chunks (every training row's target once, unless sequence_min_history leaves
+        a sequence's first targets as context)."""
+        return sum(len(chunk) - chunk.context for chunk in self.chunks)
 
     def share(self, size: int | None = None) -> int:
         """Chunks this process trains on in an epoch of ``size`` chunks (all ranks together; default a full pass)."""
