@@ -236,15 +236,16 @@ def _run_comparison(spec: ComparisonSpec, cmd_args: list[str], folder: str, echo
     for done, (seed, run) in enumerate(scheduled, 1):
         signature = run.signature(spec.dataset, seed, cmd_args)
         old = store.read_record(folder, run.name, seed)
-        if not (old and old.get("status") == "ok" and old.get("signature") == signature):
-            adopted = store.adopt_record(spec.adopt, run.name, seed, signature)
-            if adopted is not None:
-                store.write_record(folder, adopted)
-                origin = adopted["adopted_from"]
-                echo(f"[{done}/{total}] {run.name} seed {seed}: the same run as {origin['run']} of "
-                     f"{origin['comparison']} (docs/results/): its record is taken, nothing runs")
-                old = store.read_record(folder, run.name, seed)
-        if old and old.get("status") == "ok" and old.get("signature") == signature:
+        finished = bool(old) and old.get("status") == "ok" and old.get("signature") == signature
+        adopted = None if finished else store.adopt_record(spec.adopt, run.name, seed, signature)
+        if adopted is not None:
+            store.write_record(folder, adopted)
+            origin = adopted["adopted_from"]
+            echo(f"[{done}/{total}] {run.name} seed {seed}: the same run as {origin['run']} of {origin['comparison']} "
+                 f"(docs/results/): its record is taken, nothing runs")
+            current.append(store.read_record(folder, run.name, seed))
+            continue
+        if finished:
             echo(f"[{done}/{total}] {run.name} seed {seed}: finished earlier, read back from "
                  f"{store.record_path(folder, run.name, seed)}")
             current.append(old)
