@@ -32,8 +32,7 @@ def training_source(run, seed: int, done: list[tuple], dataset: str, points: lis
                     folder: str) -> tuple | None:
     """The earlier finished curve run of this seed, as (run spec, record), whose training ``run`` shares (same
     settings but for decoding keys) and whose adapter is still saved (or whose decoding this run has measured
-    already); None to train as usual. ``done``: the
-    (run spec, record) pairs of the curves finished so far, in order."""
+    already); None to train as usual. ``done``: the (run spec, record) pairs of the curves trained so far."""
     mine = curve_training_signature(run, dataset, seed, points, cmd_args)
     if mine is None:
         return None
