@@ -64,6 +64,11 @@ def test_a_sequences_context_is_never_a_target(context, max_items, expected):
     assert [(list(c), c.context) for c in chunks] == expected
 
 
+def test_a_long_starting_history_keeps_its_latest_items_that_fit_the_token_budget():
+    chunks = chunk_sequence([1, 2, 3, 4, 5, 6, 7, 8], 50, 1, cost=lambda i: 3, budget=12, context=6)
+    assert [(list(c), c.context) for c in chunks] == [([4, 5, 6, 7], 3), ([7, 8], 1)]
+
+
 @pytest.mark.parametrize("n, max_items, min_history", [(1, 4, 1), (2, 4, 1), (10, 4, 1), (23, 5, 2), (9, 3, 0),
                                                        (50, 50, 1), (51, 50, 1)])
 def test_chunks_make_every_item_after_the_first_min_history_a_target_once(n, max_items, min_history):

@@ -74,7 +74,8 @@ def chunk_sequence(items: Sequence[int], max_items: int, min_history: int,
     ``cost``) whose targets are every item from ``max(context, min_history)`` on, each in exactly one chunk.
 
     A chunk's first items are context only: the first chunk starts at the sequence's start (or, when its context
-    would not leave room for a target, ``max_items - 1`` items before its first target), every later one
+    would not leave room for a target in ``max_items`` or ``budget``, as late as it must, keeping at least
+    ``min_history`` items), every later one
     ``min_history`` items before its first target, so each target has at least ``min_history`` earlier items beside
     it. A sequence with no item past its context gives no chunk.
     """
@@ -84,7 +85,11 @@ def chunk_sequence(items: Sequence[int], max_items: int, min_history: int,
     chunks, target, n = [], max(context, min_history), len(items)
     while target < n:
         start = target - min_history if chunks else max(0, target - (max_items - 1))
-        end, spent = target, sum(cost(i) for i in items[start:target])
+        spent = sum(cost(i) for i in items[start:target])
+        while budget is not None and start < target - min_history and spent + cost(items[target]) > budget:
+            spent -= cost(items[start])  # a long starting history keeps its latest items that fit beside a target
+            start += 1
+        end = target
         while end < n and end - start < max_items and (budget is None or spent + cost(items[end]) <= budget):
             spent += cost(items[end])
             end += 1
