@@ -215,7 +215,11 @@ def _summarise_run(run, records, metrics, pending=()) -> dict:
             known = [r[key] for r in ok if r.get(key) is not None]
             summary[key] = float(np.mean(known)) if known else None
         summary["trainable_parameters"] = ok[0].get("trainable_parameters")
-        shared = sorted({r["training_shared_with"] for r in ok if r.get("training_shared_with")})
+        shared = sorted({r["training_shared_with"] for r in ok if r.get("training_shared_with")
+                         and not r.get("curve_adapter")})
+        taken = [r["curve_adapter"] for r in ok if r.get("curve_adapter")]
+        if taken:  # seeds whose adapter a learning curve trained (the same training; its CPU time is there)
+            summary["curve_adapters"] = taken
         if shared:
             summary["training_shared_with"] = ", ".join(shared)
         adopted = sorted({f"{r['adopted_from']['run']} of {r['adopted_from']['comparison']}"

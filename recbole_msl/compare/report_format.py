@@ -89,6 +89,11 @@ def _status(summary) -> str:
     parts = [f"failed ({_seeds(seeds)}): {error}" for error, seeds in by_error.items()]
     if summary.get("training_shared_with"):
         parts.append(f"ok (evaluates the adapters of {summary['training_shared_with']}: no training of its own)")
+    for taken in summary.get("curve_adapters") or []:
+        cpu = taken.get("training_cpu_s")
+        spent = "" if cpu is None else f", {cpu / 60:,.0f} training CPU-min there"
+        parts.append(f"ok (seed {taken['seed']}: the final adapter of {taken['run']} in {taken['comparison']}, "
+                     f"trained exactly as this run trains{spent}; not trained again here)")
     if summary.get("adopted_from"):
         parts.append(f"ok (the records of {summary['adopted_from']}: same settings, read from docs/results/)")
     if summary.get("seeds_pending"):

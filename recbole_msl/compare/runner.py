@@ -33,6 +33,7 @@ from ..recbole_seam.registry import is_plugin_model
 from ..run_checks import check_run_config
 from . import store
 from .chart import write_chart
+from .curve_adapters import curve_adapter
 from .environment import run_environment
 from .lock import comparison_lock
 from .memory import PeakMemory
@@ -130,6 +131,8 @@ def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], data
     if shared is not None:
         config["trained_checkpoint"], config["resume"] = shared["saved_model_file"], None
         record["training_shared_with"] = shared["run"]
+        if shared.get("curve_adapter"):
+            record["curve_adapter"] = shared["curve_adapter"]
     _reset_logging()
     with PeakMemory() as peak, SpentTime(config["checkpoint_dir"] if resumable else None,
                                           config.get("resume")) as spent:
@@ -262,6 +265,10 @@ def _run_comparison(spec: ComparisonSpec, cmd_args: list[str], folder: str, echo
         if shared is not None:
             echo(f"[{done}/{total}] {run.name} seed {seed}: differs from {shared['run']} in decoding only: "
                  f"evaluates its adapter (no training)")
+        elif (shared := curve_adapter(run, seed, spec.dataset, cmd_args, spec.curve_adapters,
+                                      os.path.dirname(folder))) is not None:
+            echo(f"[{done}/{total}] {run.name} seed {seed}: trains exactly what {shared['run']} trained: "
+                 f"evaluates that curve's final adapter (no training)")
         record = execute_run(run, spec.dataset, seed, cmd_args, dataset_cache, signature, folder, shared,
                              training)
         store.write_record(folder, record)

@@ -24,7 +24,8 @@ from .store import PUBLISHED_RESULTS
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _SPEC_KEYS = {"name", "dataset", "seeds", "reference", "pairs", "report_metrics", "config", "config_files", "runs",
-              "results_dir", "description", "curve", "beside", "stop_when_flat_from", "adopt"}
+              "results_dir", "description", "curve", "beside", "stop_when_flat_from", "adopt",
+              "curve_adapters"}
 _RUN_KEYS = {"name", "model", "config", "config_files", "profiles", "seeds", "cost"}
 
 
@@ -75,6 +76,7 @@ class ComparisonSpec:
     beside: list[str] = dataclasses.field(default_factory=list)  # published curves drawn beside this one (CPU chart)
     stop_when_flat_from: int | None = None  # a curve point: from there, stop a run once validation stops rising
     adopt: list[str] = dataclasses.field(default_factory=list)  # published comparisons whose equal runs are read
+    curve_adapters: list[str] = dataclasses.field(default_factory=list)  # curves whose same training is evaluated
 
     def run_names(self) -> list[str]:
         return [r.name for r in self.runs]
@@ -193,7 +195,8 @@ def load_spec(name_or_path: str) -> ComparisonSpec:
         curve=curve, pairs=_pairs(raw.get("pairs"), path),
         beside=[str(n) for n in _as_list(raw.get("beside"), "beside")],
         stop_when_flat_from=_flat_start(raw.get("stop_when_flat_from"), curve, path),
-        adopt=[str(n) for n in _as_list(raw.get("adopt"), "adopt")])
+        adopt=[str(n) for n in _as_list(raw.get("adopt"), "adopt")],
+        curve_adapters=[str(n) for n in _as_list(raw.get("curve_adapters"), "curve_adapters")])
     check_reference(spec)
     for name in spec.adopt:
         if spec.curve is not None:
@@ -202,6 +205,13 @@ def load_spec(name_or_path: str) -> ComparisonSpec:
         if not os.path.isdir(os.path.join(PUBLISHED_RESULTS, name, "runs")):
             raise ConfigError(f"comparison file {path}: adopt names {name}, which has no records in "
                               f"docs/results/{name}/runs/; name a comparison whose run records are committed there")
+    for name in spec.curve_adapters:
+        if spec.curve is not None or os.path.abspath(comparison_file(name)) == os.path.abspath(path):
+            raise ConfigError(f"comparison file {path}: curve_adapters names learning curves for a comparison that "
+                              f"tests (not itself, and not from a curve, whose runs share training already)")
+        if load_spec(name).curve is None:
+            raise ConfigError(f"comparison file {path}: curve_adapters names {name}, which is not a learning curve; "
+                              f"name a comparison with a curve: key")
     for name in spec.beside:  # checked before anything runs, not after hours of training
         if not os.path.isfile(os.path.join(PUBLISHED_RESULTS, f"{name}.json")):
             raise ConfigError(f"comparison file {path}: beside names {name}, which has no report in docs/results/; "
