@@ -107,3 +107,42 @@ def test_a_stopped_curve_keeps_the_cpu_time_of_every_finished_epoch(tmp_path, ti
     resumed = json.loads(record_path.read_text())
     assert resumed["points"][0] == stopped["points"][0]
     assert resumed["points"][1]["cpu_s"] > stopped["cpu_s"] + resumed["points"][1]["valid_cpu_s"]
+
+
+def test_a_curve_stopped_before_its_first_trained_point_continues_from_its_last_epoch(tmp_path, tiny_run_config,
+                                                                                       monkeypatch):
+    """A settings search's first trained point can be 8 epochs in: a stop before it resumes from the last finished
+    epoch (it had started again from nothing), and a changed setting never resumes another setting's state."""
+    from recbole_msl.cli import main
+    from recbole_msl.trainer.llmmsl_trainer import LLMMSLTrainer
+
+    train_epoch, trained = LLMMSLTrainer._train_epoch, []
+
+    def stop_in_third_epoch(self, train_data, epoch_idx, *args, **kwargs):
+        if epoch_idx == 2 and not trained.count(2):
+            trained.append("stop")
+            raise KeyboardInterrupt
+        trained.append(epoch_idx)
+        return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
+
+    shared = {k: v for k, v in tiny_run_config.items() if k not in ("eval_max_users", "epochs")}
+    spec = {"name": "late", "dataset": "ml-100k", "curve": [12],
+            "config": {**shared, "MAX_ITEM_LIST_LENGTH": 10, "train_samples_per_epoch": 4,
+                       "eval_sample_users": {"valid": 2}},
+            "runs": [{"name": "msl", "model": "LLMMSL"}]}
+    path = tmp_path / "late.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    args = ["compare", f"--comparison={path}", f"--results_dir={tmp_path / 'res'}"]
+    monkeypatch.setattr(LLMMSLTrainer, "_train_epoch", stop_in_third_epoch)
+    assert main(args) != 0
+    assert trained == [0, 1, "stop"]
+    trained.append(2)  # the next attempt is not stopped
+    assert main(args) == 0
+    assert trained == [0, 1, "stop", 2, 2]  # continued with the third epoch only
+    record = json.loads((tmp_path / "res" / "late" / "runs" / "curve-msl--seed2020.json").read_text())
+    assert [p["sequences"] for p in record["points"]] == [12]
+
+    trained.clear()
+    monkeypatch.setattr(LLMMSLTrainer, "_train_epoch", stop_in_third_epoch)
+    assert main(args + ["--learning_rate=0.001"]) != 0  # another setting: trains from its first epoch
+    assert trained == [0, 1, "stop"]

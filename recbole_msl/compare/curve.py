@@ -18,6 +18,7 @@ error over the validation users; each test is on one seed and so ignores trainin
 from __future__ import annotations
 
 import os
+import shutil
 from functools import partial
 
 from recbole.utils import init_logger
@@ -78,8 +79,10 @@ def curve_run(run, dataset: str, seed: int, points: list[int], cmd_args: list[st
     record_path = store.record_path(folder, f"curve-{run.name}", seed)
     record = store.read_json(record_path) or {}
     signature = curve_signature(run, dataset, seed, points, cmd_args)
+    last = adapter_folder(folder, run.name, seed)
     if record.get("signature") != signature:
         record = {"run": run.name, "model": run.model, "seed": seed, "signature": signature, "points": []}
+        shutil.rmtree(last + "-last", ignore_errors=True)  # another setting's state (or its record is gone)
     if finished(record["points"], points, stop_from):
         echo(f"curve {run.name} seed {seed}: finished earlier, read back from {record_path}")
         return record
@@ -89,9 +92,9 @@ def curve_run(run, dataset: str, seed: int, points: list[int], cmd_args: list[st
     if not per_epoch:
         raise ConfigError("a learning curve needs train_samples_per_epoch (sequences per epoch) in the run's config")
     epochs = _epochs_for(points, per_epoch, run.cost)
-    last = adapter_folder(folder, run.name, seed)
-    trained = [p for p in record["points"] if p["sequences"] > 0]
-    resume = last + "-last" if trained and os.path.isdir(last + "-last") else None
+    # the resume folder belongs to this record's settings (a changed one is removed above), so a run stopped before
+    # its first trained point continues too (a settings search's first point can be 8 epochs in)
+    resume = last + "-last" if os.path.isdir(last + "-last") else None
     config = Config(model=run.model, dataset=dataset, config_file_list=run.config_files, cmd_args=cmd_args,
                     config_dict={**run.config, "seed": seed, "epochs": max(epochs), "resume": resume,
                                  "checkpoint_dir": os.path.dirname(last)})
