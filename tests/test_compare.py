@@ -14,6 +14,7 @@ import yaml
 
 from recbole_msl.cli import main
 from recbole_msl.compare import runner, store
+from recbole_msl.compare.curve_adapters import same_training_runs
 from recbole_msl.compare.curve_schedule import trained_sequences
 from recbole_msl.compare.spec import load_spec, parse_seeds, spec_from_models
 from recbole_msl.compare.stats import paired_test
@@ -348,6 +349,11 @@ def test_shipped_comparisons_parse():
             continue
         assert spec.reference in spec.run_names()
         assert {"LLMMSL", "SASRec"} <= {r.model for r in spec.runs} or name.endswith("-tau")
+        if spec.curve_adapters:  # each sequence row trains exactly what a curve run trained (else it would train)
+            for run in (r for r in spec.runs if r.name.endswith("-sequence")):
+                found = [other.name for _, other in same_training_runs(run, spec.seeds[0], spec.dataset, [],
+                                                                        spec.curve_adapters)]
+                assert found[0] == run.name.removesuffix("-sequence"), (name, run.name, found)
 
 
 def test_real_small_comparison(tmp_path, tiny_run_config, capsys):

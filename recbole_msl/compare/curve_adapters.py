@@ -47,38 +47,43 @@ def _trains_to_its_last_epoch(config) -> bool:
     return config["epochs"] > 0 and config["eval_step"] >= config["epochs"]
 
 
-def curve_adapter(run, seed: int, dataset: str, cmd_args: list[str], curves: list[str], results_dir: str) -> dict | None:
-    """The final adapter of a finished run of one of ``curves`` (comparison names, their specs loaded as shipped or
-    from ``properties/comparisons``) that trained what ``run`` would train, as ``{"saved_model_file", "run",
-    "curve_adapter"}`` for :func:`.runner.execute_run`; None when there is none (the run then trains)."""
+def same_training_runs(run, seed: int, dataset: str, cmd_args: list[str], curves: list[str]):
+    """Each (curve spec, curve run) among ``curves`` that trains, to its last point, exactly what ``run`` trains:
+    what :func:`curve_adapter` may take, whether or not its folder is here."""
     if not curves or run.config.get("llm_weight") == 0:
-        return None
+        return
     config = _resolved(run, dataset, seed, cmd_args)
     if not _trains_to_its_last_epoch(config):
-        return None
+        return
     mine = training_identity(run, dataset, seed, cmd_args, config["epochs"])
     for name in curves:
         spec = load_spec(name)
         if spec.curve is None or spec.dataset != dataset or seed not in spec.seeds:
             continue
-        folder = store.comparison_folder(results_dir, spec.name)
-        last = max(spec.curve)
         for other in (r for r in spec.runs if r.model == run.model and r.runs_with(seed)):
-            record = store.read_json(store.record_path(folder, f"curve-{other.name}", seed)) or {}
-            adapter = adapter_folder(folder, other.name, seed)
-            if (record.get("signature") != curve_signature(other, dataset, seed, list(spec.curve), cmd_args)
-                    or record.get("training_shared_with") or record.get("stopped") or not os.path.isdir(adapter)
-                    or last not in {p["sequences"] for p in record.get("points", [])}):
-                continue
             per_epoch = _resolved(other, dataset, seed, cmd_args)["train_samples_per_epoch"]
-            trained = trained_sequences(last, other.cost)
-            if not per_epoch or trained % per_epoch:
-                continue
-            if training_identity(other, dataset, seed, cmd_args, trained // per_epoch) != mine:
-                continue
-            points = sorted(record["points"], key=lambda p: p["sequences"])
-            cpu = training_cpu_seconds(points)[-1]
-            return {"saved_model_file": adapter, "run": f"{other.name} of {spec.name}",
-                    "curve_adapter": {"comparison": spec.name, "run": other.name, "seed": seed, "sequences": last,
-                                      "signature": record["signature"], "training_cpu_s": cpu}}
+            trained = trained_sequences(max(spec.curve), other.cost)
+            if (per_epoch and not trained % per_epoch
+                    and training_identity(other, dataset, seed, cmd_args, trained // per_epoch) == mine):
+                yield spec, other
+
+
+def curve_adapter(run, seed: int, dataset: str, cmd_args: list[str], curves: list[str], results_dir: str) -> dict | None:
+    """The final adapter of a finished run of one of ``curves`` (comparison names or YAML paths) that trained what
+    ``run`` would train (:func:`same_training_runs`), as ``{"saved_model_file", "run", "curve_adapter"}`` for
+    :func:`.runner.execute_run`; None when there is none here (the run then trains)."""
+    for spec, other in same_training_runs(run, seed, dataset, cmd_args, curves):
+        folder = store.comparison_folder(results_dir, spec.name)
+        record = store.read_json(store.record_path(folder, f"curve-{other.name}", seed)) or {}
+        adapter = adapter_folder(folder, other.name, seed)
+        last = max(spec.curve)
+        if (record.get("signature") != curve_signature(other, dataset, seed, list(spec.curve), cmd_args)
+                or record.get("training_shared_with") or record.get("stopped") or not os.path.isdir(adapter)
+                or last not in {p["sequences"] for p in record.get("points", [])}):
+            continue
+        points = sorted(record["points"], key=lambda p: p["sequences"])
+        return {"saved_model_file": adapter, "run": f"{other.name} of {spec.name}",
+                "curve_adapter": {"comparison": spec.name, "run": other.name, "seed": seed, "sequences": last,
+                                  "signature": record["signature"],
+                                  "training_cpu_s": training_cpu_seconds(points)[-1]}}
     return None
