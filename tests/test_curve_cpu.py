@@ -75,74 +75,47 @@ def _without_note(curve):
             "points": [{k: v for k, v in p.items() if k != "cpu_estimated_s"} for p in curve["points"]]}
 
 
-def test_a_stopped_curve_keeps_the_cpu_time_of_every_finished_epoch(tmp_path, tiny_run_config, monkeypatch):
-    """The record's CPU time is written after every epoch, not only at points: a process stopped between two
-    points (a session's end) leaves the finished epochs' CPU time in the record, and the resumed run adds to it."""
-    from recbole_msl.cli import main
-    from recbole_msl.trainer.llmmsl_trainer import LLMMSLTrainer
-
-    train_epoch = LLMMSLTrainer._train_epoch
-
-    def stop_in_third_epoch(self, train_data, epoch_idx, *args, **kwargs):
-        if epoch_idx == 2:
-            raise KeyboardInterrupt  # what a killed process amounts to: nothing after this point runs
-        return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
-
-    shared = {k: v for k, v in tiny_run_config.items() if k not in ("eval_max_users", "epochs")}
-    spec = {"name": "stop", "dataset": "ml-100k", "curve": [8, 32],
-            "config": {**shared, "MAX_ITEM_LIST_LENGTH": 10, "train_samples_per_epoch": 8,
-                       "eval_sample_users": {"valid": 3}},
-            "runs": [{"name": "msl", "model": "LLMMSL"}]}
-    path = tmp_path / "stop.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    args = ["compare", f"--comparison={path}", f"--results_dir={tmp_path / 'res'}"]
-    monkeypatch.setattr(LLMMSLTrainer, "_train_epoch", stop_in_third_epoch)
-    assert main(args) != 0  # "interrupted; run the same command again to continue"
-    record_path = tmp_path / "res" / "stop" / "runs" / "curve-msl--seed2020.json"
-    stopped = json.loads(record_path.read_text())
-    assert [p["sequences"] for p in stopped["points"]] == [8]
-    assert stopped["cpu_s"] > stopped["points"][0]["cpu_s"]  # the second epoch's CPU time is kept
-    monkeypatch.setattr(LLMMSLTrainer, "_train_epoch", train_epoch)
-    assert main(args) == 0
-    resumed = json.loads(record_path.read_text())
-    assert resumed["points"][0] == stopped["points"][0]
-    assert resumed["points"][1]["cpu_s"] > stopped["cpu_s"] + resumed["points"][1]["valid_cpu_s"]
-
-
-def test_a_curve_stopped_before_its_first_trained_point_continues_from_its_last_epoch(tmp_path, tiny_run_config,
-                                                                                       monkeypatch):
-    """A settings search's first trained point can be 8 epochs in: a stop before it resumes from the last finished
-    epoch (it had started again from nothing), and a changed setting never resumes another setting's state."""
+def test_a_stopped_curve_keeps_its_epochs_and_their_cpu_time(tmp_path, tiny_run_config, monkeypatch):
+    """The record's CPU time is written after every epoch, not only at points: a process stopped before the first
+    trained point (a settings search's is 8 epochs in; a session's end) keeps the finished epochs' CPU time, and
+    the next attempt continues from the last finished epoch (it had started again from nothing) and adds to it.
+    A changed setting never resumes another setting's state: it trains from its first epoch."""
     from recbole_msl.cli import main
     from recbole_msl.trainer.llmmsl_trainer import LLMMSLTrainer
 
     train_epoch, trained = LLMMSLTrainer._train_epoch, []
 
-    def stop_in_third_epoch(self, train_data, epoch_idx, *args, **kwargs):
-        if epoch_idx == 2 and not trained.count(2):
-            trained.append("stop")
-            raise KeyboardInterrupt
-        trained.append(epoch_idx)
-        return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
+    def stop_at(stop: int):
+        def stopping(self, train_data, epoch_idx, *args, **kwargs):
+            if epoch_idx == stop:
+                trained.append("stop")
+                raise KeyboardInterrupt  # what a killed process amounts to: nothing after this point runs
+            trained.append(epoch_idx)
+            return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
+        return stopping
 
     shared = {k: v for k, v in tiny_run_config.items() if k not in ("eval_max_users", "epochs")}
-    spec = {"name": "late", "dataset": "ml-100k", "curve": [12],
+    spec = {"name": "stop", "dataset": "ml-100k", "curve": [12],
             "config": {**shared, "MAX_ITEM_LIST_LENGTH": 10, "train_samples_per_epoch": 4,
                        "eval_sample_users": {"valid": 2}},
             "runs": [{"name": "msl", "model": "LLMMSL"}]}
-    path = tmp_path / "late.yaml"
+    path = tmp_path / "stop.yaml"
     path.write_text(yaml.safe_dump(spec))
     args = ["compare", f"--comparison={path}", f"--results_dir={tmp_path / 'res'}"]
-    monkeypatch.setattr(LLMMSLTrainer, "_train_epoch", stop_in_third_epoch)
-    assert main(args) != 0
+    monkeypatch.setattr(LLMMSLTrainer, "_train_epoch", stop_at(2))
+    assert main(args) != 0  # "interrupted; run the same command again to continue"
     assert trained == [0, 1, "stop"]
-    trained.append(2)  # the next attempt is not stopped
+    record_path = tmp_path / "res" / "stop" / "runs" / "curve-msl--seed2020.json"
+    stopped = json.loads(record_path.read_text())
+    assert stopped["points"] == [] and stopped["cpu_s"] > 0  # two epochs' CPU time kept, no point yet
+    monkeypatch.setattr(LLMMSLTrainer, "_train_epoch", stop_at(-1))
     assert main(args) == 0
-    assert trained == [0, 1, "stop", 2, 2]  # continued with the third epoch only
-    record = json.loads((tmp_path / "res" / "late" / "runs" / "curve-msl--seed2020.json").read_text())
-    assert [p["sequences"] for p in record["points"]] == [12]
+    assert trained == [0, 1, "stop", 2]  # continued with the third epoch only
+    resumed = json.loads(record_path.read_text())
+    assert [p["sequences"] for p in resumed["points"]] == [12]
+    assert resumed["points"][0]["cpu_s"] > stopped["cpu_s"] + resumed["points"][0]["valid_cpu_s"]
 
     trained.clear()
-    monkeypatch.setattr(LLMMSLTrainer, "_train_epoch", stop_in_third_epoch)
-    assert main(args + ["--learning_rate=0.001"]) != 0  # another setting: trains from its first epoch
-    assert trained == [0, 1, "stop"]
+    monkeypatch.setattr(LLMMSLTrainer, "_train_epoch", stop_at(0))
+    assert main(args + ["--learning_rate=0.001"]) != 0  # another setting: its first epoch, not the old state's
+    assert trained == ["stop"]
