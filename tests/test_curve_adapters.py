@@ -67,6 +67,7 @@ def test_a_run_trained_like_a_curve_takes_its_adapter_and_ranks_as_if_trained(tm
     taken, retrained = _adapter(took["saved_model_file"]), _adapter(own["saved_model_file"])
     assert taken.keys() == retrained.keys() and all((taken[k] == retrained[k]).all() for k in taken)  # bit for bit
     assert any(k.endswith("lora_B.weight") and taken[k].abs().sum() > 0 for k in taken)  # and really trained
+    assert took["tau_trace"] == own["tau_trace"] and len(own["tau_trace"]) == 2  # ATS's tau, epoch by epoch
     markdown = (tmp_path / "res" / "p" / "p.md").read_text()
     assert "the final adapter of a in c, trained exactly as this run trains" in markdown
 
