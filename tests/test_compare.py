@@ -487,7 +487,7 @@ def test_learning_curve_evaluates_at_each_point_and_resumes(tmp_path, tiny_run_c
     shared = {k: v for k, v in tiny_run_config.items() if k not in ("llm_path", "eval_max_users", "epochs")}
     spec = {"name": "curve", "dataset": "ml-100k", "curve": [8, 16],
             "config": {**shared, "MAX_ITEM_LIST_LENGTH": 10, "train_samples_per_epoch": 8,
-                       "eval_sample_users": {"valid": 6}},
+                       "eval_sample_users": {"valid": 3}},
             "runs": [{"name": "msl", "model": "LLMMSL", "config": {"llm_path": tiny_run_config["llm_path"]}},
                      {"name": "gru", "model": "GRU4Rec",
                       "config": {"embedding_size": 16, "hidden_size": 16, "train_batch_size": 2048, "epochs": 1}}]}
@@ -496,14 +496,14 @@ def test_learning_curve_evaluates_at_each_point_and_resumes(tmp_path, tiny_run_c
     assert main(["compare", f"--comparison={path}", f"--results_dir={tmp_path / 'res'}"]) == 0
     printed = capsys.readouterr().out
     assert "| msl | 8 |" in printed and "| msl | 16 |" in printed and "| gru (best valid) |" in printed
-    assert "| msl: 16 vs 8 sequences | ndcg@10 |" in printed and "| msl | 16 | 6 |" in printed  # paired test, precision
+    assert "| msl: 16 vs 8 sequences | ndcg@10 |" in printed and "| msl | 16 | 3 |" in printed  # paired test, precision
     folder = tmp_path / "res" / "curve"
     data = _read_json(folder / "curve.json")
     points = data["curves"][0]["points"]
-    assert [p["sequences"] for p in points] == [8, 16] and all(p["stats"]["users"] == 6 for p in points)
+    assert [p["sequences"] for p in points] == [8, 16] and all(p["stats"]["users"] == 3 for p in points)
     record = _read_json(folder / "runs" / "curve-msl--seed2020.json")
     values = per_user_metrics(record["points"][1]["valid_hits"], ["ndcg"], [10])["ndcg@10"]
-    assert points[1]["stats"]["ndcg@10"]["se"] == pytest.approx(values.std(ddof=1) / np.sqrt(6))
+    assert points[1]["stats"]["ndcg@10"]["se"] == pytest.approx(values.std(ddof=1) / np.sqrt(3))
     assert points[1]["valid"]["ndcg@10"] == pytest.approx(values.mean(), abs=1e-4)  # RecBole's own figure
     assert points[1]["cpu_s"] > points[0]["cpu_s"] > 0
     assert all(0 < p["valid_cpu_s"] < p["cpu_s"] for p in points)  # so training's own CPU time can be told apart
@@ -534,7 +534,7 @@ def test_curve_runs_that_differ_only_in_training_keys_share_the_untrained_point(
     shared = {k: v for k, v in tiny_run_config.items() if k not in ("eval_max_users", "epochs")}
     spec = {"name": "zero", "dataset": "ml-100k", "curve": [0, 8],
             "config": {**shared, "MAX_ITEM_LIST_LENGTH": 10, "train_samples_per_epoch": 8,
-                       "eval_sample_users": {"valid": 6}},
+                       "eval_sample_users": {"valid": 3}},
             "runs": [{"name": "msl", "model": "LLMMSL", "config": {"llm_loss": "msl", "tau": "ats"}},
                      {"name": "lml", "model": "LLMMSL", "config": {"llm_loss": "lml", "learning_rate": 0.01}},
                      {"name": "short", "model": "LLMMSL", "config": {"llm_loss": "lml", "MAX_ITEM_LIST_LENGTH": 5}}]}

@@ -43,10 +43,10 @@ def test_a_run_trained_like_a_curve_takes_its_adapter_and_ranks_as_if_trained(tm
     shared |= {"MAX_ITEM_LIST_LENGTH": 10, "train_samples_per_epoch": 4, "eval_history": 5, "learning_rate": 0.01,
                "train_format": "sequence", "llm_loss": "msl", "tau": "ats"}
     curve = _write(tmp_path / "c.yaml", {"name": "c", "dataset": "ml-100k", "curve": [4, 8],
-                                         "config": {**shared, "eval_sample_users": {"valid": 3}},
+                                         "config": {**shared, "eval_sample_users": {"valid": 2}},
                                          "runs": [{"name": "a", "model": "LLMMSL"}]})
     run = {"name": "seq", "model": "LLMMSL", "config": {"epochs": 2, "eval_step": 2}}
-    plain = {"name": "p", "dataset": "ml-100k", "config": {**shared, "eval_sample_users": {"valid": 2, "test": 5}},
+    plain = {"name": "p", "dataset": "ml-100k", "config": {**shared, "eval_sample_users": {"valid": 1, "test": 3}},
              "runs": [run]}
     taking = _write(tmp_path / "p.yaml", {**plain, "curve_adapters": [curve]})
     retraining = _write(tmp_path / "again.yaml", plain)
@@ -62,7 +62,7 @@ def test_a_run_trained_like_a_curve_takes_its_adapter_and_ranks_as_if_trained(tm
     own = json.loads((tmp_path / "other" / "p" / "runs" / "seq--seed2020.json").read_text())
     assert took["curve_adapter"]["run"] == "a" and took["curve_adapter"]["sequences"] == 8
     assert took["curve_adapter"]["training_cpu_s"] > 0 and "curve_adapter" not in own
-    assert took["test_hits"]["users"] == own["test_hits"]["users"] and len(own["test_hits"]["users"]) == 5
+    assert took["test_hits"]["users"] == own["test_hits"]["users"] and len(own["test_hits"]["users"]) == 3
     assert took["test_hits"] == own["test_hits"] and took["test"] == own["test"]  # the same adapter, the same ranks
     taken, retrained = _adapter(took["saved_model_file"]), _adapter(own["saved_model_file"])
     assert taken.keys() == retrained.keys() and all((taken[k] == retrained[k]).all() for k in taken)  # bit for bit

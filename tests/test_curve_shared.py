@@ -34,7 +34,7 @@ def test_decoding_only_runs_share_the_earlier_runs_adapter(tmp_path, tiny_run_co
     shared = {k: v for k, v in tiny_run_config.items() if k not in ("eval_max_users", "epochs")}
     spec = {"name": "shared", "dataset": "ml-100k", "curve": [0, 8], "reference": "short",
             "config": {**shared, "MAX_ITEM_LIST_LENGTH": 10, "train_samples_per_epoch": 4, "eval_history": 5,
-                       "learning_rate": 0.01, "eval_sample_users": {"valid": 6}},
+                       "learning_rate": 0.01, "eval_sample_users": {"valid": 3}},
             "runs": [{"name": "a", "model": "LLMMSL", "config": {"llm_loss": "msl"}},
                      {"name": "same", "model": "LLMMSL", "config": {"llm_loss": "msl", "show_examples": 0}},
                      {"name": "short", "model": "LLMMSL", "config": {"llm_loss": "msl", "eval_history": 2}}]}
