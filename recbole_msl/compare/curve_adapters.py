@@ -11,7 +11,6 @@ anything differs, the run trains its own (the same result, at the full cost).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 from ..model.options import decoding_keys
@@ -32,9 +31,8 @@ SCHEDULE_KEYS = ("epochs", "eval_step", "stopping_step")
 def training_identity(run, dataset: str, seed: int, cmd_args: list[str], epochs: int) -> str:
     """What an adapter depends on: the run's settings without decoding, evaluation and schedule keys, plus the
     number of epochs of ``train_samples_per_epoch`` it trains (its learning-rate schedule)."""
-    dropped = set(decoding_keys()) | set(EVALUATION_KEYS) | set(SCHEDULE_KEYS)
-    kept = {k: v for k, v in run.config.items() if k not in dropped}
-    return dataclasses.replace(run, name="", config=kept).signature(dataset, seed, list(cmd_args) + [f"epochs={epochs}"])
+    dropped = (*decoding_keys(), *EVALUATION_KEYS, *SCHEDULE_KEYS)
+    return run.signature_without(dropped, dataset, seed, list(cmd_args) + [f"epochs={epochs}"])
 
 
 def _resolved(run, dataset: str, seed: int, cmd_args: list[str]) -> Config:

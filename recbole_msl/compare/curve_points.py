@@ -3,7 +3,6 @@ every change (so a stop keeps every measured point and the CPU time spent)."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 
@@ -39,8 +38,7 @@ def _trained_at(run, points: list[int]) -> str:
 
 def untrained_signature(run, dataset: str, seed: int, cmd_args: list[str]) -> str:
     """What point 0 of a run depends on: its signature without its name and training-only keys."""
-    kept = {k: v for k, v in run.config.items() if k not in TRAINING_ONLY_KEYS}
-    return dataclasses.replace(run, name="", config=kept).signature(dataset, seed, list(cmd_args))
+    return run.signature_without(TRAINING_ONLY_KEYS, dataset, seed, list(cmd_args))
 
 
 def adapter_folder(folder: str, run_name: str, seed: int) -> str:

@@ -57,8 +57,12 @@ class RunSpec:
         the first one's. None for a run with no LLM term (``llm_weight: 0``), whose adapter is never trained."""
         if self.config.get("llm_weight") == 0:
             return None
-        training = dataclasses.replace(self, config={k: v for k, v in self.config.items() if k not in decoding_keys()})
-        return training.signature(dataset, seed, cmd_args)
+        return self.signature_without(decoding_keys(), dataset, seed, cmd_args)
+
+    def signature_without(self, keys, dataset: str, seed: int, cmd_args: list[str]) -> str:
+        """The signature of this run's settings less ``keys``: what a result that ignores those keys depends on."""
+        kept = {k: v for k, v in self.config.items() if k not in set(keys)}
+        return dataclasses.replace(self, config=kept).signature(dataset, seed, cmd_args)
 
 
 @dataclasses.dataclass
