@@ -2,7 +2,8 @@
 
 ``SequentialDataset.data_augmentation`` turns each user's time-ordered interactions into (history, next item)
 rows, copying every history into its row one interaction at a time: about 3.4 s of a 9.5-s tiny-backbone run on
-ml-100k's 100k interactions (10 times that on ml-1m), paid by every sequential run, RecBole's models included.
+ml-100k's 100k interactions, growing with their number (ml-1m has ten times as many), paid by every sequential
+run, RecBole's models included.
 :func:`data_augmentation` builds the same rows, in the same order, with the same tensors, shapes and dtypes
 (``tests/test_sequence_augmentation.py`` compares them with RecBole's own); a field whose values do not have the
 shape RecBole's lists expect makes it call RecBole's loop instead. :func:`~.compat.install_array_augmentation`
