@@ -40,6 +40,7 @@ from .memory import PeakMemory
 from .popularity import training_target_counts
 from .report import build_report
 from .report_format import to_csv, to_markdown
+from .shared_assistant import assistant_record, shared_assistant, take_assistant
 from .spec import ComparisonSpec, RunSpec
 from .spent import LEDGER_FILE, SpentTime
 
@@ -109,12 +110,13 @@ def shared_training(run: RunSpec, seed: int, training_signature: str | None, fin
 
 def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], dataset_cache: dict,
                 signature: str, folder: str | None = None, shared: dict | None = None,
-                training_signature: str | None = None) -> dict:
+                training_signature: str | None = None, assistant_from: dict | None = None) -> dict:
     """Train and test one run; always returns a record, never raises (except on Ctrl-C).
 
     With the comparison's ``folder``, an LLMMSL run continues from its last finished epoch of an
     interrupted attempt (a ``--checkpoint_dir`` on the command line turns this off: it wins).
-    With ``shared`` (an earlier run's record, :func:`shared_training`) it evaluates that run's adapter."""
+    With ``shared`` (an earlier run's record, :func:`shared_training`) it evaluates that run's adapter; with
+    ``assistant_from`` (:func:`~.shared_assistant.shared_assistant`) it loads that run's assistant."""
     record = {"run": run.name, "model": run.model, "dataset": dataset, "seed": seed, "signature": signature,
               "config_files": run.config_files, "config": run.config, "cmd_args": list(cmd_args),
               "started": datetime.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
@@ -133,6 +135,8 @@ def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], data
         record["training_shared_with"] = shared["run"]
         if shared.get("curve_adapter"):
             record["curve_adapter"] = shared["curve_adapter"]
+    if assistant_from is not None:
+        take_assistant(config, record, assistant_from)
     _reset_logging()
     with PeakMemory() as peak, SpentTime(config["checkpoint_dir"] if resumable else None,
                                           config.get("resume")) as spent:
@@ -166,7 +170,8 @@ def execute_run(run: RunSpec, dataset: str, seed: int, cmd_args: list[str], data
             valid_s=round(timings.get("valid_s", 0.0), 2), eval_s=round(timings["test_s"], 2),
             data_s=round(timings["data_s"], 2), model_load_s=round(timings["model_load_s"], 2),
             trainable_parameters=int(result["trainable_parameters"]), valid_metric=result.get("valid_metric"),
-            assistant=result.get("assistant"),
+            assistant=(assistant_record(result["assistant"], assistant_from) if assistant_from is not None
+                       else result.get("assistant")),
             saved_model_file=result.get("saved_model_file"), tau_trace=result.get("tau_trace"),
             test_hits=result.get("test_hits"))
     record["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
@@ -269,8 +274,12 @@ def _run_comparison(spec: ComparisonSpec, cmd_args: list[str], folder: str, echo
                                       os.path.dirname(folder))) is not None:
             echo(f"[{done}/{total}] {run.name} seed {seed}: trains exactly what {shared['run']} trained: "
                  f"evaluates that curve's final adapter (no training)")
+        assistant_from = shared_assistant(spec, run, seed, cmd_args, current)
+        if assistant_from is not None:
+            echo(f"[{done}/{total}] {run.name} seed {seed}: loads the assistant {assistant_from['run']} trained "
+                 f"(the same model, settings, split and seed) instead of training it again")
         record = execute_run(run, spec.dataset, seed, cmd_args, dataset_cache, signature, folder, shared,
-                             training)
+                             training, assistant_from)
         store.write_record(folder, record)
         current.append(store.read_record(folder, run.name, seed))
         state = record["status"] if record["status"] == "ok" else f"failed: {record['error']}"

@@ -119,7 +119,7 @@ def train_assistant(config, dataset, run_stem: str | None) -> tuple[torch.nn.Mod
     logger.info(f"training the assistant {name} on the same split ({aconfig['epochs']} epochs at most)")
     _, valid = trainer.fit(train_data, valid_data, saved=True, show_progress=aconfig["show_progress"])
     test = trainer.evaluate(test_data, load_best_model=True, show_progress=aconfig["show_progress"])
-    record = {"model": name, "source": "trained", "config": _plain_settings(aconfig),
+    record = {"model": name, "source": "trained", "config": plain_settings(aconfig),
               "valid": {k: float(v) for k, v in dict(valid or {}).items()},
               "test": {k: float(v) for k, v in dict(test or {}).items()},
               "train_s": round(time.perf_counter() - start, 2), "file": os.path.abspath(trainer.saved_model_file),
@@ -128,7 +128,7 @@ def train_assistant(config, dataset, run_stem: str | None) -> tuple[torch.nn.Mod
     return _frozen(model), record
 
 
-def _plain_settings(aconfig) -> dict:
+def plain_settings(aconfig) -> dict:
     """The assistant's hyperparameters that rebuild it (its model YAML keys and the run's overrides), JSON-safe."""
     keep = dict(getattr(aconfig, "variable_config_dict", {}) or {})
     keep.pop("checkpoint_dir", None)
@@ -176,7 +176,7 @@ def load_assistant(config, dataset) -> tuple[torch.nn.Module, dict]:
         raise ConfigError(f"assistant_checkpoint {path} does not fit {name} with these settings "
                           f"({_shape_differences(state['state_dict'], model.state_dict())}); give the "
                           f"assistant_config it was trained with") from None
-    record = {"model": name, "source": "checkpoint", "file": path, "config": _plain_settings(aconfig),
+    record = {"model": name, "source": "checkpoint", "file": path, "config": plain_settings(aconfig),
               "items": item_identity(dataset)}
     return _frozen(model), record
 
